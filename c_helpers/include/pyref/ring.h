@@ -1,0 +1,183 @@
+/*
+ * pyref/ring.h — the pyref ring: record layout and the inline recording fast path.
+ *
+ * This header is the C side of docs/ring-format.md (format version 1). It does not include
+ * Python.h: the runtime (libpyref) is interpreter-agnostic, and the Python.h shim
+ * (c_helpers/shim/Python.h) builds its Py_INCREF/Py_DECREF wrappers on pyref_record().
+ *
+ * Workload: called on every reference-count transition made by a traced extension's own
+ * code, i.e. tens of millions of times a second. The fast path is inline, takes no lock,
+ * makes no syscall, allocates nothing, and writes no cache line shared with other threads
+ * except the global sequence counter (a relaxed load and store, see the format spec).
+ */
+#ifndef PYREF_RING_H
+#define PYREF_RING_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PYREF_MAGIC        0x474E524645525950ULL /* "PYREFRNG" little-endian */
+#define PYREF_SITE_MAGIC   0x54535950U           /* "PYST" */
+#define PYREF_FORMAT_VERSION 1
+#define PYREF_RECORD_SIZE  32
+#define PYREF_THREAD_TABLE_OFF 256
+#define PYREF_DEFAULT_RECORDS 65536
+#define PYREF_DEFAULT_THREADS 256
+
+/* Operations (record.op bits 0-5). Keep in step with docs/ring-format.md and decode.py. */
+enum pyref_op {
+    PYREF_OP_INCREF = 1,
+    PYREF_OP_DECREF = 2,
+    PYREF_OP_DEALLOC = 3, /* a DECREF taking the count 1 -> 0 */
+    PYREF_OP_NEW = 4,
+    PYREF_OP_BORROW = 5,
+    PYREF_OP_STEAL = 6,
+    PYREF_OP_FREE = 7,
+    PYREF_OP_AUX = 8,
+    PYREF_OP_FORK = 9
+};
+#define PYREF_OP_MASK     0x3f
+#define PYREF_OP_SHARED   0x40 /* 3.13t: the transition went to ob_ref_shared */
+#define PYREF_OP_IMMORTAL 0x80 /* the object was immortal: count unchanged */
+
+/* One call site. The shim creates one static const instance per macro use. */
+struct pyref_site {
+    uint32_t magic;   /* PYREF_SITE_MAGIC */
+    uint32_t line;    /* __LINE__ */
+    const char *file; /* __FILE__ */
+    const char *func; /* __func__ */
+    const char *api;  /* "Py_INCREF", "PyTuple_GetItem", ... or NULL */
+};
+
+/* One transition; 32 bytes. `commit` (seq | op | delta | tid) is written last. */
+struct pyref_record {
+    uint64_t obj;    /* object address */
+    uint64_t site;   /* const struct pyref_site *, 0 for runtime records */
+    int64_t refcnt;  /* count before the transition (op-specific for FREE, AUX, FORK) */
+    union {
+        uint64_t commit; /* 0 = empty or torn */
+        struct {
+            uint32_t seq;  /* low 32 bits of the global sequence number */
+            uint8_t op;    /* enum pyref_op | PYREF_OP_SHARED | PYREF_OP_IMMORTAL */
+            int8_t delta;  /* count after - count before */
+            uint16_t tid;  /* registration serial of the writing thread */
+        } c;
+    } u;
+};
+
+/* A thread's slot in the header's thread table; 64 bytes, one cache line. Written only by
+ * its own thread, except `state` (compare-and-swap at registration) and at fork. */
+struct pyref_thread {
+    struct pyref_record *ring; /* this thread's records, capacity entries */
+    uint64_t head;             /* records written = position of the next record */
+    uint64_t mask;             /* capacity - 1 */
+    uint64_t *seqp;            /* &header->seq */
+    uint64_t lost;             /* records dropped by the re-entry guard */
+    uint32_t busy;             /* 1 while writing a record */
+    uint32_t state;            /* PYREF_THREAD_FREE / _LIVE / _EXITED */
+    uint64_t os_tid;           /* gettid() */
+    uint16_t serial;           /* registration serial, copied into record.tid */
+    uint8_t reserved[6];
+};
+enum { PYREF_THREAD_FREE = 0, PYREF_THREAD_LIVE = 1, PYREF_THREAD_EXITED = 2 };
+
+/* The header: fixed part (256 bytes) followed by max_threads descriptors. */
+struct pyref_ring_header {
+    uint64_t magic;              /* PYREF_MAGIC, stored last at init */
+    uint32_t version;            /* PYREF_FORMAT_VERSION */
+    uint32_t header_size;        /* bytes: thread_table_off + max_threads * thread_desc_size */
+    uint32_t record_size;        /* PYREF_RECORD_SIZE */
+    uint32_t capacity;           /* records per thread ring, power of two */
+    uint8_t word_size;           /* sizeof(void *) */
+    uint8_t byte_order;          /* 1 little-endian, 2 big-endian */
+    uint16_t field_count;        /* entries in fields[]: 8 */
+    uint32_t pid;                /* owning process; rewritten in a fork child */
+    uint8_t fields[8][2];        /* (offset, size) of obj site refcnt seq op delta tid commit */
+    uint32_t thread_table_off;   /* PYREF_THREAD_TABLE_OFF */
+    uint32_t thread_desc_size;   /* sizeof(struct pyref_thread) */
+    uint32_t max_threads;        /* descriptors in the table */
+    uint32_t flags;              /* bit 0: recording disabled (PYREF=off) */
+    uint64_t threads_registered; /* registrations so far */
+    uint64_t lost_nothread;      /* records dropped: no slot or no ring memory */
+    uint64_t init_time_ns;       /* CLOCK_REALTIME at init */
+    uint64_t forks;              /* fork children that inherited this ring */
+    uint8_t reserved0[32];
+    uint64_t seq;                /* next global sequence number; own cache line */
+    uint8_t reserved1[120];
+    struct pyref_thread threads[]; /* max_threads entries */
+};
+#define PYREF_FLAG_DISABLED 1u
+
+/* The process's ring header, or NULL before init / if init failed. Set once. */
+extern struct pyref_ring_header *pyref_ring;
+
+/* The calling thread's descriptor, or NULL until its first record. initial-exec TLS: the
+ * fast path reads it with one %fs-relative load (the default model costs a call). */
+extern __thread struct pyref_thread *pyref_tls_thread
+    __attribute__((tls_model("initial-exec")));
+
+/*
+ * Out-of-line slow path of pyref_record(): registers the calling thread (claims a slot,
+ * maps its ring) and writes the record; if recording is disabled, no slot or memory can be
+ * had, or the thread is already inside pyref_record_slow(), the record is dropped and
+ * counted in header.lost_nothread (or not at all when disabled). Never fails otherwise;
+ * async-signal-safe (uses only atomics and mmap); never calls into Python.
+ */
+void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+                       unsigned op, int delta);
+
+/* Writes an AUX record carrying the seq of the calling thread's previous record.
+ * Same contract as pyref_record(). */
+void pyref_record_aux(const void *obj, uint64_t kind, int64_t value);
+
+#define PYREF__SIGNAL_FENCE() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+/*
+ * Appends one record to the calling thread's ring. Cannot fail: when the thread has no
+ * ring yet it takes the slow path; when a signal handler interrupts a record on the same
+ * thread, the handler's record is dropped and counted in thread.lost. Thread-safe (each
+ * thread writes only its own ring) and async-signal-safe. Does not touch *obj.
+ */
+static inline __attribute__((always_inline)) void
+pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
+             int delta)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t == 0, 0)) {
+        pyref_record_slow(obj, site, refcnt, op, delta);
+        return;
+    }
+    if (__builtin_expect(t->busy != 0, 0)) {
+        t->lost++;
+        return;
+    }
+    t->busy = 1;
+    PYREF__SIGNAL_FENCE();
+    uint64_t h = t->head;
+    struct pyref_record *r = t->ring + (h & t->mask);
+    uint64_t s = __atomic_load_n(t->seqp, __ATOMIC_RELAXED);
+    __atomic_store_n(t->seqp, s + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    r->obj = (uint64_t)(uintptr_t)obj;
+    r->site = (uint64_t)(uintptr_t)site;
+    r->refcnt = refcnt;
+    __atomic_store_n(&r->u.commit,
+                     (uint64_t)(uint32_t)s | (uint64_t)(op & 0xff) << 32 |
+                         (uint64_t)(uint8_t)(int8_t)delta << 40 | (uint64_t)t->serial << 48,
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&t->head, h + 1, __ATOMIC_RELEASE);
+    PYREF__SIGNAL_FENCE();
+    t->busy = 0;
+}
+
+/* Library version string, e.g. "0.1.0". */
+extern const char pyref_version[];
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PYREF_RING_H */

@@ -1,0 +1,242 @@
+/*
+ * ring.c — the pyref runtime: creates the process's ring header at load time, registers
+ * threads on their first record, and keeps the ring consistent across thread exit and
+ * fork(). The per-record fast path is inline in include/pyref/ring.h; this file holds only
+ * what runs once per process or once per thread.
+ *
+ * Layout and protocol: docs/ring-format.md. Nothing here calls into Python: the runtime is
+ * shared by extensions built against any interpreter version.
+ */
+#define _GNU_SOURCE
+#include "pyref/ring.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PYREF_MIN_RECORDS (1u << 8)
+#define PYREF_MAX_RECORDS (1u << 26)
+#define PYREF_MAX_THREADS_LIMIT 4096
+
+const char pyref_version[] = "0.1.0";
+
+/* Exported (and in .dynsym, so it survives strip): readers find the ring through it. */
+struct pyref_ring_header *pyref_ring;
+
+__thread struct pyref_thread *pyref_tls_thread __attribute__((tls_model("initial-exec")));
+
+/* Set while this thread is inside the slow path, so a signal handler's record cannot
+ * re-enter registration. */
+static __thread int pyref_tls_in_slow __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t pyref_exit_key;
+static pthread_once_t pyref_once = PTHREAD_ONCE_INIT;
+
+/* Static layout checks: the C structs are the spec's tables. */
+_Static_assert(sizeof(struct pyref_record) == PYREF_RECORD_SIZE, "record size");
+_Static_assert(offsetof(struct pyref_record, u.c.seq) == 24, "seq offset");
+_Static_assert(offsetof(struct pyref_record, u.c.op) == 28, "op offset");
+_Static_assert(offsetof(struct pyref_record, u.c.delta) == 29, "delta offset");
+_Static_assert(offsetof(struct pyref_record, u.c.tid) == 30, "tid offset");
+_Static_assert(sizeof(struct pyref_thread) == 64, "thread descriptor size");
+_Static_assert(offsetof(struct pyref_ring_header, seq) == 128, "seq on its own line");
+_Static_assert(offsetof(struct pyref_ring_header, threads) == PYREF_THREAD_TABLE_OFF,
+               "thread table offset");
+_Static_assert(sizeof(struct pyref_site) == 32, "site size");
+
+/* Parses an unsigned decimal environment variable. Returns `dflt` when unset; when set but
+ * not a number within [lo, hi] (and a power of two if `pow2`), prints one line on stderr
+ * and returns `dflt`. Called once, at load. */
+static unsigned long env_number(const char *name, unsigned long dflt, unsigned long lo,
+                                unsigned long hi, int pow2)
+{
+    const char *s = getenv(name);
+    if (s == NULL || *s == '\0')
+        return dflt;
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi || (pow2 && (v & (v - 1)) != 0)) {
+        fprintf(stderr, "pyref: ignoring %s=%s (want %s%lu..%lu); using %lu\n", name, s,
+                pow2 ? "a power of two in " : "", lo, hi, dflt);
+        return dflt;
+    }
+    return v;
+}
+
+static void *map_anonymous(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void thread_exited(void *arg)
+{
+    struct pyref_thread *t = (struct pyref_thread *)arg;
+    pyref_tls_thread = NULL;
+    __atomic_store_n(&t->state, PYREF_THREAD_EXITED, __ATOMIC_RELEASE);
+}
+
+static void fork_child(void)
+{
+    struct pyref_ring_header *h = pyref_ring;
+    if (h == NULL)
+        return;
+    uint32_t parent = h->pid;
+    h->pid = (uint32_t)getpid();
+    h->forks++;
+    struct pyref_thread *self = pyref_tls_thread;
+    for (uint32_t i = 0; i < h->max_threads; i++) {
+        struct pyref_thread *t = &h->threads[i];
+        if (t != self && t->state == PYREF_THREAD_LIVE)
+            t->state = PYREF_THREAD_EXITED;
+    }
+    if (self != NULL) {
+        self->os_tid = (uint64_t)syscall(SYS_gettid);
+        self->busy = 0; /* the child starts outside any record */
+        pyref_record(NULL, NULL, (int64_t)getpid(), PYREF_OP_FORK, 0);
+        /* obj carries the parent's pid: rewrite it in the record just committed */
+        self->ring[(self->head - 1) & self->mask].obj = parent;
+    }
+}
+
+/* Creates the header. Runs once (pthread_once from the constructor or the slow path). */
+static void ring_init(void)
+{
+    const char *mode = getenv("PYREF");
+    unsigned long cap = env_number("PYREF_RING_RECORDS", PYREF_DEFAULT_RECORDS,
+                                   PYREF_MIN_RECORDS, PYREF_MAX_RECORDS, 1);
+    unsigned long nthreads = env_number("PYREF_RING_THREADS", PYREF_DEFAULT_THREADS, 1,
+                                        PYREF_MAX_THREADS_LIMIT, 0);
+    size_t size = PYREF_THREAD_TABLE_OFF + nthreads * sizeof(struct pyref_thread);
+    struct pyref_ring_header *h = (struct pyref_ring_header *)map_anonymous(size);
+    if (h == NULL)
+        return; /* every record will be counted nowhere: there is no header to count in */
+
+    h->version = PYREF_FORMAT_VERSION;
+    h->header_size = (uint32_t)size;
+    h->record_size = PYREF_RECORD_SIZE;
+    h->capacity = (uint32_t)cap;
+    h->word_size = (uint8_t)sizeof(void *);
+    h->byte_order = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 1 : 2;
+    h->field_count = 8;
+    h->pid = (uint32_t)getpid();
+    static const uint8_t fields[8][2] = {{0, 8},  {8, 8},  {16, 8}, {24, 4},
+                                         {28, 1}, {29, 1}, {30, 2}, {24, 8}};
+    memcpy(h->fields, fields, sizeof fields);
+    h->thread_table_off = PYREF_THREAD_TABLE_OFF;
+    h->thread_desc_size = sizeof(struct pyref_thread);
+    h->max_threads = (uint32_t)nthreads;
+    if (mode != NULL && strcmp(mode, "off") == 0)
+        h->flags |= PYREF_FLAG_DISABLED;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    h->init_time_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+
+    pthread_key_create(&pyref_exit_key, thread_exited);
+    pthread_atfork(NULL, NULL, fork_child);
+
+    /* The magic goes last, after everything above is visible: a scan never matches a
+     * half-built header. Built from two halves so the constant is not one literal. */
+    uint64_t magic = ((uint64_t)0x474E5246u << 32) | 0x45525950u;
+    __atomic_store_n(&h->magic, magic, __ATOMIC_RELEASE);
+    __atomic_store_n(&pyref_ring, h, __ATOMIC_RELEASE);
+}
+
+__attribute__((constructor)) static void pyref_constructor(void)
+{
+    pthread_once(&pyref_once, ring_init);
+}
+
+/* Claims a descriptor for the calling thread: a free one, else the exited one with the
+ * fewest records (its history is the least to lose). Returns NULL if all are live or the
+ * ring memory cannot be mapped. */
+static struct pyref_thread *thread_register(struct pyref_ring_header *h)
+{
+    struct pyref_thread *t = NULL;
+    for (uint32_t i = 0; i < h->max_threads && t == NULL; i++) {
+        uint32_t expect = PYREF_THREAD_FREE;
+        if (__atomic_compare_exchange_n(&h->threads[i].state, &expect, PYREF_THREAD_LIVE, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            t = &h->threads[i];
+    }
+    for (uint32_t i = 0; i < h->max_threads && t == NULL; i++) {
+        uint32_t expect = PYREF_THREAD_EXITED;
+        if (__atomic_compare_exchange_n(&h->threads[i].state, &expect, PYREF_THREAD_LIVE, 0,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            t = &h->threads[i];
+    }
+    if (t == NULL)
+        return NULL;
+    if (t->ring == NULL) {
+        t->ring = (struct pyref_record *)map_anonymous((size_t)h->capacity *
+                                                       sizeof(struct pyref_record));
+        if (t->ring == NULL) {
+            __atomic_store_n(&t->state, PYREF_THREAD_FREE, __ATOMIC_RELEASE);
+            return NULL;
+        }
+        t->mask = h->capacity - 1;
+        t->seqp = &h->seq;
+    }
+    t->os_tid = (uint64_t)syscall(SYS_gettid);
+    t->lost = 0;
+    t->busy = 0;
+    t->serial = (uint16_t)(__atomic_add_fetch(&h->threads_registered, 1, __ATOMIC_RELAXED));
+    pthread_setspecific(pyref_exit_key, t);
+    return t;
+}
+
+void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+                       unsigned op, int delta)
+{
+    pthread_once(&pyref_once, ring_init);
+    struct pyref_ring_header *h = __atomic_load_n(&pyref_ring, __ATOMIC_ACQUIRE);
+    if (h == NULL || (h->flags & PYREF_FLAG_DISABLED))
+        return;
+    if (pyref_tls_in_slow) {
+        __atomic_add_fetch(&h->lost_nothread, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    pyref_tls_in_slow = 1;
+    PYREF__SIGNAL_FENCE();
+    if (pyref_tls_thread == NULL)
+        pyref_tls_thread = thread_register(h);
+    PYREF__SIGNAL_FENCE();
+    pyref_tls_in_slow = 0;
+    if (pyref_tls_thread == NULL) {
+        __atomic_add_fetch(&h->lost_nothread, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    pyref_record(obj, site, refcnt, op, delta);
+}
+
+void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (t == NULL || t->busy || t->head == 0)
+        return;
+    t->busy = 1;
+    PYREF__SIGNAL_FENCE();
+    uint64_t h = t->head;
+    uint32_t prev_seq = t->ring[(h - 1) & t->mask].u.c.seq;
+    struct pyref_record *r = t->ring + (h & t->mask);
+    __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    r->obj = (uint64_t)(uintptr_t)obj;
+    r->site = kind;
+    r->refcnt = value;
+    __atomic_store_n(&r->u.commit,
+                     (uint64_t)prev_seq | (uint64_t)PYREF_OP_AUX << 32 |
+                         (uint64_t)t->serial << 48,
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&t->head, h + 1, __ATOMIC_RELEASE);
+    PYREF__SIGNAL_FENCE();
+    t->busy = 0;
+}

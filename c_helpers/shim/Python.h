@@ -1,0 +1,163 @@
+/*
+ * pyref Python.h shim — records every reference-count transition an extension makes.
+ *
+ * USE
+ *   Build the extension unchanged with the flags of `pyref-config`:
+ *       gcc $(pyref-config --python python3 --cflags) -shared -fPIC ext.c \
+ *           $(pyref-config --libs) -o ext.so
+ *   `--cflags` puts this directory first on the include path, so the extension's
+ *   `#include <Python.h>` lands here; this file includes the real Python.h
+ *   (#include_next) and then redefines
+ *       Py_INCREF Py_DECREF Py_XINCREF Py_XDECREF Py_NewRef Py_XNewRef
+ *   as recording versions. Py_CLEAR, Py_SETREF, Py_XSETREF and Py_RETURN_NONE & co. are the
+ *   interpreter's own macros, which expand to the redefined ones at the call site, so they
+ *   record with the caller's line too.
+ *
+ * SEMANTICS
+ *   Each wrapper calls the interpreter's own inline function (captured below, before the
+ *   macro is redefined), so the effect on the object is exactly the interpreter's on 3.10,
+ *   3.11, 3.12 (immortal objects) and 3.13 (also free-threaded). It reads Py_REFCNT()
+ *   before, writes a 32-byte record (docs/ring-format.md), then performs the operation.
+ *   A DECREF is recorded *before* it runs, because it may free the object.
+ *
+ * Py_LIMITED_API
+ *   Works: the wrappers call what the limited API gives (on 3.12+ limited, Py_INCREF is
+ *   the exported Py_IncRef-style function), so the extension still uses only stable-ABI
+ *   symbols of Python; it gains a dependency on libpyref. Immortality is then inferred
+ *   from the count, as _Py_IsImmortal is not in the limited API.
+ *
+ * CONFIGURATION
+ *   PYREF_SHIM_OFF defined before inclusion: the shim is the real Python.h, nothing else.
+ *   C and C++ (GNU statement expressions: gcc, clang, g++, clang++).
+ */
+#include_next <Python.h>
+
+#if !defined(PYREF_SHIM_OFF) && !defined(PYREF_SHIM_ACTIVE)
+#define PYREF_SHIM_ACTIVE 1
+
+#include <pyref/ring.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+#error "pyref supports CPython 3.10 and later"
+#endif
+#if !defined(__GNUC__)
+#error "the pyref shim needs GNU C statement expressions (gcc or clang)"
+#endif
+
+/* One static site record per use of a macro: no strings in the ring. */
+#define PYREF__SITE(API)                                                                   \
+    __extension__({                                                                        \
+        static const struct pyref_site pyref__site_ = {PYREF_SITE_MAGIC, __LINE__,         \
+                                                       __FILE__, __func__, API};           \
+        &pyref__site_;                                                                     \
+    })
+
+/* The interpreter's own operations, captured while Py_INCREF/Py_DECREF still mean them. */
+static inline __attribute__((always_inline)) void pyref__real_incref(PyObject *op)
+{
+    Py_INCREF(op);
+}
+
+#if !defined(Py_LIMITED_API) || PY_VERSION_HEX >= 0x030C0000
+static inline __attribute__((always_inline)) int pyref__is_immortal(PyObject *op)
+{
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_LIMITED_API)
+    return _Py_IsImmortal(op);
+#elif PY_VERSION_HEX >= 0x030C0000
+    return (int32_t)Py_REFCNT(op) < 0; /* what _Py_IsImmortal tests on 64-bit GIL builds */
+#else
+    (void)op;
+    return 0;
+#endif
+}
+#else
+#define pyref__is_immortal(op) 0
+#endif
+
+/* 3.13t: did this thread's operation go to ob_ref_shared (not the owner)? */
+#if defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API)
+#define pyref__shared_flag(op) (_Py_IsOwnedByCurrentThread(op) ? 0u : (unsigned)PYREF_OP_SHARED)
+#else
+#define pyref__shared_flag(op) 0u
+#endif
+
+#undef Py_DECREF
+#if defined(Py_REF_DEBUG) && !defined(Py_LIMITED_API) && PY_VERSION_HEX >= 0x030B0000
+/* Debug interpreters take the caller's file and line, used by the negative-refcount fatal
+ * error: give them the user's site, not this header's. */
+#define pyref__real_decref(op, site) Py_DECREF((site)->file, (int)(site)->line, op)
+#elif defined(Py_REF_DEBUG) && !defined(Py_LIMITED_API)
+#define pyref__real_decref(op, site) _Py_DECREF((site)->file, (int)(site)->line, op)
+#elif PY_VERSION_HEX >= 0x030B0000
+#define pyref__real_decref(op, site) Py_DECREF(op)
+#else
+#define pyref__real_decref(op, site) _Py_DECREF(op)
+#endif
+
+/* Records then performs Py_INCREF(op). op must be non-NULL, as for Py_INCREF. */
+static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
+                                                             const struct pyref_site *site)
+{
+    Py_ssize_t before = Py_REFCNT(op);
+    pyref__real_incref(op);
+    int immortal = pyref__is_immortal(op);
+    pyref_record(op, site, before,
+                 PYREF_OP_INCREF | pyref__shared_flag(op) | (immortal ? PYREF_OP_IMMORTAL : 0),
+                 immortal ? 0 : 1);
+}
+
+/* Records then performs Py_DECREF(op). The record is written first: the DECREF may free
+ * the object (op DEALLOC when the count goes 1 -> 0). */
+static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
+                                                             const struct pyref_site *site)
+{
+    Py_ssize_t before = Py_REFCNT(op);
+    int immortal = pyref__is_immortal(op);
+    unsigned kind = immortal ? PYREF_OP_DECREF | PYREF_OP_IMMORTAL
+                    : before == 1 ? PYREF_OP_DEALLOC
+                                  : PYREF_OP_DECREF;
+    pyref_record(op, site, before, kind | pyref__shared_flag(op), immortal ? 0 : -1);
+    pyref__real_decref(op, site);
+}
+
+static inline __attribute__((always_inline)) void pyref_xincref(PyObject *op,
+                                                              const struct pyref_site *site)
+{
+    if (op != NULL)
+        pyref_incref(op, site);
+}
+
+static inline __attribute__((always_inline)) void pyref_xdecref(PyObject *op,
+                                                              const struct pyref_site *site)
+{
+    if (op != NULL)
+        pyref_decref(op, site);
+}
+
+static inline __attribute__((always_inline)) PyObject *
+pyref_newref(PyObject *op, const struct pyref_site *site)
+{
+    pyref_incref(op, site);
+    return op;
+}
+
+static inline __attribute__((always_inline)) PyObject *
+pyref_xnewref(PyObject *op, const struct pyref_site *site)
+{
+    pyref_xincref(op, site);
+    return op;
+}
+
+#undef Py_INCREF
+#undef Py_XINCREF
+#undef Py_XDECREF
+#undef Py_NewRef
+#undef Py_XNewRef
+#define Py_INCREF(op) pyref_incref(_PyObject_CAST(op), PYREF__SITE("Py_INCREF"))
+#define Py_DECREF(op) pyref_decref(_PyObject_CAST(op), PYREF__SITE("Py_DECREF"))
+#define Py_XINCREF(op) pyref_xincref(_PyObject_CAST(op), PYREF__SITE("Py_XINCREF"))
+#define Py_XDECREF(op) pyref_xdecref(_PyObject_CAST(op), PYREF__SITE("Py_XDECREF"))
+#define Py_NewRef(op) pyref_newref(_PyObject_CAST(op), PYREF__SITE("Py_NewRef"))
+#define Py_XNewRef(op) pyref_xnewref(_PyObject_CAST(op), PYREF__SITE("Py_XNewRef"))
+
+#endif /* !PYREF_SHIM_OFF && !PYREF_SHIM_ACTIVE */

@@ -1,0 +1,174 @@
+"""Shared helpers for pyref's tests: interpreters, traced builds, real cores, gdb batch.
+
+Everything here drives real parts: gcc with `bin/pyref-config` flags, real interpreters,
+kernel core dumps (`ulimit -c unlimited` + a real crash) or gdb's gcore, `gdb -batch -nx`.
+"""
+import glob
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+PYREF_CONFIG = os.path.join(ROOT, "bin", "pyref-config")
+GDBEXT = os.path.join(ROOT, "gdbext")
+LOADER = os.path.join(GDBEXT, "pyref-gdb.py")
+sys.path.insert(0, GDBEXT)
+
+
+# ---------------------------------------------------------------------------------------
+# Interpreters
+# ---------------------------------------------------------------------------------------
+def _pyenv(minor):
+    hits = sorted(glob.glob(os.path.expanduser(
+        "~/.pyenv/versions/3.%d.*/bin/python3.%d" % (minor, minor))))
+    hits = [h for h in hits if re.search(r"/3\.%d\.\d+/" % minor, h)]
+    return hits[-1] if hits else None
+
+
+def interpreters():
+    """pytest params, one per supported interpreter; a missing pyenv one is skipped with a
+    reason, python3.11d is required (make deps installs it)."""
+    params = [pytest.param("/usr/bin/python3.11d", id="3.11d")]
+    for minor in (10, 11, 12, 13):
+        exe = _pyenv(minor)
+        marks = () if exe else pytest.mark.skip(
+            reason="pyenv interpreter 3.%d not installed under ~/.pyenv/versions" % minor)
+        params.append(pytest.param(exe or "missing-3.%d" % minor, id="3.%d" % minor,
+                                   marks=marks))
+    return params
+
+
+def py_version(python):
+    out = subprocess.check_output(
+        [python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1], "
+         "int(hasattr(sys, 'gettotalrefcount')))"], text=True).split()
+    return int(out[0]), int(out[1]), bool(int(out[2]))
+
+
+# ---------------------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------------------
+def ensure_runtime():
+    if not os.path.exists(os.path.join(BUILD, "libpyref.so")):
+        subprocess.check_call(["make", "-s", "-C", ROOT, "all"])
+
+
+def pyref_flags(python, what):
+    return subprocess.check_output([PYREF_CONFIG, "--python", python, what],
+                                   text=True).split()
+
+
+def build_ext(src, python, outdir, modname=None, traced=True, cc="gcc", extra_cflags=(),
+              static=False):
+    """Compile one C (or C++) source into an extension module for `python`, through the
+    pyref shim when `traced`. Returns the module's path. The module name is the source's
+    basename unless given."""
+    ensure_runtime()
+    modname = modname or os.path.splitext(os.path.basename(src))[0]
+    suffix = subprocess.check_output(
+        [python, "-c", "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
+        text=True).strip()
+    out = os.path.join(outdir, modname + suffix)
+    inc = subprocess.check_output(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
+        text=True).strip()
+    cmd = [cc, "-g", "-O1", "-fPIC", "-shared", "-Wall"]
+    if traced:
+        cmd += pyref_flags(python, "--cflags")
+    else:
+        cmd += ["-I" + inc]
+    cmd += list(extra_cflags) + [src, "-o", out]
+    if traced:
+        cmd += pyref_flags(python, "--static-libs" if static else "--libs")
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Running to a core
+# ---------------------------------------------------------------------------------------
+def _core_limit():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def kernel_cores_here():
+    """True when the kernel writes core files into the crashing process's cwd."""
+    try:
+        with open("/proc/sys/kernel/core_pattern") as f:
+            pat = f.read().strip()
+    except OSError:
+        return False
+    return not pat.startswith("|") and "/" not in pat
+
+
+def _find_core(cwd, pid):
+    for name in ("core.%d" % pid, "core"):
+        p = os.path.join(cwd, name)
+        if os.path.exists(p):
+            return p
+    hits = glob.glob(os.path.join(cwd, "core*"))
+    return hits[0] if hits else None
+
+
+def run_to_core(python, args, cwd, env=None, timeout=120):
+    """Runs `python args...` in `cwd` until it dies of a signal and returns
+    (core_path, CompletedProcess). Uses the kernel's core dump when core_pattern writes
+    to the cwd, else runs the program under gdb and takes gcore at the fatal signal."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    if kernel_cores_here():
+        p = subprocess.run([python] + list(args), cwd=cwd, env=full_env, capture_output=True,
+                           text=True, preexec_fn=_core_limit, timeout=timeout)
+        assert p.returncode < 0, "expected a crash, got exit %d\n%s" % (p.returncode, p.stderr)
+        core = None
+        for _ in range(50):  # the kernel may still be writing
+            core = _find_core(cwd, 0)
+            if core:
+                break
+            import time
+            time.sleep(0.1)
+        assert core, "no core file in %s (core_pattern?)" % cwd
+        return core, p
+    core = os.path.join(cwd, "core.gcore")
+    cmd = ["gdb", "-batch", "-nx", "-ex", "set pagination off",
+           "-ex", "handle SIGABRT stop nopass", "-ex", "handle SIGSEGV stop nopass",
+           "-ex", "run", "-ex", "generate-core-file " + core, "--args", python] + list(args)
+    p = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                       timeout=timeout)
+    assert os.path.exists(core), p.stdout + p.stderr
+    return core, p
+
+
+# ---------------------------------------------------------------------------------------
+# gdb
+# ---------------------------------------------------------------------------------------
+def gdb_batch(commands, args=(), load_pyref=True, timeout=300, cwd=None):
+    """Runs `gdb -batch -nx` with pyref loaded and may-call-functions off, then each
+    command. Returns combined stdout+stderr."""
+    cmd = ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
+           "-ex", "set may-call-functions off", "-ex", "set debuginfod enabled off"]
+    if load_pyref:
+        cmd += ["-x", LOADER]
+    for c in commands:
+        cmd += ["-ex", c]
+    cmd += list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return p.stdout + p.stderr
+
+
+def marker_lines(src):
+    """{marker: line} for `/* @marker */` comments in a source file: tests name lines by
+    marker, never by number."""
+    lines = {}
+    with open(src) as f:
+        for n, text in enumerate(f, 1):
+            for m in re.findall(r"/\*\s*@([\w-]+)\s*\*/", text):
+                lines[m] = n
+    return lines
