@@ -172,3 +172,26 @@ def marker_lines(src):
             for m in re.findall(r"/\*\s*@([\w-]+)\s*\*/", text):
                 lines[m] = n
     return lines
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a core without gdb
+# ---------------------------------------------------------------------------------------
+def ring_from_core(core_path):
+    """(ring, site) for a core: the ring decoded by gdbext's gdb-free decoder through the
+    ELF core reader, and site(record) -> (basename, line, func, api) or None."""
+    from pyref import corefile, decode
+    core = corefile.Core(core_path)
+    sym = core.symbol("pyref_ring")
+    assert sym, "no pyref_ring symbol in the core's mapped files"
+    addr = int.from_bytes(core.read(sym, 8), "little")
+    ring = decode.decode_ring(core.read, addr)
+    cache = {}
+
+    def site(rec):
+        if rec.site not in cache:
+            s = decode.read_site(core.read, rec.site) if rec.site else None
+            cache[rec.site] = None if s is None else (
+                os.path.basename(s.file), s.line, s.func, s.api)
+        return cache[rec.site]
+    return ring, site
