@@ -1,0 +1,261 @@
+"""From an object's recorded transitions to a verdict: which line of C released a reference
+it did not own, or used a pointer after its owner let it go. No gdb here: the input is a
+list of Event (one per ring record, sites already resolved) and what is known of the object
+now; the output is a Verdict. `pyref why` and `pyref-postmortem` print it.
+
+The rules are CPython's reference-ownership rules, applied per C function:
+
+- A function *owns* a reference when it got it from a call returning a new reference (NEW)
+  or made it with Py_INCREF/Py_NewRef (INCREF). It *borrows* when a call returned a
+  borrowed reference (BORROW). It *gives a reference away* when a call steals it (STEAL).
+- Releasing (DECREF, DEALLOC) or giving away (STEAL) is wrong when the function owns no
+  reference at that moment *and* its own last event on the object says why: the reference
+  was borrowed (BORROW), already stolen (STEAL) or already released (DECREF). Without such
+  evidence — the function may have been handed ownership by code pyref did not see — there
+  is no culprit, and the verdict says what is missing. Singletons (None, True, False) are
+  the one exception: their pointers come from globals, never from a call, so a release
+  with no acquisition in the same function is itself the evidence.
+- Use after free: a recorded operation on the address after the lifetime ended (DEALLOC,
+  or FREE seen by the allocator hook) is a use of a dangling pointer; its origin is the
+  function's last acquisition of the object before the free (typically a BORROW).
+
+Version awareness: on 3.12+ immortal objects are never freed, so an unmatched release of
+an immortal object is "harmless here, a crash on 3.11 and earlier"; on 3.11 and earlier
+the same release is a real bug that 3.12+ would hide.
+"""
+from dataclasses import dataclass, field
+
+ACQUIRE = ("NEW", "INCREF")
+RELEASE = ("DECREF", "DEALLOC")
+ENDS_LIFE = ("DEALLOC", "FREE")
+
+# What each kind of event means, in the words of the C-API rules (issue 10 reuses them).
+RULES = {
+    "NEW": "a new reference: the caller owns it and must release it",
+    "INCREF": "a new reference made with Py_INCREF: the caller owns it",
+    "BORROW": "a borrowed reference: do not DECREF it; INCREF it to keep it past a call "
+              "that may run Python code",
+    "STEAL": "the reference is given to the callee: do not DECREF it afterwards",
+    "DECREF": "releases one owned reference",
+    "DEALLOC": "releases the last reference: the object is freed here",
+    "FREE": "the interpreter freed the object's memory",
+}
+
+
+@dataclass
+class Event:
+    """One recorded transition with its site resolved."""
+    seq: int
+    op: str                      # INCREF DECREF DEALLOC NEW BORROW STEAL FREE ...
+    before: int
+    after: int
+    file: str = None             # None: written by the runtime (inside CPython)
+    line: int = None
+    func: str = None
+    api: str = None              # the C-API call or macro at the site
+    container: int = None        # BORROW/STEAL: the container's address
+    thread: str = None
+    immortal: bool = False
+
+    def where(self):
+        if self.file is None:
+            return "inside CPython"
+        return "%s:%d (%s)" % (self.file.rsplit("/", 1)[-1], self.line, self.func)
+
+    def how(self):
+        """'borrowed from PyTuple_GetItem at ext.c:40' and the like."""
+        what = {"BORROW": "borrowed from", "STEAL": "stolen by", "NEW": "new reference from",
+                "INCREF": "reference taken with", "DECREF": "released with",
+                "DEALLOC": "last reference released with"}.get(self.op, self.op.lower())
+        return "%s %s at %s" % (what, self.api or self.op, self.where())
+
+
+@dataclass
+class Verdict:
+    kind: str                    # premature-free double-release use-after-free leak
+                                 # not-a-refcount-bug unknown
+    summary: str                 # one sentence
+    culprit: Event = None
+    origin: Event = None
+    freed_at: Event = None
+    why: str = ""                # the rule that was broken
+    missing: list = field(default_factory=list)   # evidence we do not have
+    ledger: list = field(default_factory=list)    # [(Event, note)]
+    version_note: str = ""
+
+
+def _owner_key(e):
+    return (e.func, e.file)
+
+
+def ledger(events):
+    """[(Event, note)]: each event with what it did to its function's account."""
+    owned = {}
+    out = []
+    for e in events:
+        k = _owner_key(e)
+        if e.op in ACQUIRE:
+            owned[k] = owned.get(k, 0) + 1
+            note = "%s owns %d" % (e.func, owned[k])
+        elif e.op in RELEASE or e.op == "STEAL":
+            owned[k] = owned.get(k, 0) - 1
+            note = "%s owns %d" % (e.func, owned[k]) if e.file else ""
+        elif e.op == "BORROW":
+            note = "%s borrows" % e.func
+        else:
+            note = ""
+        if e.op in RULES:
+            note = (note + "; " if note else "") + RULES[e.op]
+        out.append((e, note))
+    return out
+
+
+def _split_lifetimes(events):
+    lives, cur = [], []
+    for e in events:
+        cur.append(e)
+        if e.op in ENDS_LIFE:
+            lives.append(cur)
+            cur = []
+    if cur:
+        lives.append(cur)
+    return lives
+
+
+def _unowned_release(life, singleton):
+    """First release/steal in `life` by a function that owned nothing then, with the
+    evidence: (culprit, origin, kind, why) or None."""
+    owned, last = {}, {}
+    for e in life:
+        if e.file is None:                    # the runtime's own records (FREE ...)
+            continue
+        k = _owner_key(e)
+        if e.op in ACQUIRE:
+            owned[k] = owned.get(k, 0) + 1
+        elif e.op in RELEASE or e.op == "STEAL":
+            if owned.get(k, 0) <= 0:
+                prev = last.get(k)
+                verb = "gave away" if e.op == "STEAL" else "released"
+                if prev is not None and prev.op == "BORROW":
+                    return (e, prev, "premature-free",
+                            "%s a borrowed reference (%s): a borrowed reference is not "
+                            "yours to release" % (verb, prev.how()))
+                if prev is not None and prev.op == "STEAL":
+                    return (e, prev, "double-release",
+                            "%s a reference that was already stolen (%s): after a call "
+                            "steals a reference the caller no longer owns it" %
+                            (verb, prev.how()))
+                if prev is not None and prev.op in RELEASE:
+                    return (e, prev, "double-release",
+                            "%s a reference twice: it was already released (%s)" %
+                            (verb, prev.how()))
+                if prev is None and singleton:
+                    return (e, None, "double-release",
+                            "%s a reference to a singleton it never acquired: %s "
+                            "comes from a global, so using it borrows it" %
+                            (verb, singleton))
+            else:
+                owned[k] -= 1
+        last[k] = e
+    return None
+
+
+def analyze(events, state="live", singleton=None, target_minor=None):
+    """Verdict for one object's events (oldest first).
+
+    state: 'live', 'freed' or 'not an object' (what the object's memory says now).
+    singleton: None, or its name ('None', 'True', 'False') when the object is one.
+    target_minor: the interpreter's minor version (10..13), for version-aware wording.
+    """
+    v = Verdict(kind="unknown", summary="", ledger=ledger(events))
+    if not events:
+        v.missing.append("no transition of this object is in the ring (untraced code, or "
+                         "the ring wrapped past it)")
+        v.summary = "no recorded history"
+        return v
+    lives = _split_lifetimes(events)
+    immortal = any(e.immortal for e in events)
+
+    # 1. A release without ownership, in the last lifetime that ended, else the current one.
+    for life in reversed(lives):
+        found = _unowned_release(life, singleton)
+        if found:
+            culprit, origin, kind, why = found
+            v.kind, v.culprit, v.origin, v.why = kind, culprit, origin, why
+            end = next((e for e in life if e.op in ENDS_LIFE), None)
+            v.freed_at = end
+            v.summary = "%s at %s %s" % (culprit.op, culprit.where(), why)
+            break
+
+    # 2. Use after free: a traced operation on the address after a lifetime ended, where
+    #    the using function's last event before the free was an acquisition or a borrow.
+    if v.culprit is None and len(lives) > 1:
+        for i, life in enumerate(lives[:-1]):
+            end = life[-1]
+            later = [e for e in lives[i + 1] if e.file is not None]
+            if not later:
+                continue
+            use = later[0]
+            if use.op in ("NEW",):   # a fresh object at a reused address: a new lifetime
+                continue
+            before = [e for e in life if _owner_key(e) == _owner_key(use) and
+                      e.op in ("BORROW", "NEW", "INCREF")]
+            origin = before[-1] if before else None
+            v.kind, v.culprit, v.origin, v.freed_at = "use-after-free", use, origin, end
+            v.why = ("used a pointer after the object was freed (%s)%s" %
+                     (end.where() if end.file else "inside CPython",
+                      "; it was " + origin.how() if origin else ""))
+            v.summary = "%s at %s %s" % (use.op, use.where(), v.why)
+            break
+
+    if v.culprit is None:
+        ends = [e for e in events if e.op in ENDS_LIFE]
+        if state == "freed" or ends:
+            v.freed_at = ends[-1] if ends else None
+            v.summary = ("the object was freed %s, but every recorded release was owned" %
+                         (v.freed_at.where() if v.freed_at else "(no record of where)"))
+            v.missing.append("the reference that was wrongly released was not released by "
+                             "traced code, or its acquisition was not recorded (an unwrapped "
+                             "C-API call, untraced code, or the ring wrapped)")
+        else:
+            v.kind = "not-a-refcount-bug" if state == "live" else "unknown"
+            v.summary = "every recorded release was owned; the object is %s" % state
+
+    if immortal or singleton:
+        if target_minor is not None and target_minor >= 12 and v.culprit is not None:
+            v.version_note = ("harmless here: the object is immortal on 3.%d, so its count "
+                              "never reaches zero; on 3.11 and earlier the same code "
+                              "crashes" % target_minor)
+        elif target_minor is not None and target_minor <= 11 and v.culprit is not None:
+            v.version_note = ("a real bug on 3.%d; 3.12+ makes %s immortal and would hide "
+                              "it" % (target_minor, singleton or "this object"))
+    return v
+
+
+def leaks(events_by_obj, alive):
+    """Unreleased acquisitions grouped by acquiring site: {(file, line, func, api, type):
+    count}. `alive(obj)` tells whether the object is still alive (dead objects leaked
+    nothing). References handed to a container by STEAL are not leaks."""
+    out = {}
+    for obj, events in events_by_obj.items():
+        if not alive(obj):
+            continue
+        life = _split_lifetimes(events)[-1]
+        stack = []
+        for e in life:
+            if e.file is None:
+                continue
+            if e.op in ACQUIRE:
+                stack.append(e)
+            elif (e.op in RELEASE or e.op == "STEAL") and stack:
+                # release the most recent acquisition of the same function, else any
+                for i in range(len(stack) - 1, -1, -1):
+                    if _owner_key(stack[i]) == _owner_key(e):
+                        del stack[i]
+                        break
+                else:
+                    stack.pop()
+        for e in stack:
+            key = (e.file, e.line, e.func, e.api)
+            out.setdefault(key, []).append(obj)
+    return out
