@@ -11,7 +11,7 @@ RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/inc
 DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-pytest \
         python3-setuptools procps
 
-.PHONY: all deps check test ctest pytest bench clean
+.PHONY: all deps check test ctest pytest bench clean demo
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 
 $(BUILD):
@@ -57,6 +57,10 @@ check: deps
 
 bench: all
 	$(PY) bench/run.py
+
+# Crash each demo scenario and print pyref's post-mortem report (PYTHON=... to choose).
+demo: all
+	@demo/run.sh $(or $(PYTHON),python3.11d)
 
 clean:
 	rm -rf $(BUILD)

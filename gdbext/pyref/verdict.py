@@ -160,12 +160,14 @@ def _unowned_release(life, singleton):
     return None
 
 
-def analyze(events, state="live", singleton=None, target_minor=None):
+def analyze(events, state="live", singleton=None, target_minor=None, use_site=None):
     """Verdict for one object's events (oldest first).
 
     state: 'live', 'freed' or 'not an object' (what the object's memory says now).
     singleton: None, or its name ('None', 'True', 'False') when the object is one.
     target_minor: the interpreter's minor version (10..13), for version-aware wording.
+    use_site: an Event (op 'USE') for where traced code was when the process crashed; it
+        is the use of a dangling pointer when the object's last lifetime ended before it.
     """
     v = Verdict(kind="unknown", summary="", ledger=ledger(events))
     if not events:
@@ -207,6 +209,22 @@ def analyze(events, state="live", singleton=None, target_minor=None):
                       "; it was " + origin.how() if origin else ""))
             v.summary = "%s at %s %s" % (use.op, use.where(), v.why)
             break
+
+    # 3. Use after free at the crash: the object's last lifetime ended (or its memory is
+    #    freed) and traced code was using it when the process died.
+    ended = lives[-1][-1].op in ENDS_LIFE
+    if v.culprit is None and use_site is not None and (ended or state == "freed"):
+        life = lives[-1] if ended else lives[-2] if len(lives) > 1 else lives[-1]
+        end = life[-1] if life[-1].op in ENDS_LIFE else None
+        mine = [e for e in life if e.op in ("BORROW", "NEW", "INCREF") and
+                _owner_key(e) == _owner_key(use_site)]
+        anyb = [e for e in life if e.op == "BORROW"]
+        origin = (mine or anyb or [None])[-1]
+        v.kind, v.culprit, v.origin, v.freed_at = "use-after-free", use_site, origin, end
+        v.why = ("used the object after it was freed (%s)%s" %
+                 (end.where() if end else "where is not recorded",
+                  "; the pointer was " + origin.how() if origin else ""))
+        v.summary = "%s %s" % (use_site.where(), v.why)
 
     if v.culprit is None:
         ends = [e for e in events if e.op in ENDS_LIFE]
