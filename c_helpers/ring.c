@@ -101,9 +101,9 @@ static void fork_child(void)
     if (self != NULL) {
         self->os_tid = (uint64_t)syscall(SYS_gettid);
         self->busy = 0; /* the child starts outside any record */
-        pyref_record(NULL, NULL, (int64_t)getpid(), PYREF_OP_FORK, 0);
-        /* obj carries the parent's pid: rewrite it in the record just committed */
-        self->ring[(self->head - 1) & self->mask].obj = parent;
+        /* obj carries the parent's pid, written before the commit like any field */
+        pyref_record((const void *)(uintptr_t)parent, NULL, (int64_t)getpid(), PYREF_OP_FORK,
+                     0);
     }
 }
 
@@ -167,11 +167,20 @@ static struct pyref_thread *thread_register(struct pyref_ring_header *h)
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
             t = &h->threads[i];
     }
-    for (uint32_t i = 0; i < h->max_threads && t == NULL; i++) {
+    while (t == NULL) { /* rescan when another thread claims our pick first */
+        struct pyref_thread *pick = NULL;
+        for (uint32_t i = 0; i < h->max_threads; i++) {
+            struct pyref_thread *e = &h->threads[i];
+            if (__atomic_load_n(&e->state, __ATOMIC_ACQUIRE) == PYREF_THREAD_EXITED &&
+                (pick == NULL || e->head < pick->head))
+                pick = e;
+        }
+        if (pick == NULL)
+            break;
         uint32_t expect = PYREF_THREAD_EXITED;
-        if (__atomic_compare_exchange_n(&h->threads[i].state, &expect, PYREF_THREAD_LIVE, 0,
+        if (__atomic_compare_exchange_n(&pick->state, &expect, PYREF_THREAD_LIVE, 0,
                                         __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-            t = &h->threads[i];
+            t = pick;
     }
     if (t == NULL)
         return NULL;
@@ -186,8 +195,7 @@ static struct pyref_thread *thread_register(struct pyref_ring_header *h)
         t->seqp = &h->seq;
     }
     t->os_tid = (uint64_t)syscall(SYS_gettid);
-    t->lost = 0;
-    t->busy = 0;
+    t->busy = 0; /* lost is kept, like head: readers sum it over descriptors */
     t->serial = (uint16_t)(__atomic_add_fetch(&h->threads_registered, 1, __ATOMIC_RELAXED));
     pthread_setspecific(pyref_exit_key, t);
     return t;
@@ -220,8 +228,12 @@ void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t r
 void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)
 {
     struct pyref_thread *t = pyref_tls_thread;
-    if (t == NULL || t->busy || t->head == 0)
+    if (t == NULL || t->head == 0)
+        return; /* no previous record on this thread: nothing to attach to */
+    if (t->busy) {
+        t->lost++; /* the re-entry guard, as in pyref_record() */
         return;
+    }
     t->busy = 1;
     PYREF__SIGNAL_FENCE();
     uint64_t h = t->head;

@@ -104,7 +104,10 @@ struct pyref_ring_header {
     uint64_t lost_nothread;      /* records dropped: no slot or no ring memory */
     uint64_t init_time_ns;       /* CLOCK_REALTIME at init */
     uint64_t forks;              /* fork children that inherited this ring */
-    uint8_t reserved0[32];
+    /* pyref_hooks (issue 4): */
+    uint32_t hooks;              /* PYREF_HOOK_* bits (pyref/hooks.h): FREE capture, PYCTX */
+    uint32_t py_version;         /* PY_VERSION_HEX of the extension that installed hooks */
+    uint8_t reserved0[24];
     uint64_t seq;                /* next global sequence number; own cache line */
     uint8_t reserved1[120];
     struct pyref_thread threads[]; /* max_threads entries */
