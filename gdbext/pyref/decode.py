@@ -1,0 +1,920 @@
+"""Decoder of pyref ring sets (format version 1, docs/ring-format.md): bytes in, header and
+records out.
+
+Nothing here knows about GDB. Every function that touches the target takes a
+`read(addr, size) -> bytes-like` callable that raises MemoryError, OSError, ValueError (or
+RuntimeError, the base of gdb.MemoryError) when the memory cannot be read; GDB commands pass
+one over `Inferior.read_memory`, `corefile.Core.read` is one for a core file, tests pass one
+over a dict.
+
+Speed (docs/MEASURED.md): each thread ring is read in bulk (chunks of at most 1 MiB) and
+classified with memoryview casts and C-level map/translate, never a record at a time through
+Python. `decode_ring` keeps the raw bytes and counts; Record objects are built only when
+`Ring.records` is first used, or only for one object by `Ring.records_for(obj)`, which
+searches the raw bytes for the object's address.
+
+Validity (format spec, "Reading"). A slot in a thread's window is
+- torn: `commit == 0`;
+- corrupt (counted as torn), when any of these cheap checks fails:
+  * op (bits 0-5) is 0, i.e. outside 1..63;
+  * INCREF: delta +1 without IMMORTAL, or delta 0 with IMMORTAL (what the shim writes);
+  * DECREF: delta -1 without IMMORTAL, or delta 0 with IMMORTAL;
+  * DEALLOC: delta -1, refcnt (before) == 1, IMMORTAL clear;
+  * NEW, BORROW, STEAL, FREE, AUX, FORK: delta 0 (the spec's table);
+  * INCREF, DECREF, DEALLOC: obj != 0 (the shim records only non-NULL objects);
+- otherwise decoded. An op in 10..63 decodes as `op N` with any delta.
+
+AUX records carry the seq of the record they belong to. An AUX is *attached* when the slots
+before it (same thread, consecutive positions) are AUX records back to a decoded non-AUX
+record with the same low 32 bits of seq and the same tid (registration serial): it then
+appears in that record's `aux` tuple (empty for most records) and not in `Ring.records`.
+An AUX that cannot be attached (its record was overwritten, torn or unreadable) stays in
+`Ring.records` as a record of its own, op_name 'AUX'. Both kinds count as decoded.
+
+Other notes go to `Ring.errors`, one line each, without failing the decode: an unreadable
+(part of a) thread ring, an unreadable tail of the thread table, a descriptor with records
+but no ring, a mask other than capacity-1, a `seqp` not pointing at the header's `seq` (a
+stale or copied header), and why nothing decoded when nothing did.
+
+In-flight records (spec, "Write protocol"): when a thread is `busy`, its ring is full, and
+the slot of position `head` (the oldest position of the window) holds a record newer than
+the one at `head - 1` (higher seq, or an AUX with the same seq), the writer stopped between
+its commit and its `head` update. The window is then taken as positions
+`[head - capacity + 1, head]` and that record decodes at position `head`. Counters keep
+`written == decoded + overwritten + torn + unreadable` either way.
+
+Sequence numbers are restored with the spec's `H - ((H - s) mod 2^32)`, except where that is
+negative (a record ahead of the header's `seq`, possible only when threads race on the
+counter while `seq < 2^32`): then `H + ((s - H) mod 2^32)`.
+"""
+from __future__ import annotations
+
+import gc
+import struct
+import sys
+from bisect import bisect_left, bisect_right
+from collections import namedtuple
+from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import add, and_, itemgetter, sub
+
+# ---------------------------------------------------------------------------------------
+# Format constants (docs/ring-format.md)
+# ---------------------------------------------------------------------------------------
+MAGIC = 0x474E524645525950                 # "PYREFRNG" little-endian
+MAGIC_BYTES = MAGIC.to_bytes(8, "little")
+SITE_MAGIC = 0x54535950                    # "PYST"
+VERSION = 1
+HEADER_FIXED = 256
+RECORD_SIZE = 32
+THREAD_TABLE_OFF = 256
+THREAD_DESC_SIZE = 64
+SEQ_OFF = 128                              # header.seq
+MAX_CAPACITY = 1 << 26                     # PYREF_RING_RECORDS maximum
+MAX_THREADS = 4096                         # PYREF_RING_THREADS maximum
+MAX_RECORD_SIZE = 1024                     # larger is not a plausible v1 header
+MAX_DESC_SIZE = 1024
+PAGE = 4096
+CHUNK = 1 << 20                            # bulk read size (MEASURED.md: 256 KiB-1 MiB)
+SCAN_MAX_BYTES = 16 << 30                  # scan_for_headers' default budget (~5 s of reads)
+
+INCREF, DECREF, DEALLOC, NEW, BORROW, STEAL, FREE, AUX, FORK = range(1, 10)
+OPS = {1: "INCREF", 2: "DECREF", 3: "DEALLOC", 4: "NEW", 5: "BORROW", 6: "STEAL",
+       7: "FREE", 8: "AUX", 9: "FORK"}
+OP_MASK = 0x3F
+SHARED = 0x40
+IMMORTAL = 0x80
+FLAG_DISABLED = 1
+THREAD_STATES = {0: "free", 1: "live", 2: "exited"}
+
+FIELD_NAMES = ("obj", "site", "refcnt", "seq", "op", "delta", "tid", "commit")
+FIELDS = ((0, 8), (8, 8), (16, 8), (24, 4), (28, 1), (29, 1), (30, 2), (24, 8))
+
+# Errors a `read` callable raises for unreadable memory. RuntimeError covers gdb.error and
+# gdb.MemoryError when a caller passes Inferior.read_memory unwrapped.
+READ_ERRORS = (MemoryError, OSError, ValueError, RuntimeError)
+
+_HEADER = struct.Struct("<QIIIIBBHI16sIIIIQQQQII24xQ120x")
+_DESC = struct.Struct("<QQQQQIIQH6x")
+_REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
+_SITE = struct.Struct("<IIQQQ")
+_SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
+assert _HEADER.size == HEADER_FIXED and _DESC.size == THREAD_DESC_SIZE
+_M32 = 0xFFFFFFFF
+_LITTLE_HOST = sys.byteorder == "little"
+
+
+class RingError(Exception):
+    """The bytes at an address are not a ring header this reader can use. The message is
+    one line saying why."""
+
+
+# ---------------------------------------------------------------------------------------
+# Header and thread table
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Header:
+    addr: int
+    magic: int
+    version: int
+    header_size: int
+    record_size: int
+    capacity: int
+    word_size: int
+    byte_order: int
+    field_count: int
+    pid: int
+    fields: tuple            # ((offset, size), ...) for FIELD_NAMES
+    thread_table_off: int
+    thread_desc_size: int
+    max_threads: int
+    flags: int
+    threads_registered: int
+    lost_nothread: int
+    init_time_ns: int
+    forks: int
+    seq: int
+    hooks: int = 0           # header+96: PYREF_HOOK_* bits (pyref/hooks.h), 0 if reserved
+    py_version: int = 0      # header+100: PY_VERSION_HEX of the extension that set hooks
+
+    @property
+    def disabled(self) -> bool:
+        """Recording was switched off with PYREF=off."""
+        return bool(self.flags & FLAG_DISABLED)
+
+    @property
+    def seq_addr(self) -> int:
+        return self.addr + SEQ_OFF
+
+
+@dataclass
+class Thread:
+    index: int
+    ring: int
+    head: int
+    mask: int
+    seqp: int
+    lost: int
+    busy: int
+    state: int
+    os_tid: int
+    serial: int
+
+    @property
+    def state_name(self) -> str:
+        return THREAD_STATES.get(self.state, "state %d" % self.state)
+
+
+def parse_header(buf, addr: int = 0) -> Header:
+    """Parses and validates the fixed part of a ring header (the first 256 bytes of `buf`).
+    Raises RingError naming the first check that fails (the spec's "A reader must reject"
+    list, plus bounds that keep a reader's work finite)."""
+    buf = bytes(buf[:HEADER_FIXED])
+    if len(buf) < HEADER_FIXED:
+        raise RingError("truncated header at %#x: %d of %d bytes" % (addr, len(buf), HEADER_FIXED))
+    (magic, version, header_size, record_size, capacity, word_size, byte_order, field_count,
+     pid, fields_raw, tt_off, desc_size, max_threads, flags, registered, lost_nothread,
+     init_ns, forks, hooks, py_version, seq) = _HEADER.unpack(buf)
+    if magic != MAGIC:
+        if magic == int.from_bytes(MAGIC_BYTES, "big"):
+            raise RingError("byte order mismatch at %#x: header is big-endian, this reader "
+                            "handles little-endian targets" % addr)
+        raise RingError("bad magic %#018x at %#x (want %#018x)" % (magic, addr, MAGIC))
+    if version != VERSION:
+        raise RingError("unknown version %d at %#x (this reader knows %d)"
+                        % (version, addr, VERSION))
+    if byte_order != 1:
+        raise RingError("byte order mismatch: header says %s (%d), target is little-endian"
+                        % ({2: "big-endian"}.get(byte_order, "unknown"), byte_order))
+    if word_size != 8:
+        raise RingError("word size mismatch: header says %d-byte words, target has 8"
+                        % word_size)
+    if record_size < RECORD_SIZE or record_size % 8 or record_size > MAX_RECORD_SIZE:
+        raise RingError("bad record_size %d (want a multiple of 8 from %d to %d)"
+                        % (record_size, RECORD_SIZE, MAX_RECORD_SIZE))
+    if capacity == 0 or capacity & (capacity - 1):
+        raise RingError("capacity %d is not a power of two" % capacity)
+    if capacity > MAX_CAPACITY:
+        raise RingError("capacity %d above the format's maximum 2^26" % capacity)
+    fields = tuple((fields_raw[2 * i], fields_raw[2 * i + 1]) for i in range(8))
+    if field_count != len(FIELDS):
+        raise RingError("field table differs: field_count %d, expected %d"
+                        % (field_count, len(FIELDS)))
+    for name, got, want in zip(FIELD_NAMES, fields, FIELDS):
+        if got != want:
+            raise RingError("field table differs: %s at offset %d size %d, expected offset "
+                            "%d size %d" % (name, got[0], got[1], want[0], want[1]))
+    if tt_off < HEADER_FIXED or tt_off % 8 or tt_off > 65536:
+        raise RingError("bad thread_table_off %d (want 256)" % tt_off)
+    if desc_size < THREAD_DESC_SIZE or desc_size % 8 or desc_size > MAX_DESC_SIZE:
+        raise RingError("bad thread_desc_size %d (want 64)" % desc_size)
+    if not 1 <= max_threads <= MAX_THREADS:
+        raise RingError("bad max_threads %d (want 1..%d)" % (max_threads, MAX_THREADS))
+    want_size = tt_off + max_threads * desc_size
+    if header_size != want_size:
+        raise RingError("bad header_size %d, expected %d (thread_table_off + max_threads x "
+                        "thread_desc_size)" % (header_size, want_size))
+    return Header(addr, magic, version, header_size, record_size, capacity, word_size,
+                  byte_order, field_count, pid, fields, tt_off, desc_size, max_threads, flags,
+                  registered, lost_nothread, init_ns, forks, seq, hooks, py_version)
+
+
+def parse_threads(buf, header: Header, partial: bool = False) -> list:
+    """All `max_threads` descriptors of the thread table in `buf` (the header's bytes from
+    its start). A `buf` shorter than header_size raises RingError unless `partial`, which
+    returns the descriptors that `buf` holds whole."""
+    buf = memoryview(buf)
+    if len(buf) < header.header_size and not partial:
+        raise RingError("truncated header at %#x: thread table needs %d bytes, got %d"
+                        % (header.addr, header.header_size, len(buf)))
+    out = []
+    step = header.thread_desc_size
+    for i in range(header.max_threads):
+        off = header.thread_table_off + i * step
+        if off + step > len(buf):
+            break
+        out.append(Thread(i, *_DESC.unpack_from(buf, off)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------
+class Record(namedtuple("_RecordBase",
+                        "obj site refcnt delta op flags seq32 seq tid thread pos aux")):
+    """One decoded transition. `refcnt` is the count before, `after` the count after;
+    `op` is masked (1..63), `flags` holds SHARED/IMMORTAL; `seq` is the restored 64-bit
+    sequence number, `seq32` the stored low half; `tid` the writer's registration serial;
+    `thread` the descriptor index; `pos` the ring position; `aux` a tuple of the AUX
+    records attached to this one (empty for most)."""
+    __slots__ = ()
+
+    @property
+    def after(self) -> int:
+        return self[2] + self[3]
+
+    @property
+    def op_name(self) -> str:
+        return OPS.get(self[4]) or "op %d" % self[4]
+
+    @property
+    def shared(self) -> bool:
+        return bool(self[5] & SHARED)
+
+    @property
+    def immortal(self) -> bool:
+        return bool(self[5] & IMMORTAL)
+
+
+_new_tuple = tuple.__new__
+_seq_of = itemgetter(7)
+
+
+def restore_seq(head_seq: int, s: int) -> int:
+    """The 64-bit sequence number of a record whose low half is `s`, given the header's
+    `seq` (see the module docstring for records ahead of the header)."""
+    v = head_seq - ((head_seq - s) & _M32)
+    return v if v >= 0 else head_seq + ((s - head_seq) & _M32)
+
+
+def _plausible(opb: int, d: int) -> bool:
+    op, imm = opb & OP_MASK, opb & IMMORTAL
+    if op == 0:
+        return False
+    if op == INCREF:
+        return d == 0 if imm else d == 1
+    if op == DECREF:
+        return d == 0 if imm else d == -1
+    if op == DEALLOC:
+        return d == -1 and not imm
+    if op <= FORK:
+        return d == 0
+    return True
+
+
+# (op byte | delta byte << 8) -> 1 if the pair passes the checks that need no other field.
+_VALID = bytes(1 if _plausible(i & 0xFF, ((i >> 8) ^ 0x80) - 0x80) else 0
+               for i in range(65536))
+_MASK_OP = bytes(i & OP_MASK for i in range(256))
+_MASK_FLAGS = bytes(i & (SHARED | IMMORTAL) for i in range(256))
+_IS_ONE = bytes([0, 1] + [0] * 254)
+_IS_DEALLOC = bytes(1 if i == DEALLOC else 0 for i in range(256))
+_ONE_EQ = (1).__eq__
+_ZERO8 = bytes(8)
+
+
+def _restore_column(head_seq: int, s32: list) -> list:
+    """restore_seq over a list at C speed (map chains, no Python-level call per item)."""
+    if not s32:
+        return []
+    high, low = head_seq & ~_M32, head_seq & _M32
+    if max(s32) <= low:                   # no record from before the last 2^32 wrap
+        return s32 if not high else list(map(add, s32, repeat(high)))
+    out = list(map(sub, repeat(head_seq), map(and_, map(sub, repeat(head_seq), s32),
+                                              repeat(_M32))))
+    if head_seq < (1 << 32) and min(out) < 0:
+        out = [restore_seq(head_seq, s) for s in s32]
+    return out
+
+
+def _columns(data, rs: int):
+    """Field columns of the records in `data` (a multiple of rs bytes): lists obj, site,
+    refcnt, delta, seq32, tid and bytes op (masked), flags."""
+    if _LITTLE_HOST:
+        mv = memoryview(data)
+        q = rs // 8
+        u64 = mv.cast("Q")
+        opcol = mv[28::rs].tobytes()
+        return (u64[0::q].tolist(), u64[1::q].tolist(), mv.cast("q")[2::q].tolist(),
+                mv.cast("b")[29::rs].tolist(), opcol.translate(_MASK_OP),
+                opcol.translate(_MASK_FLAGS), mv.cast("I")[6::rs // 4].tolist(),
+                mv.cast("H")[15::rs // 2].tolist())
+    return _columns_portable(data, rs)
+
+
+def _columns_portable(data, rs: int):
+    """_columns for any host byte order (struct, slower)."""
+    fmt = struct.Struct("<QQqIBbH%dx" % (rs - RECORD_SIZE))
+    rows = list(fmt.iter_unpack(data)) if data else []
+    if not rows:
+        return [], [], [], [], b"", b"", [], []
+    obj, site, refcnt, s32, opb, delta, tid = map(list, zip(*rows))
+    opcol = bytes(opb)
+    return (obj, site, refcnt, delta, opcol.translate(_MASK_OP),
+            opcol.translate(_MASK_FLAGS), s32, tid)
+
+
+class _Run:
+    """Consecutive readable positions of one thread's window: `data` holds `count` raw
+    records for positions pos0.., `kind` one byte each: 0 torn/corrupt, 1 record,
+    2 AUX attached to an earlier record."""
+    __slots__ = ("pos0", "count", "data", "kind", "ops")
+
+    def __init__(self, pos0, data, rs):
+        self.pos0 = pos0
+        self.data = data
+        self.count = len(data) // rs
+
+
+class _ThreadWindow:
+    """What decode_ring keeps of one thread: its runs and the AUX attachments."""
+    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs")
+
+    def __init__(self, index, runs, rs):
+        self.index = index
+        self.runs = runs
+        self.starts = [r.pos0 for r in runs]
+        self.aux = {}            # parent position -> [AUX positions]
+        self.parents = []        # sorted(aux)
+        self.rs = rs
+
+    def locate(self, pos):
+        """(run, index) of a position, or (None, 0) if not in a readable run."""
+        i = bisect_right(self.starts, pos) - 1
+        if i >= 0:
+            run = self.runs[i]
+            if pos < run.pos0 + run.count:
+                return run, pos - run.pos0
+        return None, 0
+
+
+def _classify(run: _Run, rs: int):
+    """Sets run.kind and run.ops: the validity checks of the module docstring."""
+    mv = memoryview(run.data)
+    if _LITTLE_HOST:
+        kind = bytearray(map(_VALID.__getitem__, mv.cast("H")[14::rs // 2]))
+        ops = mv[28::rs].tobytes().translate(_MASK_OP)
+    else:
+        opb = mv[28::rs].tobytes()
+        dlt = mv[29::rs].tobytes()
+        kind = bytearray(_VALID[a | b << 8] for a, b in zip(opb, dlt))
+        ops = opb.translate(_MASK_OP)
+    data = run.data
+    # DEALLOC must have refcnt 1: one C-level pass over the DEALLOCs' counts, and a
+    # Python loop only when some fail.
+    is_dealloc = ops.translate(_IS_DEALLOC)
+    refs = mv.cast("q")[2::rs // 8] if _LITTLE_HOST else \
+        [struct.unpack_from("<q", data, k + 16)[0] for k in range(0, len(data), rs)]
+    if DEALLOC in ops and not all(map(_ONE_EQ, compress(refs, is_dealloc))):
+        i = ops.find(DEALLOC)
+        while i != -1:
+            if refs[i] != 1:
+                kind[i] = 0
+            i = ops.find(DEALLOC, i + 1)
+    # NULL objects in INCREF/DECREF/DEALLOC: search the obj column for 8 zero bytes.
+    objcol = mv[0:len(data)].cast("Q")[0::rs // 8].tobytes() if _LITTLE_HOST else \
+        b"".join(data[k:k + 8] for k in range(0, len(data), rs))
+    j = objcol.find(_ZERO8)
+    while j != -1:
+        if j % 8:
+            j = objcol.find(_ZERO8, j - j % 8 + 8)
+            continue
+        k = j // 8
+        if ops[k] in (INCREF, DECREF, DEALLOC):
+            kind[k] = 0
+        j = objcol.find(_ZERO8, j + 8)
+    run.kind = kind
+    run.ops = ops
+
+
+def _seq32_at(run, idx, rs):
+    return struct.unpack_from("<I", run.data, idx * rs + 24)[0]
+
+
+def _attach_aux(tw: _ThreadWindow):
+    """Marks attachable AUX records (kind 2) and records them in tw.aux. AUX records are
+    met in position order, so each looks back one slot only: a preceding attached AUX
+    with the same seq hands over its parent (linear even for a ring full of AUX)."""
+    rs = tw.rs
+    parent_of = {}               # attached AUX position -> its record's position
+    for run in tw.runs:
+        ops, kind = run.ops, run.kind
+        i = ops.find(AUX)
+        while i != -1:
+            if kind[i] == 1:
+                pos = run.pos0 + i
+                prun, pi = (run, i - 1) if i else tw.locate(pos - 1)
+                parent = None
+                if prun is not None and prun.kind[pi] != 0 and \
+                        _SEQ_TID.unpack_from(prun.data, pi * rs + 24) == \
+                        _SEQ_TID.unpack_from(run.data, i * rs + 24):
+                    if prun.ops[pi] != AUX:
+                        parent = pos - 1 if prun.kind[pi] == 1 else None
+                    else:
+                        parent = parent_of.get(pos - 1)
+                if parent is not None:
+                    kind[i] = 2
+                    parent_of[pos] = parent
+                    tw.aux.setdefault(parent, []).append(pos)
+            i = ops.find(AUX, i + 1)
+    tw.parents = sorted(tw.aux)
+
+
+def _record_at(tw, run, idx, head_seq):
+    """The Record in one slot (kind must be nonzero), with its attached AUX records."""
+    obj, site, refcnt, s32, opb, delta, tid = _REC.unpack_from(run.data, idx * tw.rs)
+    pos = run.pos0 + idx
+    aux = ()
+    if pos in tw.aux:
+        aux = tuple(_record_at(tw, *tw.locate(p), head_seq) for p in tw.aux[pos])
+    return _new_tuple(Record, (obj, site, refcnt, delta, opb & OP_MASK,
+                               opb & (SHARED | IMMORTAL), s32, restore_seq(head_seq, s32),
+                               tid, tw.index, pos, aux))
+
+
+def _run_records(tw, run, head_seq):
+    """The decoded non-attached records of one run, in position order, built column-wise."""
+    obj, site, refcnt, delta, ops, flags, s32, tid = _columns(run.data, tw.rs)
+    seq = _restore_column(head_seq, s32)
+    recs = list(map(_new_tuple, repeat(Record),
+                    zip(obj, site, refcnt, delta, ops, flags, s32, seq, tid,
+                        repeat(tw.index), range(run.pos0, run.pos0 + run.count),
+                        repeat(()))))
+    if tw.parents:
+        lo = bisect_left(tw.parents, run.pos0)
+        hi = bisect_left(tw.parents, run.pos0 + run.count)
+        for parent in tw.parents[lo:hi]:
+            k = parent - run.pos0
+            recs[k] = recs[k]._replace(aux=tuple(
+                _record_at(tw, *tw.locate(p), head_seq) for p in tw.aux[parent]))
+    if run.kind.count(1) == run.count:           # the usual case: nothing to leave out
+        return recs
+    return list(compress(recs, run.kind.translate(_IS_ONE)))
+
+
+class _NoGC:
+    """Pauses the cyclic GC while a million small objects are built: otherwise its
+    generation-0 collections triple the decode time (measured)."""
+
+    def __enter__(self):
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was:
+            gc.enable()
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the target
+# ---------------------------------------------------------------------------------------
+def _salvage(read, addr, size):
+    """The largest readable prefix of [addr, addr+size) in whole pages, found by bisection
+    (a truncated core is readable up to a point). At most ~log2(size/4096)+1 reads."""
+    npages = -(-size // PAGE)
+    try:
+        best = bytes(read(addr, min(PAGE, size)))
+    except READ_ERRORS:
+        return b""
+    if npages <= 1:
+        return best
+    lo, hi = 1, npages
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            got = bytes(read(addr, mid * PAGE))
+        except READ_ERRORS:
+            hi = mid
+            continue
+        best = got
+        if len(got) < mid * PAGE:
+            break
+        lo = mid
+    return best
+
+
+def read_pieces(read, addr, size, unit=1, chunk=CHUNK):
+    """Reads [addr, addr+size) in chunks of at most `chunk` bytes. Returns
+    [(offset, bytes)] of what could be read, each piece a whole number of `unit`s; a chunk
+    that fails is bisected for its readable prefix."""
+    chunk = max(unit, chunk // unit * unit)
+    pieces = []
+    off = 0
+    while off < size:
+        n = min(chunk, size - off)
+        try:
+            got = bytes(read(addr + off, n))
+        except READ_ERRORS:
+            got = _salvage(read, addr + off, n)
+        got = got[:n]
+        keep = len(got) // unit * unit
+        if keep:
+            pieces.append((off, got[:keep] if keep < len(got) else got))
+        off += n
+    return pieces
+
+
+# ---------------------------------------------------------------------------------------
+# The ring set
+# ---------------------------------------------------------------------------------------
+class Ring:
+    """One decoded ring set. Counters follow the spec ("Reading"), plus `unreadable`
+    (window slots that could not be read) so that always
+    written == decoded + overwritten + torn + unreadable.
+
+    `threads[i]` is descriptor i (all that could be read, used or not; Record.thread
+    indexes it); `threads_seen` counts those with a ring and at least one record written.
+    `first_seq`/`last_seq` are the lowest/highest seq of decoded records, taken at the
+    ends of each thread's window (exact under the GIL; free-threaded races can put a few
+    records out of order), or None. `errors` are one-line notes on anything that made the
+    decode incomplete or looks wrong."""
+
+    def __init__(self, addr, header, threads):
+        self.addr = addr
+        self.header = header
+        self.threads = threads
+        self.written = self.overwritten = self.torn = self.decoded = 0
+        self.lost = self.in_flight = self.unreadable = self.threads_seen = 0
+        self.first_seq = self.last_seq = None
+        self.errors = []
+        self._windows = []
+        self._records = None
+
+    @property
+    def counters(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "written", "decoded", "overwritten", "torn", "unreadable", "lost", "in_flight",
+            "threads_seen", "first_seq", "last_seq")}
+
+    @property
+    def records(self) -> list:
+        """All decoded records (attached AUX records excluded), ordered by
+        (seq, thread, pos). Built on first use and cached: do not modify the list."""
+        if self._records is None:
+            with _NoGC():
+                out = []
+                for tw in self._windows:          # thread order, then position order
+                    for run in tw.runs:
+                        out.extend(_run_records(tw, run, self.header.seq))
+                out.sort(key=_seq_of)            # stable: ties stay in (thread, pos) order
+            self._records = out
+        return self._records
+
+    def records_for(self, obj: int) -> list:
+        """The records of one object address, as `[r for r in records if r.obj == obj]`
+        would give them, found by searching the raw ring bytes (no full decode)."""
+        needle = (obj & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+        out = []
+        seq = self.header.seq
+        for tw in self._windows:
+            rs = tw.rs
+            for run in tw.runs:
+                data, kind = run.data, run.kind
+                i = data.find(needle)
+                while i != -1:
+                    if i % rs:                   # inside a record: go to the next one
+                        i = data.find(needle, i - i % rs + rs)
+                        continue
+                    k = i // rs
+                    if kind[k] == 1:
+                        out.append(_record_at(tw, run, k, seq))
+                    i = data.find(needle, i + rs)
+        out.sort(key=lambda r: (r.seq, r.thread, r.pos))
+        return out
+
+    def __repr__(self):
+        return "<Ring %#x: %d written, %d decoded, %d overwritten, %d torn, %d unreadable>" % (
+            self.addr, self.written, self.decoded, self.overwritten, self.torn,
+            self.unreadable)
+
+
+def _decode_thread(ring, read, t, chunk):
+    h = ring.header
+    cap, rs, mask = h.capacity, h.record_size, h.capacity - 1
+    head = t.head
+    n = min(head, cap)
+    ring.written += head
+    ring.overwritten += head - n
+    if n == 0:
+        return
+    ring.threads_seen += 1
+    pieces = read_pieces(read, t.ring, n * rs, rs, chunk)
+    got = sum(len(p) for _, p in pieces) // rs
+    if got < n:
+        ring.unreadable += n - got
+        if got == 0:
+            ring.errors.append("thread %d: ring at %#x unreadable (core truncated?), %d "
+                               "records lost" % (t.index, t.ring, n))
+        else:
+            ring.errors.append("thread %d: %d of %d records of the ring at %#x unreadable "
+                               "(core truncated?)" % (t.index, n - got, n, t.ring))
+    if not pieces:
+        return
+
+    def commit_at(slot):
+        for off, p in pieces:
+            k = slot * rs - off
+            if 0 <= k < len(p):
+                return struct.unpack_from("<IBb", p, k + 24)
+        return None
+
+    shift = 0
+    if t.busy == 1 and head >= cap >= 2:
+        newest, oldest = commit_at((head - 1) & mask), commit_at(head & mask)
+        if newest and oldest and _VALID[newest[1] | (newest[2] & 0xFF) << 8] and \
+                _VALID[oldest[1] | (oldest[2] & 0xFF) << 8]:
+            s_new, s_old = restore_seq(h.seq, newest[0]), restore_seq(h.seq, oldest[0])
+            if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
+                shift = 1
+    base = head - n + shift                      # position of the window's first slot
+    r0 = base & mask
+    runs = []
+    for off, p in pieces:
+        s0, cnt = off // rs, len(p) // rs
+        if s0 < r0 < s0 + cnt:                   # the window wraps inside this piece
+            cut = (r0 - s0) * rs
+            parts = ((s0, p[:cut]), (r0, p[cut:]))
+        else:
+            parts = ((s0, p),)
+        for slot, d in parts:
+            runs.append(_Run(base + ((slot - r0) & mask), d, rs))
+    runs.sort(key=lambda r: r.pos0)
+    tw = _ThreadWindow(t.index, runs, rs)
+    for run in runs:
+        _classify(run, rs)
+    _attach_aux(tw)
+    first = last = None
+    for run in runs:
+        kind = run.kind
+        bad = kind.count(0)
+        ring.torn += bad
+        ring.decoded += run.count - bad
+        if bad == run.count:
+            continue
+        if first is None:
+            first = (run, run.count - len(kind.lstrip(b"\0")))
+        last = (run, len(kind.rstrip(b"\0")) - 1)
+    if first is not None:
+        lo = restore_seq(h.seq, _seq32_at(first[0], first[1], rs))
+        hi = restore_seq(h.seq, _seq32_at(last[0], last[1], rs))
+        lo, hi = min(lo, hi), max(lo, hi)
+        ring.first_seq = lo if ring.first_seq is None else min(ring.first_seq, lo)
+        ring.last_seq = hi if ring.last_seq is None else max(ring.last_seq, hi)
+    ring._windows.append(tw)
+
+
+def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
+    """Reads and decodes the ring set whose header is at `addr`. Raises RingError if the
+    header is unreadable or invalid; anything wrong further on (unreadable thread rings,
+    odd descriptors) is counted and described in Ring.errors."""
+    try:
+        first = bytes(read(addr, HEADER_FIXED))
+    except READ_ERRORS as e:
+        raise RingError("header at %#x unreadable: %s" % (addr, _one_line(e))) from None
+    header = parse_header(first, addr)
+    table = b""
+    for off, p in read_pieces(read, addr, header.header_size, 1, chunk):
+        if off != len(table):
+            break
+        table += p
+    if len(table) < HEADER_FIXED:
+        table = first
+    threads = parse_threads(table, header, partial=True)
+    ring = Ring(addr, header, threads)
+    if len(threads) < header.max_threads:
+        ring.errors.append("thread table at %#x unreadable from descriptor %d: %d of %d "
+                           "descriptors not read" % (addr, len(threads),
+                                                     header.max_threads - len(threads),
+                                                     header.max_threads))
+    ring.lost = header.lost_nothread
+    bad_seqp = []
+    for t in threads:
+        ring.lost += t.lost
+        if t.busy == 1:
+            ring.in_flight += 1
+        if not t.ring:
+            if t.head:
+                ring.errors.append("thread %d: head %d but no ring (corrupt descriptor); "
+                                   "ignored" % (t.index, t.head))
+            continue
+        if t.mask != header.capacity - 1:
+            ring.errors.append("thread %d: mask %#x is not capacity-1 (%#x); using the "
+                               "header's capacity" % (t.index, t.mask, header.capacity - 1))
+        if t.seqp != header.seq_addr:
+            bad_seqp.append(t)
+        _decode_thread(ring, read, t, chunk)
+    if bad_seqp:
+        ring.errors.append("thread%s %s: seqp %#x does not point at this header's seq (%#x): "
+                           "a stale or copied header?" % (
+                               "s" if len(bad_seqp) > 1 else "",
+                               ", ".join(str(t.index) for t in bad_seqp[:8]) +
+                               (", ..." if len(bad_seqp) > 8 else ""),
+                               bad_seqp[0].seqp, header.seq_addr))
+    if ring.decoded == 0:
+        if header.disabled:
+            ring.errors.append("recording disabled (PYREF=off)")
+        if ring.written == 0:
+            ring.errors.append("no thread has recorded anything (threads_registered %d, "
+                               "lost %d)" % (header.threads_registered, ring.lost))
+        else:
+            ring.errors.append("nothing decoded: %d written, %d torn, %d unreadable"
+                               % (ring.written, ring.torn, ring.unreadable))
+    return ring
+
+
+def _one_line(e):
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+
+
+# ---------------------------------------------------------------------------------------
+# Finding headers without a symbol
+# ---------------------------------------------------------------------------------------
+def scan_for_headers(read, regions, rejects=None, chunk=CHUNK,
+                     max_bytes=SCAN_MAX_BYTES) -> list:
+    """Addresses of valid ring headers in `regions` ([(start, end)], readable-writable
+    ranges): the magic at a page-aligned address followed by a header that parse_header
+    accepts. Only the first 8 bytes of each page are compared (one strided memoryview per
+    1 MiB chunk). At most `max_bytes` are read in all (sanitizers reserve terabytes of
+    shadow memory). If `rejects` is a list, (addr, reason) is appended for each
+    page-aligned magic whose header fails validation, and (start, reason) for a region
+    left unscanned for the budget."""
+    found = []
+    chunk = max(PAGE, chunk // PAGE * PAGE)
+    budget = max_bytes
+    for start, end in regions:
+        a = (start + PAGE - 1) // PAGE * PAGE
+        while a < end:
+            n = min(chunk, end - a)
+            if n > budget:
+                if rejects is not None:
+                    rejects.append((a, "not scanned: %#x-%#x is past the scan budget of %d "
+                                       "bytes" % (a, end, max_bytes)))
+                break
+            budget -= n
+            for off, p in read_pieces(read, a, n, 1, n):
+                nq = len(p) // 8
+                if not nq:
+                    continue
+                firsts = memoryview(p)[:nq * 8].cast("B").cast("Q")[::PAGE // 8].tobytes() \
+                    if _LITTLE_HOST else b"".join(p[k:k + 8] for k in range(0, nq * 8, PAGE))
+                j = firsts.find(MAGIC_BYTES)
+                while j != -1:
+                    if j % 8 == 0:
+                        at = a + off + (j // 8) * PAGE
+                        k = at - a - off
+                        hdr = p[k:k + HEADER_FIXED]
+                        try:
+                            if len(hdr) < HEADER_FIXED:
+                                hdr = bytes(read(at, HEADER_FIXED))
+                            parse_header(hdr, at)
+                            found.append(at)
+                        except RingError as e:
+                            if rejects is not None:
+                                rejects.append((at, str(e)))
+                        except READ_ERRORS as e:
+                            if rejects is not None:
+                                rejects.append((at, "unreadable: " + _one_line(e)))
+                    j = firsts.find(MAGIC_BYTES, j + 1)
+            a += n
+    return sorted(set(found))
+
+
+# ---------------------------------------------------------------------------------------
+# Call sites
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Site:
+    addr: int
+    file: str
+    line: int
+    func: str
+    api: str | None
+
+    def __str__(self):
+        return "%s:%d in %s%s" % (self.file, self.line, self.func,
+                                  " (%s)" % self.api if self.api else "")
+
+
+MAX_STRING = 4096
+
+
+def read_cstring(read, addr: int, limit: int = MAX_STRING):
+    """A NUL-terminated string at `addr` (at most `limit` bytes, read page by page so a
+    string near the end of a mapping is still found), decoded as UTF-8 with replacement;
+    None if unreadable. A string without NUL within the limit is cut and ends in '...'."""
+    if not addr:
+        return None
+    out = b""
+    a = addr
+    while len(out) < limit:
+        n = min(PAGE - a % PAGE, limit - len(out))
+        try:
+            got = bytes(read(a, n))
+        except READ_ERRORS:
+            if not out:
+                return None
+            break
+        z = got.find(b"\0")
+        if z != -1:
+            return (out + got[:z]).decode("utf-8", "replace")
+        out += got
+        a += n
+        if len(got) < n:
+            break
+    return out.decode("utf-8", "replace") + "..."
+
+
+def read_site(read, addr: int, cache: dict | None = None):
+    """The Site at `addr` (a `struct pyref_site`), or None when addr is 0, unreadable or
+    lacks the site magic. `cache`, a dict the caller keeps per target, memoises results
+    (including None) by address; there is no module-level cache, so nothing goes stale
+    when the target changes."""
+    if cache is not None and addr in cache:
+        return cache[addr]
+    site = None
+    if addr:
+        try:
+            raw = bytes(read(addr, _SITE.size))
+        except READ_ERRORS:
+            raw = b""
+        if len(raw) == _SITE.size:
+            magic, line, file_p, func_p, api_p = _SITE.unpack(raw)
+            if magic == SITE_MAGIC:
+                site = Site(addr, read_cstring(read, file_p) or "?", line,
+                            read_cstring(read, func_p) or "?",
+                            read_cstring(read, api_p) if api_p else None)
+    if cache is not None:
+        cache[addr] = site
+    return site
+
+
+# ---------------------------------------------------------------------------------------
+# Queries
+# ---------------------------------------------------------------------------------------
+def build_index(ring: Ring) -> dict:
+    """{obj: [Record, ...]} over Ring.records (attached AUX records are reached through
+    their record's `aux`), each list in ring order."""
+    index = {}
+    with _NoGC():
+        for r in ring.records:
+            lst = index.get(r[0])
+            if lst is None:
+                index[r[0]] = [r]
+            else:
+                lst.append(r)
+    return index
+
+
+def lifetimes(records) -> list:
+    """Splits one address's records (in ring order) into lifetimes: a DEALLOC or FREE ends
+    one, the next record starts another. A FREE right after a DEALLOC belongs to the
+    DEALLOC's lifetime (the allocator hook sees the memory of the object just
+    deallocated)."""
+    out = []
+    cur = []
+    ended_by = None
+    for r in records:
+        if not cur and ended_by == DEALLOC and r.op == FREE:
+            out[-1].append(r)
+            ended_by = FREE
+            continue
+        cur.append(r)
+        ended_by = None
+        if r.op in (DEALLOC, FREE):
+            out.append(cur)
+            cur = []
+            ended_by = r.op
+    if cur:
+        out.append(cur)
+    return out
