@@ -39,7 +39,7 @@ deps:
 
 # C unit tests of the ring (tests/c/*.c), then the gdb/interpreter tests (pytest).
 CTESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/*.c))
-$(BUILD)/tests/%: tests/c/%.c $(BUILD)/libpyref.a $(CH)/include/pyref/ring.h
+$(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(BUILD)/libpyref.a $(CH)/include/pyref/ring.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -std=gnu11 -I$(CH)/include -pthread $< $(BUILD)/libpyref.a -o $@
 

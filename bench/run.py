@@ -1,0 +1,326 @@
+#!/usr/bin/python3
+"""`make bench`: the cost of a recorded Py_INCREF/Py_DECREF against an untraced one.
+
+For each release interpreter found (Debian's /usr/bin/python3.11 and pyenv 3.10-3.13),
+builds bench/micro_ext.c twice into build/bench/<interpreter>/ — untraced (the
+interpreter's Python.h) and traced (pyref's shim, `bin/pyref-config --cflags/--libs`) —
+with the same compiler flags, then times both in one process, rounds interleaved
+(bench/driver.py), and prints the median ns per transition of each and the difference:
+the cost of recording one transition. Issue target: <= 3 ns per recorded transition.
+
+Extra rows, on the first interpreter only: the traced loop with a ring that fits in L2
+(PYREF_RING_RECORDS=4096) and with PYREF=off.
+
+  bench/run.py              print the table
+  bench/run.py --update     ... and rewrite the generated part of bench/RESULTS.md
+  bench/run.py --profile    ... and the fast-path variants of bench/proto_record.c
+                            (cycles, and instructions under callgrind if valgrind is here)
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.path.join(ROOT, "build", "bench")
+LIBPYREF = os.path.join(ROOT, "build", "libpyref.so")
+PYREF_CONFIG = os.path.join(ROOT, "bin", "pyref-config")
+RESULTS = os.path.join(HERE, "RESULTS.md")
+SRC = os.path.join(HERE, "micro_ext.c")
+TARGET_NS = 3.0
+CFLAGS = ["-O2", "-g", "-fPIC", "-shared", "-Wall"]
+BEGIN = "<!-- bench:begin (bench/run.py --update rewrites this part) -->"
+END = "<!-- bench:end -->"
+
+
+# ---------------------------------------------------------------------------------------
+# Interpreters and builds
+# ---------------------------------------------------------------------------------------
+def interpreters():
+    """[(label, executable)]: Debian's python3.11 (if its headers are installed), then the
+    newest pyenv 3.10, 3.11, 3.12, 3.13."""
+    found = []
+    if (os.path.exists("/usr/bin/python3.11")
+            and os.path.exists("/usr/include/python3.11/Python.h")):
+        found.append(("3.11 Debian", "/usr/bin/python3.11"))
+    for minor in (10, 11, 12, 13):
+        hits = glob.glob(os.path.expanduser("~/.pyenv/versions/3.%d.*/bin/python3.%d"
+                                            % (minor, minor)))
+        hits = [h for h in hits if re.search(r"/3\.%d\.\d+/" % minor, h)]
+        hits.sort(key=lambda h: [int(x) for x in re.search(r"/3\.(\d+)\.(\d+)/", h).groups()])
+        if hits:
+            ver = re.search(r"/(3\.\d+\.\d+)/", hits[-1]).group(1)
+            found.append(("%s pyenv" % ver, hits[-1]))
+    return found
+
+
+def py_eval(python, expr):
+    return subprocess.check_output([python, "-c", "import sysconfig; print(%s)" % expr],
+                                   text=True).strip()
+
+
+def build(label, python, shim=None):
+    """Builds micro_untraced and micro_traced for `python`; returns their directory. With
+    `shim`, the traced build takes that directory's Python.h shim instead of pyref's (a
+    prototype; the directory name gets its basename). Raises subprocess.CalledProcessError
+    (with the compiler's output) on failure."""
+    name = re.sub(r"[^\w.]+", "-", label) + ("-" + os.path.basename(shim) if shim else "")
+    outdir = os.path.join(BUILD, name)
+    os.makedirs(outdir, exist_ok=True)
+    suffix = py_eval(python, "sysconfig.get_config_var('EXT_SUFFIX')")
+    include = py_eval(python, "sysconfig.get_paths()['include']")
+    if shim:
+        cflags = ["-I" + shim, "-I" + os.path.join(ROOT, "c_helpers", "include"),
+                  "-I" + include]
+    else:
+        cflags = subprocess.check_output([PYREF_CONFIG, "--python", python, "--cflags"],
+                                         text=True).split()
+    libs = subprocess.check_output([PYREF_CONFIG, "--libs"], text=True).split()
+    untraced = os.path.join(outdir, "micro_untraced" + suffix)
+    traced = os.path.join(outdir, "micro_traced" + suffix)
+    cmds = [
+        ["gcc"] + CFLAGS + ["-I" + include, "-DMODNAME=micro_untraced", SRC, "-o", untraced],
+        ["gcc"] + CFLAGS + cflags + ["-DMODNAME=micro_traced", SRC, "-o", traced] + libs,
+    ]
+    for cmd in cmds:
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return outdir
+
+
+def measure(python, moddir, pairs, rounds, env=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYREF")}
+    full_env.update(env or {})
+    out = subprocess.run([python, os.path.join(HERE, "driver.py"), moddir, LIBPYREF,
+                          str(pairs), str(rounds)],
+                         check=True, capture_output=True, text=True, env=full_env).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------
+def summarise(label, res, recording=True):
+    """One table row from a driver result. The cost is the median over rounds of
+    (traced - untraced) of the same round, so slow drift of the machine cancels."""
+    u, t = res["untraced"], res["traced"]
+    cost = statistics.median(b - a for a, b in zip(u, t))
+    if recording:
+        ok = res["recorded"] == res["expected"]
+        check = "all %d recorded" % res["expected"] if ok else "RECORDED %d OF %d" % (
+            res["recorded"], res["expected"])
+    else:
+        ok = res["recorded"] == 0
+        check = "none recorded" if ok else "RECORDED %d (want 0)" % res["recorded"]
+    return dict(label=label, untraced=statistics.median(u), traced=statistics.median(t),
+                cost=cost, best=min(t) - min(u), check=check, ok=ok)
+
+
+def verdict(r):
+    """Against the issue's target, on the median; says so when only the best round met it
+    (the machine was shared: see the load average)."""
+    if r["cost"] <= TARGET_NS:
+        return "met"
+    return "missed (best round met)" if r["best"] <= TARGET_NS else "**missed**"
+
+
+def table(rows):
+    head = ("| interpreter | untraced ns/transition | traced ns/transition | "
+            "recording cost ns/transition | best-round cost | target ≤ 3 ns | check |")
+    lines = [head, "|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append("| %s | — | — | — | — | — | %s |" % (r["label"], r["error"]))
+            continue
+        lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %s | %s |" % (
+            r["label"], r["untraced"], r["traced"], r["cost"], r["best"],
+            "" if r.get("info") else verdict(r), r["check"]))
+    return "\n".join(lines)
+
+
+def machine():
+    def out(cmd):
+        try:
+            return subprocess.check_output(cmd, text=True, stderr=subprocess.DEVNULL).strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "?"
+    lscpu = out(["lscpu"])
+
+    def field(name):
+        m = re.search(r"^%s:\s*(.*)$" % name, lscpu, re.M)
+        return m.group(1).strip() if m else "?"
+    cpu = "%s (family %s model %s; L2 %s)" % (field("Model name"), field("CPU family"),
+                                              field("Model"), field("L2 cache"))
+    return dict(cpu=cpu, nproc=out(["nproc"]),
+                gcc=out(["gcc", "--version"]).splitlines()[0],
+                kernel=out(["uname", "-r"]),
+                load=open("/proc/loadavg").read().split()[0],
+                date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
+
+
+def update_results(text_block):
+    """Replaces the generated block of bench/RESULTS.md (creating the file if needed) and
+    keeps everything outside it (the hand-written analysis)."""
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            old = f.read()
+    else:
+        old = "# pyref micro benchmark results\n\n%s\n%s\n" % (BEGIN, END)
+    if BEGIN not in old or END not in old:
+        old = old.rstrip("\n") + "\n\n%s\n%s\n" % (BEGIN, END)
+    pre, rest = old.split(BEGIN, 1)
+    post = rest.split(END, 1)[1]
+    with open(RESULTS, "w") as f:
+        f.write(pre + BEGIN + "\n" + text_block.rstrip("\n") + "\n" + END + post)
+
+
+# ---------------------------------------------------------------------------------------
+# Profile: the fast-path variants without an interpreter
+# ---------------------------------------------------------------------------------------
+def immortal_first_shim():
+    """A copy of pyref's shim (build/bench/immortal-first/) whose pyref_incref tests
+    immortality before the interpreter's Py_INCREF instead of after it, or None if the shim
+    no longer has the lines this rewrites. On 3.12+ the test after the INCREF loads 64 bits
+    right after Py_INCREF stored 32: a store the CPU cannot forward (a ~15-cycle stall)."""
+    src = os.path.join(ROOT, "c_helpers", "shim")
+    dst = os.path.join(BUILD, "immortal-first")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    path = os.path.join(dst, "Python.h")
+    with open(path) as f:
+        text = f.read()
+    old = "    pyref__real_incref(op);\n    int immortal = pyref__is_immortal(op);\n"
+    new = "    int immortal = pyref__is_immortal(op);\n    pyref__real_incref(op);\n"
+    if old not in text:
+        return None
+    with open(path, "w") as f:
+        f.write(text.replace(old, new))
+    return dst
+
+
+def profile(pys, args):
+    """Prints the fast-path variants of bench/proto_record.c at four ring sizes, their
+    instruction counts under callgrind, and the 3.12+ traced loop with the shim's
+    immortality test moved before the INCREF."""
+    exe = os.path.join(BUILD, "proto_record")
+    subprocess.run(["gcc", "-O2", "-g", "-Wall",
+                    "-I" + os.path.join(ROOT, "c_helpers", "include"), "-pthread", os.path.join(HERE, "proto_record.c"),
+                    os.path.join(ROOT, "build", "libpyref.a"), "-o", exe], check=True)
+    print("\n== bench/proto_record.c: the pair loop on fake objects, fast-path variants")
+    for cap in ("256", "4096", "65536", "1048576"):
+        env = dict(os.environ, PYREF_RING_RECORDS=cap)
+        print(subprocess.run([exe, "500000", "41"], env=env, check=True, capture_output=True,
+                             text=True).stdout)
+    if shutil.which("valgrind"):
+        with open(os.path.join(HERE, "proto_record.c")) as f:
+            loops = re.findall(r'"(loop_\w+)", \{0\}', f.read())
+        pairs = 100000
+        print("instructions per transition (callgrind --toggle-collect, %d pairs):" % pairs)
+        for loop in loops:
+            cg = os.path.join(BUILD, "proto.callgrind")
+            subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=" + loop,
+                            "--callgrind-out-file=" + cg, exe, str(pairs), "1", loop],
+                           check=True, capture_output=True,
+                           env=dict(os.environ, PYREF_RING_RECORDS="4096"))
+            with open(cg) as f:
+                total = re.search(r"^(?:summary|totals):\s*(\d+)", f.read(), re.M)
+            print("  %-16s %6.1f" % (loop, int(total.group(1)) / (2.0 * pairs)))
+
+    shim = immortal_first_shim()
+    if shim is None:
+        print("\n(the shim's pyref_incref changed: no immortal-first prototype)")
+        return
+    rows = []
+    for label, python in pys:
+        if not re.match(r"3\.1[2-9]", label):
+            continue
+        for tag, sh in (("shim as is", None), ("immortality tested first", shim)):
+            moddir = build(label, python, sh)
+            rows.append(summarise("%s, %s" % (label, tag),
+                                  measure(python, moddir, args.pairs, args.rounds)))
+    print("\n== 3.12+: pyref_incref with the immortality test before Py_INCREF (prototype)")
+    print(table(rows))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--update", action="store_true", help="rewrite bench/RESULTS.md")
+    ap.add_argument("--profile", action="store_true", help="also run bench/proto_record.c")
+    ap.add_argument("--pairs", type=int, default=250000, help="INCREF/DECREF pairs per round")
+    ap.add_argument("--rounds", type=int, default=61, help="rounds per build")
+    args = ap.parse_args()
+
+    subprocess.run(["make", "-s", "-C", ROOT, "all"], check=True)
+    m = machine()  # the load average before this run adds its own
+    rows = []
+    pys = interpreters()
+    if not pys:
+        sys.exit("bench: no interpreter found (/usr/bin/python3.11 with headers, or pyenv)")
+    for i, (label, python) in enumerate(pys):
+        try:
+            moddir = build(label, python)
+        except subprocess.CalledProcessError as e:
+            rows.append(dict(label=label, error="build failed: %s" % (
+                (e.stderr or "").strip().splitlines() or ["?"])[-1]))
+            print(rows[-1]["error"], file=sys.stderr)
+            continue
+        rows.append(summarise(label, measure(python, moddir, args.pairs, args.rounds)))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if i == 0:  # how the figure moves with the ring's size, and when recording is off
+            extra = [("%s, ring of 4096 (fits L2)" % label, {"PYREF_RING_RECORDS": "4096"},
+                      True),
+                     ("%s, PYREF=off" % label, {"PYREF": "off"}, False)]
+            for xlabel, env, recording in extra:
+                r = summarise(xlabel, measure(python, moddir, args.pairs, args.rounds, env),
+                              recording)
+                r["info"] = True
+                rows.append(r)
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+
+    shared = float(m["load"]) >= 0.5 * int(m["nproc"])
+    note = ("Load average %s on %s CPUs before the run: other processes shared the CPUs, so "
+            "the medians are inflated and the best-round column is the closer figure."
+            % (m["load"], m["nproc"])) if shared else ""
+    block = "\n".join([
+        "Measured %s on %s (%s CPUs), %s, Linux %s; load average %s before the run."
+        % (m["date"], m["cpu"], m["nproc"], m["gcc"], m["kernel"], m["load"]),
+        "",
+        "Command: `/usr/bin/python3 bench/run.py --update` (`make bench` runs it without "
+        "`--update`): %d rounds of %d pairs per build, untraced and traced rounds "
+        "interleaved in one process per interpreter. Extension flags: `gcc %s`, plus "
+        "`pyref-config --python PY --cflags` / `--libs` for the traced build."
+        % (args.rounds, args.pairs, " ".join(CFLAGS)),
+        "",
+        table(rows),
+        "",
+        "ns/transition = elapsed / (2 × pairs), medians over rounds. *recording cost* = "
+        "median over rounds of (traced − untraced) in the same round; *best-round cost* = "
+        "fastest traced round − fastest untraced round (least disturbed by other load); "
+        "*check* = the ring's heads grew by exactly the number of transitions the traced "
+        "loop made.",
+    ] + (["", note] if note else []))
+    print()
+    print(table(rows))
+    print("\nmake bench: %d rounds x %d pairs; %s (%s CPUs); load average %s before the run"
+          % (args.rounds, args.pairs, m["cpu"], m["nproc"], m["load"]))
+    if note:
+        print(note)
+    if args.update:
+        update_results(block)
+        print("bench: wrote %s" % os.path.relpath(RESULTS, ROOT))
+    if args.profile:
+        profile(pys, args)
+    if any("error" in r for r in rows):
+        sys.exit("bench: a build failed")
+    if any(not r["ok"] for r in rows):
+        sys.exit("bench: a traced build did not record every transition")
+
+
+if __name__ == "__main__":
+    main()
