@@ -285,7 +285,7 @@ def test_help_shape():
     assert re.search(r"^pyref show -- Show a Python object", prefix, re.M)
     lines = show.splitlines()
     assert lines[0].startswith("Show a Python object:")
-    assert lines[1] == "Usage: pyref show EXPR"
+    assert lines[1] == "Usage: pyref show [--json] EXPR"
     assert re.search(r"^  EXPR  a GDB expression", show, re.M)
 
 

@@ -38,6 +38,7 @@ The base class owns what every command must do alike:
 "pyref NAME" needs the prefix commands that `parameter_prefixes()` creates.
 """
 import argparse
+import json
 import sys
 import textwrap
 import traceback
@@ -91,12 +92,19 @@ class _SetPyref(gdb.Command):
     def __init__(self):
         super().__init__("set pyref", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, True)
 
+    def invoke(self, arg, from_tty):
+        gdb.execute("help set pyref", from_tty)
+
 
 class _ShowPyref(gdb.Command):
     """Show pyref's settings."""
 
     def __init__(self):
         super().__init__("show pyref", gdb.COMMAND_DATA, gdb.COMPLETE_NONE, True)
+
+    def invoke(self, arg, from_tty):
+        from pyref import settings
+        gdb.write(settings.show_all())
 
 
 def parameter_prefixes():
@@ -148,7 +156,38 @@ class Subcommand(gdb.Command):
         self.parser = _Parser(prog=self.prog, add_help=False, allow_abbrev=False)
         self.add_arguments(self.parser)
         type(self).__doc__ = self.help_text()  # gdb reads __doc__ at registration
-        super().__init__(self.prog, self.command_class, self.completer)
+        super().__init__(self.prog, self.command_class)  # complete() below decides
+
+    # -- completion --------------------------------------------------------------------
+    def complete(self, text, word):
+        """gdb's completer: option names when the word being completed starts with '-' and
+        options may still come; else the command's `completer` (an expression, nothing)."""
+        words = text.split(" ")
+        current = words[-1]
+        if current.startswith("-") and self._options_may_follow(words[:-1]):
+            cut = len(current) - len(word or "")
+            return [o[cut:] for o in self.option_names() if o.startswith(current)]
+        return self.completer
+
+    def option_names(self):
+        return sorted(o for a in self.parser._actions if a.help != argparse.SUPPRESS
+                      for o in a.option_strings)
+
+    def _options_may_follow(self, before):
+        """Always for a plain argparse command; for a `rest_argument` command only while
+        every word so far is an option or an option's value."""
+        if self.rest_argument is None:
+            return "--" not in before
+        takes_value = {o: a.nargs != 0 for a in self.parser._actions for o in a.option_strings}
+        expect_value = False
+        for w in (w for w in before if w):
+            if expect_value:
+                expect_value = False
+            elif w.startswith("-") and w != "--":
+                expect_value = takes_value.get(w.split("=", 1)[0], False) and "=" not in w
+            else:
+                return False
+        return True
 
     # -- to override -------------------------------------------------------------------
     def add_arguments(self, parser):
@@ -196,7 +235,10 @@ class Subcommand(gdb.Command):
         """argparse Namespace from the command line `arg`; None when help was shown."""
         try:
             if self.rest_argument is None:
-                return self.parser.parse_args(gdb.string_to_argv(arg))
+                argv = gdb.string_to_argv(arg)
+                if "-h" in argv or "--help" in argv:
+                    raise _HelpRequested()
+                return self.parser.parse_args(argv)
             options, rest = self._split_options(arg)
             return self.parser.parse_args(options + (["--", rest] if rest else []))
         except _HelpRequested:
@@ -268,6 +310,7 @@ only the interpreter's debug info."""
     examples = ("pyref show op", "pyref show 0x7ffff7a1b2c0", "pyref show args->ob_item[0]")
 
     def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("expr", metavar="EXPR",
                             help="a GDB expression for the object's address: a PyObject * "
                                  "variable, an integer, $1, (PyObject *) $rdi")
@@ -279,7 +322,23 @@ only the interpreter's debug info."""
             info = objects.inspect(addr)
         except MemoryReadError:
             raise PyrefError("cannot read memory at 0x%x: no object there" % addr) from None
-        self.write(format_object(info))
+        if args.json:
+            self.write(json.dumps(object_json(info), indent=1) + "\n")
+        else:
+            self.write(format_object(info))
+
+
+def object_json(info):
+    """The `pyref show --json` object for one ObjectInfo."""
+    live = info.state == objects.LIVE
+    return {"address": "0x%x" % info.addr,
+            "type": info.type.name if info.type is not None else None,
+            "type_address": "0x%x" % info.type_addr if info.type_addr else None,
+            "refcount": str(info.refcount) if info.refcount is not None else None,
+            "immortal": bool(info.refcount is not None and info.refcount.immortal),
+            "state": info.state, "reason": info.reason or None,
+            "size": info.size if live else None,
+            "repr": objects.short_repr(info.addr, info=info) if live else None}
 
 
 def format_object(info):

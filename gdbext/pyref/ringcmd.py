@@ -200,7 +200,7 @@ def history_json(rs, addr, lifetimes, shown, total, ring_of, obj_state):
 # ---------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------
-from pyref import commands, objects  # noqa: E402  (commands imports gdb: keep decode-only
+from pyref import commands, objects, settings  # noqa: E402  (commands imports gdb: keep decode-only
                                      # helpers above usable without it)
 
 
@@ -271,7 +271,8 @@ shown apart. Then the object's state now (as pyref show reports it)."""
         target.require_target()
         addr = target.eval_address(args.expr)
         rs = ring_set()
-        lifetimes, shown, total, ring_of = history(rs, addr, args.n)
+        lifetimes, shown, total, ring_of = history(
+            rs, addr, args.n if args.n is not None else settings.records())
         state = object_state(addr)
         if args.json:
             self.write(history_json(rs, addr, lifetimes, shown, total, ring_of, state) + "\n")
