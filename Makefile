@@ -17,14 +17,15 @@ all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 $(BUILD):
 	@mkdir -p $@
 
-$(BUILD)/ring.o: $(CH)/ring.c $(CH)/include/pyref/ring.h | $(BUILD)
+RT_OBJS := $(BUILD)/ring.o $(BUILD)/frees.o $(BUILD)/context.o
+$(BUILD)/%.o: $(CH)/%.c $(CH)/include/pyref/ring.h $(CH)/include/pyref/hooks.h | $(BUILD)
 	$(CC) $(RT_CFLAGS) -c $< -o $@
 
-$(BUILD)/libpyref.a: $(BUILD)/ring.o
+$(BUILD)/libpyref.a: $(RT_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libpyref.so: $(BUILD)/ring.o
-	$(CC) -shared -pthread -Wl,-soname,libpyref.so -o $@ $^
+$(BUILD)/libpyref.so: $(RT_OBJS)
+	$(CC) -shared -pthread -Wl,-soname,libpyref.so -o $@ $^ -ldl
 
 # Idempotent and quiet when everything is there; apt-get only for what is missing.
 deps:

@@ -53,6 +53,7 @@ def main():
     # each call also takes and drops one reference to each object, untimed
     out["expected"] = rounds * (2 * pairs + 2 * len(objs))
     out["capacity"] = capacity
+    out["rounds"] = rounds
     print(json.dumps(out))
 
 

@@ -155,6 +155,13 @@ __attribute__((constructor)) static void pyref_constructor(void)
     pthread_once(&pyref_once, ring_init);
 }
 
+/* pyref_hooks (issue 4): a traced extension's constructor runs before this file's when
+ * libpyref.a is linked into the extension; it creates the ring set first through this. */
+void pyref_ring_init(void)
+{
+    pthread_once(&pyref_once, ring_init);
+}
+
 /* Claims a descriptor for the calling thread: a free one, else the exited one with the
  * fewest records (its history is the least to lose). Returns NULL if all are live or the
  * ring memory cannot be mapped. */
