@@ -9,7 +9,7 @@ RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/inc
 
 # Debian packages a fresh Debian 12 lacks for building and testing.
 DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-pytest \
-        python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip
+        python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip
 
 .PHONY: all deps check test ctest pytest bench clean demo
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
@@ -48,7 +48,7 @@ ctest: $(CTESTS)
 	@set -e; for t in $(CTESTS); do echo "== $$t"; $$t; done
 
 pytest: all
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 test: ctest pytest
 

@@ -250,30 +250,59 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
     return v
 
 
+def _current_life(events):
+    """The events of the object's current lifetime: after the last DEALLOC or FREE, and
+    after the last NEW whose count is 1 (a fresh object: whatever lived at the address
+    before is gone, even if its end was not recorded)."""
+    start = 0
+    for i, e in enumerate(events):
+        if e.op in ENDS_LIFE:
+            start = i + 1
+        elif e.op == "NEW" and e.before == 1 and not e.immortal:
+            start = i
+    return events[start:]
+
+
+def unreleased(events):
+    """The acquisitions (NEW, INCREF) of the object's current lifetime that no later
+    release (DECREF, DEALLOC) or steal of traced code matched, oldest first. A release is
+    matched with the most recent unmatched acquisition of the same function, else of any
+    function (a reference handed from one function to another); a release with nothing to
+    match gave back a reference pyref did not see taken. Immortal transitions (3.12+) are
+    not references and are skipped; so are the runtime's own records."""
+    stack = []
+    for e in _current_life(events):
+        if e.file is None or e.immortal:
+            continue
+        if e.op in ACQUIRE:
+            stack.append(e)
+        elif (e.op in RELEASE or e.op == "STEAL") and stack:
+            for i in range(len(stack) - 1, -1, -1):
+                if _owner_key(stack[i]) == _owner_key(e):
+                    del stack[i]
+                    break
+            else:
+                stack.pop()
+    return stack
+
+
 def leaks(events_by_obj, alive):
-    """Unreleased acquisitions grouped by acquiring site: {(file, line, func, api, type):
-    count}. `alive(obj)` tells whether the object is still alive (dead objects leaked
-    nothing). References handed to a container by STEAL are not leaks."""
+    """Unreleased acquisitions grouped by acquiring site: {(file, line, func, api):
+    [obj, ...]}, one entry per reference. `alive(obj)` says whether the object is still
+    alive: falsy for a dead one (it leaked nothing); an int is its reference count now,
+    which caps what it can have leaked (the most recent acquisitions are kept), True when
+    the count is unknown."""
     out = {}
     for obj, events in events_by_obj.items():
-        if not alive(obj):
+        held = unreleased(events)
+        if not held:
             continue
-        life = _split_lifetimes(events)[-1]
-        stack = []
-        for e in life:
-            if e.file is None:
-                continue
-            if e.op in ACQUIRE:
-                stack.append(e)
-            elif (e.op in RELEASE or e.op == "STEAL") and stack:
-                # release the most recent acquisition of the same function, else any
-                for i in range(len(stack) - 1, -1, -1):
-                    if _owner_key(stack[i]) == _owner_key(e):
-                        del stack[i]
-                        break
-                else:
-                    stack.pop()
-        for e in stack:
+        count = alive(obj)
+        if count is None or count is False or (count is not True and count <= 0):
+            continue
+        if count is not True and len(held) > count:
+            held = held[len(held) - count:]
+        for e in held:
             key = (e.file, e.line, e.func, e.api)
             out.setdefault(key, []).append(obj)
     return out
