@@ -7,7 +7,7 @@ import sys
 import gdb
 
 # Modules that define `pyref` subcommands; a missing one is skipped.
-SUBCOMMAND_MODULES = ("pyref.commands", "pyref.settings", "pyref.functions", "pyref.ringcmd", "pyref.why", "pyref.pystack", "pyref.watch", "pyref.owners")
+SUBCOMMAND_MODULES = ("pyref.commands", "pyref.settings", "pyref.functions", "pyref.ringcmd", "pyref.why", "pyref.explain", "pyref.pystack", "pyref.watch", "pyref.owners")
 
 
 def _load():

@@ -87,7 +87,8 @@ def build_ext(src, python, outdir, modname=None, traced=True, cc="gcc", extra_cf
     cmd += list(extra_cflags) + [src, "-o", out]
     if traced:
         cmd += pyref_flags(python, "--static-libs" if static else "--libs")
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, "build failed: %s\n%s" % (" ".join(cmd), p.stderr[-4000:])
     return out
 
 

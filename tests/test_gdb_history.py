@@ -36,11 +36,13 @@ def _live(built, pattern, calls=1, cmds=()):
                                args=["--args", python, DRIVER, moddir, pattern, str(calls)])
 
 
-def _history_rows(out):
-    """[(op, before, after, line, func)] of `pyref history` output."""
+def _history_rows(out, ops=("INCREF", "DECREF", "DEALLOC")):
+    """[(op, before, after, line, func)] of `pyref history` output, for the shim's ops
+    (the C-API origins NEW/BORROW/STEAL are checked by test_capi_origins)."""
     return [(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)), m.group(5))
             for m in re.finditer(r"^\s+\d+\s+LWP \d+\s+(\w+)\s+(-?\d+) -> (-?\d+)\s+"
-                                 r"seedext\.c:(\d+) \((\w+)\)", out, re.M)]
+                                 r"seedext\.c:(\d+) \((\w+)\)", out, re.M)
+            if m.group(1) in ops]
 
 
 def _clean(out):

@@ -358,7 +358,7 @@ class _Run:
 
 class _ThreadWindow:
     """What decode_ring keeps of one thread: its runs and the AUX attachments."""
-    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs")
+    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached")
 
     def __init__(self, index, runs, rs):
         self.index = index
@@ -367,6 +367,7 @@ class _ThreadWindow:
         self.aux = {}            # parent position -> [AUX positions]
         self.parents = []        # sorted(aux)
         self.rs = rs
+        self.attached = False    # _attach_aux has run (only the full decode needs it)
 
     def locate(self, pos):
         """(run, index) of a position, or (None, 0) if not in a readable run."""
@@ -448,6 +449,47 @@ def _attach_aux(tw: _ThreadWindow):
                     tw.aux.setdefault(parent, []).append(pos)
             i = ops.find(AUX, i + 1)
     tw.parents = sorted(tw.aux)
+
+
+_MAX_AUX_CHAIN = 64
+
+
+def _aux_parent(tw, run, idx):
+    """True when the AUX record at (run, idx) is attached: the slots before it, back to a
+    non-AUX record, are decoded and share its seq and tid (the rule _attach_aux applies to
+    the whole ring, here for one slot)."""
+    rs = tw.rs
+    key = _SEQ_TID.unpack_from(run.data, idx * rs + 24)
+    pos = run.pos0 + idx - 1
+    for _ in range(_MAX_AUX_CHAIN):
+        r, i = tw.locate(pos)
+        if r is None or r.kind[i] == 0 or _SEQ_TID.unpack_from(r.data, i * rs + 24) != key:
+            return False
+        if r.ops[i] != AUX:
+            return True
+        pos -= 1
+    return False
+
+
+def _record_with_local_aux(tw, run, idx, head_seq):
+    """The Record in one slot with its AUX records found by looking at the slots after it:
+    what _record_at gives after _attach_aux, without the pass over the whole ring."""
+    if tw.attached:
+        return _record_at(tw, run, idx, head_seq)
+    rs = tw.rs
+    key = _SEQ_TID.unpack_from(run.data, idx * rs + 24)
+    aux = []
+    if run.ops[idx] != AUX:
+        pos = run.pos0 + idx + 1
+        while len(aux) < _MAX_AUX_CHAIN:
+            r, i = tw.locate(pos)
+            if r is None or r.kind[i] == 0 or r.ops[i] != AUX or \
+                    _SEQ_TID.unpack_from(r.data, i * rs + 24) != key:
+                break
+            aux.append(_record_at(tw, r, i, head_seq))
+            pos += 1
+    rec = _record_at(tw, run, idx, head_seq)
+    return rec._replace(aux=tuple(aux)) if aux else rec
 
 
 def _record_at(tw, run, idx, head_seq):
@@ -584,6 +626,9 @@ class Ring:
             with _NoGC():
                 out = []
                 for tw in self._windows:          # thread order, then position order
+                    if not tw.attached:
+                        _attach_aux(tw)
+                        tw.attached = True
                     for run in tw.runs:
                         out.extend(_run_records(tw, run, self.header.seq))
                 out.sort(key=_seq_of)            # stable: ties stay in (thread, pos) order
@@ -606,8 +651,8 @@ class Ring:
                         i = data.find(needle, i - i % rs + rs)
                         continue
                     k = i // rs
-                    if kind[k] == 1:
-                        out.append(_record_at(tw, run, k, seq))
+                    if kind[k] == 1 and not (run.ops[k] == AUX and _aux_parent(tw, run, k)):
+                        out.append(_record_with_local_aux(tw, run, k, seq))
                     i = data.find(needle, i + rs)
         out.sort(key=lambda r: (r.seq, r.thread, r.pos))
         return out
@@ -672,7 +717,6 @@ def _decode_thread(ring, read, t, chunk):
     tw = _ThreadWindow(t.index, runs, rs)
     for run in runs:
         _classify(run, rs)
-    _attach_aux(tw)
     first = last = None
     for run in runs:
         kind = run.kind

@@ -10,7 +10,7 @@ the cache is dropped when the inferior runs or objfiles change.
 """
 import json
 
-from pyref import decode, target
+from pyref import capi_table, decode, target
 from pyref.target import PyrefError
 
 
@@ -47,7 +47,18 @@ class RingSet:
         return self._index
 
     def records_for(self, obj):
-        return self.index().get(obj, [])
+        """One object's records, oldest first. Uses the full index when it is already
+        built; otherwise searches the raw ring bytes for the address (no full decode:
+        a cold `pyref history` on 2^20 records stays well under a second)."""
+        if self._index is not None:
+            return self._index.get(obj, [])
+        cache = self.__dict__.setdefault("_per_obj", {})
+        if obj not in cache:
+            recs = [r for ring in self.rings for r in ring.records_for(obj)]
+            if len(self.rings) > 1:
+                recs.sort(key=lambda r: r.seq)
+            cache[obj] = recs
+        return cache[obj]
 
 
 def _candidate_headers():
@@ -182,6 +193,13 @@ def record_dict(ring, rec):
 
 def record_line(ring, rec):
     flags = " immortal" if rec.immortal else ""
+    if rec.shared:
+        flags += " (not the owner thread: ob_ref_shared)"
+    if rec.op_name in ("NEW", "BORROW", "STEAL"):
+        s = site_of(rec.site)
+        rule = s and s[3] and capi_table.rule(s[3])
+        if rule:
+            flags += "  [%s: %s]" % (s[3], rule)
     if rec.op_name == "FREE":
         change = "type 0x%x" % (rec.refcnt & 0xFFFFFFFFFFFFFFFF)
     else:

@@ -25,6 +25,8 @@ the same release is a real bug that 3.12+ would hide.
 """
 from dataclasses import dataclass, field
 
+from pyref import capi_table
+
 ACQUIRE = ("NEW", "INCREF")
 RELEASE = ("DECREF", "DEALLOC")
 ENDS_LIFE = ("DEALLOC", "FREE")
@@ -84,6 +86,15 @@ class Verdict:
     version_note: str = ""
 
 
+def api_rule(e):
+    """The rule the event's call follows, in the table's words when the call is known."""
+    if e.op in ("NEW", "BORROW", "STEAL") and e.api:
+        r = capi_table.rule(e.api)
+        if r:
+            return "%s: %s" % (e.api, r)
+    return RULES.get(e.op)
+
+
 def _owner_key(e):
     return (e.func, e.file)
 
@@ -104,8 +115,9 @@ def ledger(events):
             note = "%s borrows" % e.func
         else:
             note = ""
-        if e.op in RULES:
-            note = (note + "; " if note else "") + RULES[e.op]
+        rule = api_rule(e)
+        if rule:
+            note = (note + "; " if note else "") + rule
         out.append((e, note))
     return out
 

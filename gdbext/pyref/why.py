@@ -123,6 +123,39 @@ def find_dead_object(rs):
     return weak if weak else (None, None)
 
 
+MAX_RING_CANDIDATES = 5000
+
+
+def find_in_ring(rs):
+    """(addr, how) of the object whose recorded history holds the most recent release
+    without ownership (a verdict with evidence), or (None, None). For a crash whose frames
+    do not hold the dead object, or no crash at all."""
+    best = None
+    checked = 0
+    for obj, recs in rs.index().items():
+        ops = {r.op_name for r in recs}
+        if not ops & {"DECREF", "DEALLOC", "STEAL"}:
+            continue
+        singleton = singleton_name(obj)
+        if not singleton and not ops & {"BORROW", "STEAL"} and \
+                sum(r.op_name in ("DECREF", "DEALLOC") for r in recs) < 2:
+            continue                     # no evidence possible: skip cheaply
+        checked += 1
+        if checked > MAX_RING_CANDIDATES:
+            break
+        events = events_for(rs, obj)
+        for life in reversed(verdict._split_lifetimes(events)):
+            found = verdict._unowned_release(life, singleton)
+            if found:
+                if best is None or found[0].seq > best[1]:
+                    best = (obj, found[0].seq)
+                break
+    if best is None:
+        return None, None
+    return best[0], ("no freed object in the crashing frames; the ring shows a release "
+                     "without ownership")
+
+
 def traced_use_site(traced_files):
     """Event for the innermost frame whose source file is one the ring's sites name: where
     traced code was when the process crashed (the use of a dangling pointer)."""
@@ -181,6 +214,8 @@ def diagnose(expr=None):
         how = "named"
     else:
         addr, how = find_dead_object(rs)
+        if addr is None and rs.rings:
+            addr, how = find_in_ring(rs)
     report = {"pyref_version": _version(), "crash": crash, "ring": None,
               "verdict": "unknown", "object": None, "culprit": None, "origin": None,
               "freed_at": None, "evidence": [], "missing": [], "summary": ""}

@@ -1,0 +1,463 @@
+#!/usr/bin/python3
+"""The GDB side of `make bench`: what pyref's commands cost on a full 2^20-record ring.
+
+Builds bench/workload_ext.c through pyref's shim for Debian's release python3.11 (whose
+debug info python3.11-dbg installs), runs a program that fills a ring of 2^20 records per
+thread (PYREF_RING_RECORDS=1048576: 32 MiB) with the workload's records — one pass that
+wraps it several times over, then 32 slices of workload sized to fill 90 % of the ring,
+with two INCREF/DECREF pairs of one sentinel object after each slice, so the sentinel's
+records are spread over the ring — and leaks one reference to each of three objects; then
+it aborts and the kernel (or gcore) writes the core. Each figure comes from fresh
+`gdb -batch -nx` sessions on that core, timed inside gdb with time.perf_counter() around
+gdb.execute():
+
+  pyref history SENTINEL   twice in a session: the first is cold (pyref has decoded
+                           nothing yet: the ring's read and decode are part of it), the
+                           second warm (the decoded ring is cached for the session)
+  pyref leaks              the same, in a session of its own (cold, then warm)
+  owners scan              bench/bench_scan.py (helper 6; GB/s of the `pyref owners`
+                           scan on a 1 GB heap, live and from a core) when it exists,
+                           else a TODO row
+
+and, to say where the time goes, the phases of a cold `pyref history` one by one (decode
+without and with the AUX attachment, the targeted byte search Ring.records_for, the full
+Record list, the full index) and the command end to end with RingSet.records_for
+answered by the targeted search instead of the full index (a prototype of the fix).
+
+The OS page cache holds the core (it was just written): "cold" means pyref's caches, not
+the disk's. Targets (issue 8): history <= 1 s cold; scan >= 1 GB/s.
+
+  bench/gdb_bench.py              print the table
+  bench/gdb_bench.py --update     ... and rewrite its section of bench/RESULTS.md (and
+                                  bench_scan.py's, which it runs with --update)
+  bench/gdb_bench.py --no-scan    without bench_scan.py (it builds a 1 GiB process)
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import compare  # noqa: E402  (Builder, update_section)
+from run import machine  # noqa: E402
+from pyreftest import LOADER, run_to_core  # noqa: E402
+
+OUT = os.path.join(ROOT, "build", "bench", "gdb")
+RING_RECORDS = 1 << 20
+SENTINEL_PAIRS = 2     # INCREF/DECREF pairs of the sentinel between two slices
+SLICES = 32            # slices of workload after the wrap
+WRAP_N = 100000        # items of the first pass (30-90 records each: the ring wraps 3-9x)
+HISTORY_TARGET_S = 1.0
+SCAN_TARGET_GBS = 1.0
+SECTION = "## GDB side: history, leaks and the owners scan on a full ring (`make bench`)"
+BEGIN = "<!-- gdb:begin (bench/gdb_bench.py --update rewrites this part) -->"
+END = "<!-- gdb:end -->"
+
+TARGET = r'''
+import ctypes, json, os, sys
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[3])
+import workload_traced as wl
+from driver import ring_heads          # bench/driver.py: records written so far
+
+def callback(t):
+    return t[0] & 7
+
+lib = ctypes.CDLL(sys.argv[4], mode=os.RTLD_NOLOAD)
+sentinel = ["the sentinel"]          # a list: a GC object, alive at the crash
+leaked = [bytearray(b"leak %%d" %% i) for i in range(3)]
+h0 = ring_heads(lib)[0]
+wl.run(%(wrap_n)d, callback, 8)      # the ring wraps: every slot holds a record
+h1, capacity = ring_heads(lib)
+per_item = (h1 - h0) / %(wrap_n)d     # records per workload item with this shim
+slice_n = max(1, int(0.9 * capacity / %(slices)d / per_item))
+for i in range(%(slices)d):          # the sentinel's records spread over 90%% of the ring
+    wl.run(slice_n, callback, 8)
+    wl.hold(sentinel, %(pairs)d)
+for o in leaked:
+    wl.keep(o)                       # one reference never given back: `pyref leaks` finds it
+with open(sys.argv[2], "w") as f:
+    json.dump({"sentinel": id(sentinel), "leaked": [id(o) for o in leaked],
+               "written": ring_heads(lib)[0] - h0, "per_item": per_item,
+               "slice_n": slice_n}, f)
+os.abort()
+''' % dict(wrap_n=WRAP_N, slices=SLICES, pairs=SENTINEL_PAIRS)
+
+# Runs inside gdb: each command timed; one JSON line on stdout.
+GDB_SCRIPT = r"""
+import json, time, gdb
+res = []
+for cmd in %(commands)r:
+    t0 = time.perf_counter()
+    try:
+        out, err = gdb.execute(cmd, to_string=True), None
+    except gdb.error as e:
+        out, err = "", str(e)
+    res.append({"command": cmd, "seconds": time.perf_counter() - t0,
+                "first_line": out.split("\n", 1)[0], "lines": out.count("\n"),
+                "error": err})
+print("PYREF_BENCH " + json.dumps(res))
+"""
+
+# Runs inside gdb: one command's output, whole, as the JSON result.
+JSON_SCRIPT = r"""
+import json, gdb
+print("PYREF_BENCH " + json.dumps(gdb.execute(%(cmd)r, to_string=True)))
+"""
+
+# Runs inside gdb: the phases of a cold `pyref history`, each from scratch.
+PHASES_SCRIPT = r"""
+import json, time, gdb
+from pyref import decode, ringcmd, target
+obj = %(obj)d
+res = {}
+def timed(key, f):
+    t0 = time.perf_counter()
+    out = f()
+    res[key] = time.perf_counter() - t0
+    return out
+addr = target.symbol_u64("pyref_ring")
+attach = decode._attach_aux
+decode._attach_aux = lambda tw: None
+timed("decode, no AUX attachment", lambda: decode.decode_ring(ringcmd._read, addr))
+decode._attach_aux = attach
+ring = timed("decode (read, classify, attach AUX)",
+             lambda: decode.decode_ring(ringcmd._read, addr))
+found = timed("Ring.records_for (byte search)", lambda: ring.records_for(obj))
+timed("Ring.records (every Record)", lambda: ring.records)
+index = timed("decode.build_index", lambda: decode.build_index(ring))
+res["agree"] = [len(found), len(index.get(obj, []))]
+exec(compile(%(lazy)r, "LAZY_AUX_PATCH", "exec"))
+lazy = decode.decode_ring(ringcmd._read, addr).records_for(obj)
+res["lazy_same"] = [found == lazy, sum(len(r.aux) for r in found)]
+print("PYREF_BENCH " + json.dumps(res))
+"""
+
+# Runs inside gdb before GDB_SCRIPT: RingSet.records_for answered by each ring's byte
+# search until something has built the full index (the fix, as a prototype).
+TARGETED_PATCH = r"""
+from pyref import ringcmd
+def _records_for(self, obj):
+    if self._index is not None:
+        return self._index.get(obj, [])
+    recs = [r for ring in self.rings for r in ring.records_for(obj)]
+    if len(self.rings) > 1:
+        recs.sort(key=lambda r: r.seq)
+    return recs
+ringcmd.RingSet.records_for = _records_for
+"""
+
+# ... and, on top of it, AUX records attached lazily: the decode skips _attach_aux (a
+# Python loop over every AUX record of the ring) and the byte search attaches, for each
+# record it returns, the AUX records that follow it with the same seq and thread.
+LAZY_AUX_PATCH = TARGETED_PATCH + r"""
+from pyref import decode
+decode._attach_aux = lambda tw: None
+
+def _same(run, k, run2, j, rs):
+    return decode._SEQ_TID.unpack_from(run.data, k * rs + 24) == \
+        decode._SEQ_TID.unpack_from(run2.data, j * rs + 24)
+
+def _lazy_records_for(self, obj):
+    needle = (obj & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+    out = []
+    for tw in self._windows:
+        rs = tw.rs
+        for run in tw.runs:
+            i = run.data.find(needle)
+            while i != -1:
+                if i % rs:
+                    i = run.data.find(needle, i - i % rs + rs)
+                    continue
+                k, pos = i // rs, run.pos0 + i // rs
+                prun, pk = tw.locate(pos - 1)
+                attached = run.ops[k] == decode.AUX and prun is not None and \
+                    prun.kind[pk] != 0 and _same(run, k, prun, pk, rs)
+                if run.kind[k] == 1 and not attached:
+                    aux, p = [], pos + 1
+                    while True:
+                        nrun, j = tw.locate(p)
+                        if nrun is None or nrun.kind[j] == 0 or \
+                                nrun.ops[j] != decode.AUX or not _same(run, k, nrun, j, rs):
+                            break
+                        aux.append(p)
+                        p += 1
+                    if aux:
+                        tw.aux[pos] = aux
+                    out.append(decode._record_at(tw, run, k, self.header.seq))
+                i = run.data.find(needle, i + rs)
+    out.sort(key=lambda r: (r.seq, r.thread, r.pos))
+    return out
+
+decode.Ring.records_for = _lazy_records_for
+"""
+
+
+# ---------------------------------------------------------------------------------------
+# The core
+# ---------------------------------------------------------------------------------------
+def make_core(python):
+    """Builds the traced module, runs the target to its abort; returns (core, facts)."""
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    moddir, _, _ = compare.Builder(python, os.path.join(OUT, "ext")).traced()
+    script = os.path.join(OUT, "target.py")
+    facts_path = os.path.join(OUT, "facts.json")
+    with open(script, "w") as f:
+        f.write(TARGET)
+    env = {"PYREF_RING_RECORDS": str(RING_RECORDS)}
+    core, _ = run_to_core(python, [script, moddir, facts_path, HERE, compare.LIBPYREF], OUT,
+                          env=env, timeout=600)
+    facts = json.load(open(facts_path))
+    facts["core_bytes"] = os.path.getsize(core)
+    return core, facts
+
+
+def gdb_run(python, core, script_text, name, pre=()):
+    """Runs gdb on the core with pyref loaded, then the scripts `pre` and `script_text`;
+    returns (the script's PYREF_BENCH result, wall seconds of the whole gdb process)."""
+    paths = []
+    for i, text in enumerate(list(pre) + [script_text]):
+        paths.append(os.path.join(OUT, "%s.%d.py" % (name, i)))
+        with open(paths[-1], "w") as f:
+            f.write(text)
+    cmd = ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
+           "-ex", "set debuginfod enabled off", "-x", LOADER]
+    for path in paths:
+        cmd += ["-x", path]
+    cmd += [python, core]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - t0
+    for line in p.stdout.splitlines():
+        if line.startswith("PYREF_BENCH "):
+            return json.loads(line[len("PYREF_BENCH "):]), wall
+    raise RuntimeError("gdb gave no result:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
+
+
+def gdb_session(python, core, commands, pre=()):
+    """Times `commands` in one fresh gdb on the core; ([result per command], wall)."""
+    return gdb_run(python, core, GDB_SCRIPT % {"commands": list(commands)}, "session", pre)
+
+
+# ---------------------------------------------------------------------------------------
+# The owners scan (helper 6's bench/bench_scan.py)
+# ---------------------------------------------------------------------------------------
+def scan_figure(update):
+    """(bench/bench_scan.py's output lines, {"live": scan cell, "core": scan cell}), or None
+    when it does not exist (yet)."""
+    path = os.path.join(HERE, "bench_scan.py")
+    if not os.path.exists(path):
+        return None
+    p = subprocess.run([sys.executable, path] + (["--update"] if update else []),
+                       capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    lines = [ln for ln in p.stdout.strip().splitlines() if ln.strip()]
+    if p.returncode != 0:
+        lines.append("bench_scan.py exited %d: %s" % (p.returncode, p.stderr.strip()[-300:]))
+    cells, cols = {}, None
+    for ln in lines:
+        row = [c.strip() for c in ln.strip().strip("|").split("|")]
+        if "scan" in row and "target" in row:
+            cols = row
+        elif cols and len(row) == len(cols) and row[0] in ("live", "core"):
+            cells[row[0]] = row[cols.index("scan")]
+    return lines, cells
+
+
+# ---------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------
+def row(what, xs, target=None, note=""):
+    med, lo, hi = statistics.median(xs), min(xs), max(xs)
+    verdict = ""
+    if target is not None:
+        verdict = "≤ %g s: %s" % (target, "met" if med <= target else "**missed**")
+    return "| %s | %d | %.3f | %.3f | %.3f | %s | %s |" % (what, len(xs), med, lo, hi,
+                                                          verdict, note)
+
+
+def scan_row(scan, skipped):
+    if scan is None:
+        return ("| owners scan, 1 GB heap | — | — | — | — | ≥ 1 GB/s | %s |" % (
+            "not run (--no-scan)" if skipped else
+            "**TODO**: bench/bench_scan.py (helper 6) not there yet"))
+    lines, cells = scan
+    if not cells:
+        return ("| owners scan, 1 GB heap (bench/bench_scan.py) | | | | | ≥ 1 GB/s | see "
+                "its output below |")
+
+    def gbs(cell):
+        m = re.match(r"([\d.]+) GB/s", cell)
+        return float(m.group(1)) if m else None
+    verdict = " / ".join("%s %s" % (k, "met" if (gbs(v) or 0) >= SCAN_TARGET_GBS
+                                    else "**missed**") for k, v in sorted(cells.items()))
+    return ("| owners scan, 1 GB heap (bench/bench_scan.py: its *scan* column) | 1 | — | — "
+            "| — | ≥ %g GB/s: %s | %s |" % (SCAN_TARGET_GBS, verdict, "; ".join(
+                "%s %s" % kv for kv in sorted(cells.items()))))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--python", default="/usr/bin/python3.11")
+    ap.add_argument("--sessions", type=int, default=3, help="fresh gdb sessions per figure")
+    ap.add_argument("--update", action="store_true",
+                    help="rewrite bench/RESULTS.md's section (and bench_scan.py's)")
+    ap.add_argument("--no-scan", action="store_true", help="do not run bench/bench_scan.py")
+    ap.add_argument("--keep", action="store_true", help="keep the core (build/bench/gdb/)")
+    args = ap.parse_args()
+
+    subprocess.run(["make", "-s", "-C", ROOT, "all"], check=True)
+    m = machine()
+    load0 = open("/proc/loadavg").read().split()[0]
+    core, facts = make_core(args.python)
+    sentinel = "0x%x" % facts["sentinel"]
+    print("gdb-bench: core %s, %.0f MiB; %d records written (%.1f per workload item), "
+          "sentinel %s" % (os.path.relpath(core, ROOT), facts["core_bytes"] / 2**20,
+                           facts["written"], facts["per_item"], sentinel), flush=True)
+
+    hist = "pyref history %s" % sentinel
+    hist_json = "pyref history --json %s" % sentinel
+    keys = ("ring", "history cold", "history warm", "history fixed", "history lazy",
+            "history json", "leaks cold", "leaks warm", "start-up")
+    lazy_agrees = None
+    times = {k: [] for k in keys}
+    firsts = {}
+    phases = []
+    for i in range(args.sessions):
+        res, wall = gdb_session(args.python, core, [hist, hist])
+        times["history cold"].append(res[0]["seconds"])
+        times["history warm"].append(res[1]["seconds"])
+        times["start-up"].append(wall - res[0]["seconds"] - res[1]["seconds"])
+        firsts["history"] = res[0]
+        res, _ = gdb_session(args.python, core, [hist], pre=[TARGETED_PATCH])
+        times["history fixed"].append(res[0]["seconds"])
+        firsts["history fixed"] = res[0]
+        res, _ = gdb_session(args.python, core, [hist_json], pre=[LAZY_AUX_PATCH])
+        times["history lazy"].append(res[0]["seconds"])
+        res, _ = gdb_session(args.python, core, [hist_json])
+        times["history json"].append(res[0]["seconds"])
+        if i == 0:  # same records, same AUX as without the prototype?
+            texts = [gdb_run(args.python, core, JSON_SCRIPT % {"cmd": hist_json}, "json",
+                             pre)[0]
+                     for pre in ([], [LAZY_AUX_PATCH])]
+            lazy_agrees = texts[0] == texts[1]
+        res, _ = gdb_session(args.python, core, ["pyref leaks", "pyref leaks"][:2 if i == 0
+                                                                               else 1])
+        times["leaks cold"].append(res[0]["seconds"])
+        times["leaks warm"] += [r["seconds"] for r in res[1:]]
+        firsts["leaks"] = res[0]
+        res, _ = gdb_session(args.python, core, ["pyref ring"])
+        times["ring"].append(res[0]["seconds"])
+        firsts["ring"] = res[0]
+        if i == 0:  # the analysis: once
+            phases.append(gdb_run(args.python, core,
+                                  PHASES_SCRIPT % {"obj": facts["sentinel"],
+                                                   "lazy": LAZY_AUX_PATCH}, "phases")[0])
+        print("gdb-bench: session %d/%d done" % (i + 1, args.sessions), file=sys.stderr,
+              flush=True)
+    for r in firsts.values():
+        if r["error"]:
+            print("gdb-bench: %s: %s" % (r["command"], r["error"]), file=sys.stderr)
+    scan = None if args.no_scan else scan_figure(args.update)
+    load1 = open("/proc/loadavg").read().split()[0]
+
+    def out(k):
+        r = firsts[k]
+        return ("error: " + r["error"]) if r["error"] else "`%s` (%d lines)" % (
+            r["first_line"].strip(), r["lines"])
+
+    lines = ["| what | sessions | median s | min s | max s | target | output |",
+             "|---|---:|---:|---:|---:|---|---|",
+             row("`pyref history SENTINEL`, cold", times["history cold"], HISTORY_TARGET_S,
+                 out("history")),
+             row("`pyref history SENTINEL`, warm (same session)", times["history warm"]),
+             row("`pyref leaks`, cold", times["leaks cold"], None, out("leaks")),
+             row("`pyref leaks`, warm (same session; first session only)",
+                 times["leaks warm"]),
+             row("`pyref ring`, cold (decodes the ring, no index)", times["ring"], None,
+                 out("ring")),
+             row("gdb start-up: python3.11, its debug info, the core, pyref (the session's "
+                 "wall time outside the commands)", times["start-up"]),
+             scan_row(scan, args.no_scan)]
+    plines = ["| phase of a cold `pyref history` (one session) | median s | min s | max s |",
+              "|---|---:|---:|---:|"]
+    for k in [k for k in phases[0] if k not in ("agree", "lazy_same")]:
+        xs = [p[k] for p in phases]
+        plines.append("| %s | %.3f | %.3f | %.3f |" % (k, statistics.median(xs), min(xs),
+                                                        max(xs)))
+    xs = times["history fixed"]
+    plines.append("| **prototype fix**: `pyref history SENTINEL` cold, end to end, with "
+                  "RingSet.records_for answered by the byte search (TARGETED_PATCH) — %s | "
+                  "%.3f | %.3f | %.3f |" % (out("history fixed"), statistics.median(xs),
+                                            min(xs), max(xs)))
+    xs, ys = times["history lazy"], times["history json"]
+    plines.append("| **prototype fix, both halves**: the same with AUX records attached lazily "
+                  "(LAZY_AUX_PATCH), `pyref history --json SENTINEL` cold — output %s that of "
+                  "the command as it is, which takes %.3f s (median) | %.3f | %.3f | %.3f |" % (
+                      "identical to" if lazy_agrees and phases[0]["lazy_same"][0]
+                      else "**differs from**",
+                      statistics.median(ys), statistics.median(xs), min(xs), max(xs)))
+    agree = all(p["agree"][0] == p["agree"][1] for p in phases)
+    lazy_same, aux_count = phases[0]["lazy_same"]
+    text = "\n".join(lines)
+    ptext = "\n".join(plines)
+    print()
+    print(text)
+    print()
+    print(ptext)
+    if not agree:
+        print("gdb-bench: Ring.records_for and the index DISAGREE on the sentinel's records",
+              file=sys.stderr)
+    if scan:
+        print("\nbench/bench_scan.py:\n  " + "\n  ".join(scan[0]))
+    print("\ngdb-bench: %s; load average %s before, %s after" % (m["cpu"], load0, load1))
+
+    if args.update:
+        block = "\n".join([
+            "Measured %s on %s (%s CPUs), %s, Linux %s; load average %s before the run, %s "
+            "after." % (m["date"], m["cpu"], m["nproc"],
+                        subprocess.check_output(["gdb", "--version"], text=True)
+                        .splitlines()[0], m["kernel"], load0, load1),
+            "",
+            "Command: `/usr/bin/python3 bench/gdb_bench.py %s` (`make bench` runs it "
+            "without options). Target: `%s` running bench/workload_ext.c traced "
+            "(default settings, %.1f records per workload item) with PYREF_RING_RECORDS=%d "
+            "(a %d MiB ring), %d records written (the ring wrapped %.0f× over), the "
+            "sentinel's records spread over 90 %% of the ring, then abort; core %.0f MiB. "
+            "Each figure from %d fresh `gdb -batch -nx -x gdbext/pyref-gdb.py %s CORE` "
+            "sessions, timed inside gdb (time.perf_counter around gdb.execute)." % (
+                " ".join(sys.argv[1:]), args.python, facts["per_item"], RING_RECORDS,
+                RING_RECORDS * 32 >> 20,
+                facts["written"], facts["written"] / RING_RECORDS,
+                facts["core_bytes"] / 2**20, args.sessions, args.python),
+            "",
+            text,
+            "",
+            "*cold* = the first command of a fresh gdb (pyref has read and decoded nothing; "
+            "the core itself is in the OS page cache); *warm* = the same command again in "
+            "that session. Where the cold history's time goes (each phase from scratch, in "
+            "one gdb; the targeted search and the index %s on the sentinel's records; with "
+            "the AUX records attached lazily, the search returns %s Records, %d AUX "
+            "attached), and the command with the fix's halves, in fresh sessions:" % (
+                "agree" if agree else "**disagree**",
+                "the same" if lazy_same else "**different**", aux_count),
+            "",
+            ptext,
+        ] + (["", "The owners scan's full table (live and core, `pyref owners` end to end) "
+              "is bench/bench_scan.py's section, below."] if scan else []))
+        compare.update_section(compare.RESULTS, SECTION, BEGIN, END, block)
+        print("gdb-bench: wrote %s" % os.path.relpath(compare.RESULTS, ROOT))
+    if not args.keep:
+        os.remove(core)
+
+
+if __name__ == "__main__":
+    main()
