@@ -192,14 +192,17 @@ static struct pyref_thread *thread_register(struct pyref_ring_header *h)
     if (t == NULL)
         return NULL;
     if (t->ring == NULL) {
-        t->ring = (struct pyref_record *)map_anonymous((size_t)h->capacity *
-                                                       sizeof(struct pyref_record));
-        if (t->ring == NULL) {
+        struct pyref_record *ring = (struct pyref_record *)map_anonymous(
+            (size_t)h->capacity * sizeof(struct pyref_record));
+        if (ring == NULL) {
             __atomic_store_n(&t->state, PYREF_THREAD_FREE, __ATOMIC_RELEASE);
             return NULL;
         }
         t->mask = h->capacity - 1;
         t->seqp = &h->seq;
+        /* last: a reader that sees the ring (a core taken now, a live reader) sees mask
+         * and seqp set too */
+        __atomic_store_n(&t->ring, ring, __ATOMIC_RELEASE);
     }
     t->os_tid = (uint64_t)syscall(SYS_gettid);
     t->busy = 0; /* lost is kept, like head: readers sum it over descriptors */
@@ -248,9 +251,9 @@ void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)
     struct pyref_record *r = t->ring + (h & t->mask);
     __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    r->obj = (uint64_t)(uintptr_t)obj;
-    r->site = kind;
-    r->refcnt = value;
+    PYREF__FIELD_STORE(r->obj, (uint64_t)(uintptr_t)obj);
+    PYREF__FIELD_STORE(r->site, kind);
+    PYREF__FIELD_STORE(r->refcnt, value);
     __atomic_store_n(&r->u.commit,
                      (uint64_t)prev_seq | (uint64_t)PYREF_OP_AUX << 32 |
                          (uint64_t)t->serial << 48,

@@ -191,6 +191,15 @@ def record_dict(ring, rec):
     return d
 
 
+def _type_name(addr):
+    try:
+        from pyref import objects
+        t = objects.type_info(addr)
+        return t.name if t.valid else "type 0x%x" % addr
+    except PyrefError:
+        return "type 0x%x" % addr
+
+
 def record_line(ring, rec):
     flags = " immortal" if rec.immortal else ""
     if rec.shared:
@@ -201,7 +210,7 @@ def record_line(ring, rec):
         if rule:
             flags += "  [%s: %s]" % (s[3], rule)
     if rec.op_name == "FREE":
-        change = "type 0x%x" % (rec.refcnt & 0xFFFFFFFFFFFFFFFF)
+        change = "freed (%s)" % _type_name(rec.refcnt & 0xFFFFFFFFFFFFFFFF)
     else:
         change = "%d -> %d" % (rec.refcnt, rec.after)
     return "  %8d  %-14s %-8s %-16s %s%s" % (rec.seq, thread_label(ring, rec), rec.op_name,

@@ -249,9 +249,15 @@ def diagnose(expr=None):
                         "state": state["state"], "reason": state["reason"],
                         "found": how}
     events = events_for(rs, addr) if rs.rings else []
+    freed_types = [t for t in (decode_type(e) for e in events if e.op == "FREE") if t]
+    if events and events[-1].op in verdict.ENDS_LIFE and state["state"] == objects.LIVE:
+        # the recorded free is the truth about this object; the memory holds another now
+        report["object"]["reason"] = ("its memory was reused after the recorded free: it "
+                                      "now holds a %s" % state["type"])
+        report["object"]["state"] = "freed"
+        report["object"]["type"] = freed_types[0] if freed_types else None
     if not report["object"]["type"]:
-        types = [decode_type(e) for e in events if e.op == "FREE"]
-        report["object"]["type"] = next((t for t in types if t), None)
+        report["object"]["type"] = freed_types[0] if freed_types else None
     traced_files = {e.file for rec_list in (events,) for e in rec_list if e.file}
     for r in rs.rings:
         for rec in r.records[-2000:]:
