@@ -286,7 +286,7 @@ def test_help_shape():
     lines = show.splitlines()
     assert lines[0].startswith("Show a Python object:")
     assert lines[1] == "Usage: pyref show [--json] EXPR"
-    assert re.search(r"^  EXPR  a GDB expression", show, re.M)
+    assert re.search(r"^  EXPR\s+a GDB expression", show, re.M)
 
 
 def test_every_command_help_is_its_declared_help():
