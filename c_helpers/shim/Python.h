@@ -74,6 +74,17 @@ static inline __attribute__((always_inline)) int pyref__is_immortal(PyObject *op
 #define pyref__is_immortal(op) 0
 #endif
 
+/* The count as Py_REFCNT() gives it. On 3.12+ GIL builds the interpreter's INCREF/DECREF
+ * store only the low 32 bits (ob_refcnt_split); a 64-bit load of the count just after
+ * such a store cannot be store-forwarded and stalls ~15 cycles, so read those 32 bits: the
+ * high half of a mortal object's count is 0, and an immortal one is flagged anyway. */
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API) && \
+    SIZEOF_VOID_P > 4
+#define pyref__refcnt(op) ((Py_ssize_t)(op)->ob_refcnt_split[PY_BIG_ENDIAN])
+#else
+#define pyref__refcnt(op) Py_REFCNT(op)
+#endif
+
 /* 3.13t: did this thread's operation go to ob_ref_shared (not the owner)? */
 #if defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API)
 #define pyref__shared_flag(op) (_Py_IsOwnedByCurrentThread(op) ? 0u : (unsigned)PYREF_OP_SHARED)
@@ -102,7 +113,7 @@ static inline void pyref__after_record(PyObject *op);
 static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
                                                              const struct pyref_site *site)
 {
-    Py_ssize_t before = Py_REFCNT(op);
+    Py_ssize_t before = pyref__refcnt(op);
     /* Tested before the INCREF: a 64-bit load right after its 32-bit store cannot be
      * store-forwarded and stalls ~15 cycles (bench/RESULTS.md). */
     int immortal = pyref__is_immortal(op);
@@ -118,7 +129,7 @@ static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
 static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
                                                              const struct pyref_site *site)
 {
-    Py_ssize_t before = Py_REFCNT(op);
+    Py_ssize_t before = pyref__refcnt(op);
     int immortal = pyref__is_immortal(op);
     unsigned kind = immortal ? PYREF_OP_DECREF | PYREF_OP_IMMORTAL
                     : before == 1 ? PYREF_OP_DEALLOC

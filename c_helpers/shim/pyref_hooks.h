@@ -235,8 +235,10 @@ static inline __attribute__((always_inline)) void pyref__pycontext(void)
  * hook, then the Python context. */
 static inline __attribute__((always_inline)) void pyref__after_record(PyObject *op)
 {
-    PyTypeObject *tp = Py_TYPE(op);
-    pyref_interest_mark(op, tp, pyref__preheader(tp));
+    if (!pyref_interest_noted(op)) {
+        PyTypeObject *tp = Py_TYPE(op);
+        pyref_interest_mark(op, tp, pyref__preheader(tp));
+    }
     pyref__pycontext();
 }
 

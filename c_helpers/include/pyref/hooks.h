@@ -66,6 +66,19 @@ pyref_interest_mark(const void *obj, const void *type, unsigned pre)
     __atomic_store_n(&e->type, (uint64_t)(uintptr_t)type, __ATOMIC_RELAXED);
 }
 
+/* True when the interest table already notes `obj` (whatever its pre-header code): the
+ * shim then skips re-noting it, which saves two stores and the type's flags in a loop
+ * that touches the same objects. A type changed since (__class__ assignment) then goes
+ * unnoticed, which only loses that object's FREE record. */
+static inline __attribute__((always_inline)) int pyref_interest_noted(const void *obj)
+{
+    uint64_t a = (uint64_t)(uintptr_t)obj;
+    uint64_t mask = __atomic_load_n(&pyref_interest_mask, __ATOMIC_ACQUIRE);
+    struct pyref_interest *e =
+        __atomic_load_n(&pyref_interest_table, __ATOMIC_RELAXED) + ((a >> 4) & mask);
+    return (__atomic_load_n(&e->obj, __ATOMIC_RELAXED) & ~(uint64_t)15) == a;
+}
+
 /* Same layout as CPython's PyMemAllocatorEx (3.5+); pyref_hooks.h checks it. */
 struct pyref_allocator {
     void *ctx;
