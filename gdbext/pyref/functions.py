@@ -90,8 +90,11 @@ object header (NULL, misaligned, unreadable) is an error."""
 
     def compute(self, addr):
         info = _inspect(addr)
-        if info.refcount is None:
+        if info.refcount is None or info.state == objects.NOT_OBJECT:
             raise PyrefError("0x%x is not an object: %s" % (addr, info.reason))
+        if info.state == objects.FREED and "0xDD" in info.reason:
+            # the word is the allocator's fill, not a count: a number would mislead
+            raise PyrefError("0x%x is freed memory: %s" % (addr, info.reason))
         return int(info.refcount.total)
 
 

@@ -92,11 +92,31 @@ def ring_set(required=True):
         rs = RingSet(rings, headers[0][1] if headers else None, problems)
         cache["ringset"] = rs
     if required and not rs.rings:
-        why = "; ".join(rs.problems) or (
+        why = "; ".join(rs.problems) or _truncated_core() or (
             "no pyref ring in this process (is the extension built with pyref-config's "
             "flags and loaded?)")
         raise PyrefError(why)
     return rs
+
+
+def _truncated_core():
+    """A one-line reason when the target is a core file cut short (the ring may be in the
+    missing part), else None."""
+    if target.target_kind() != "core":
+        return None
+    try:
+        from pyref import corefile
+        path = target._core_file_path()
+        if not path:
+            return None
+        with corefile.Core(path) as core:
+            if core.truncated:
+                return ("no pyref ring found: the core file is truncated at byte %d, so the "
+                        "ring (and the list of loaded libraries) may be in the missing part"
+                        % core.truncated_at)
+    except (OSError, ValueError, MemoryError, AttributeError):
+        return None
+    return None
 
 
 # ---------------------------------------------------------------------------------------
