@@ -53,7 +53,7 @@ import time
 
 import gdb
 
-from pyref import commands, objects, ringcmd, scan, target, verdict
+from pyref import commands, decode, objects, ringcmd, scan, target, verdict
 from pyref.target import MemoryReadError, NoDebugInfoError, PyrefError
 
 # ---------------------------------------------------------------------------------------
@@ -1979,6 +1979,34 @@ _SINGLETONS = {"_Py_NoneStruct": "None", "_Py_TrueStruct": "True",
                "_Py_NotImplementedStruct": "NotImplemented"}
 
 
+_ACQ_OPS = (decode.NEW, decode.INCREF)
+_REL_OPS = (decode.DECREF, decode.STEAL)
+_END_OPS = (decode.DEALLOC, decode.FREE)
+
+
+def _may_hold(recs):
+    """False when verdict.unreleased() would find nothing for these records: the number of
+    unmatched acquisitions of the current lifetime, counted on the raw records (a release
+    with nothing to match is ignored, as there). Keeps `pyref leaks` from building Events
+    for the great majority of objects of a full ring. Conservative: a record whose site
+    cannot be resolved still counts here."""
+    held = 0
+    for r in recs:
+        op = r.op
+        if op in _END_OPS:
+            held = 0
+            continue
+        if op == decode.NEW and r.refcnt == 1 and not r.immortal:
+            held = 0
+        if not r.site or r.immortal:
+            continue
+        if op in _ACQ_OPS:
+            held += 1
+        elif op in _REL_OPS and held:
+            held -= 1
+    return held > 0
+
+
 def leak_report(top):
     """The data of `pyref leaks` as a dict."""
     rs = ringcmd.ring_set()
@@ -1997,7 +2025,7 @@ def leak_report(top):
 
     events_by_obj = {}
     for obj, recs in index.items():
-        if not any(r.op_name in verdict.ACQUIRE for r in recs):
+        if not _may_hold(recs):
             continue
         evs = []
         for rec in recs:
