@@ -253,3 +253,10 @@ def test_commit_word_bits_match_the_record_table(doc, tables):
         assert commit_off <= off and off + size <= commit_off + commit_size, name
         assert (off - commit_off) * 8 == shift, "%s: byte %d of commit, shift %d" % (
             name, off - commit_off, shift)
+
+
+def test_reader_and_runtime_versions_agree():
+    from pyref import __version__  # pyreftest put gdbext/ on sys.path
+    with open(os.path.join(pyreftest.ROOT, "c_helpers", "ring.c")) as f:
+        c = re.search(r'pyref_version\[\] = "([^"]+)"', f.read()).group(1)
+    assert __version__ == c

@@ -103,3 +103,22 @@ def test_all_macros(built, tmp_path):
         ("macros-xsetref", "DECREF", 3, 2), ("macros-decref", "DECREF", 2, 1),
         ("macros-clear", "DEALLOC", 1, 0)]
     assert len({r.obj for *_, r in got}) == 1
+
+
+def test_two_extensions_share_one_ring(built, tmp_path):
+    """The README's claim: several traced extensions in one process share one ring (the
+    runtime is one libpyref.so), with one sequence across both."""
+    python, moddir, _ = built
+    other = os.path.join(pyreftest.ROOT, "tests", "ext", "sameext.c")
+    pyreftest.build_ext(other, python, moddir)
+    code = ("import os, sys; sys.path.insert(0, %r); import seedext, sameext; "
+            "seedext.correct(); sameext.trace(object()); seedext.correct(); os.abort()"
+            % moddir)
+    core, _ = pyreftest.run_to_core(python, ["-c", code], cwd=str(tmp_path))
+    ring, site = pyreftest.ring_from_core(core)
+    files = [site(r)[0] for r in ring.records if site(r) and r.op_name in SHIM_OPS]
+    assert {"seedext.c", "sameext.c"} <= set(files)
+    # one sequence: seedext, then sameext, then seedext again, in order
+    runs = [f for i, f in enumerate(files) if i == 0 or files[i - 1] != f]
+    assert runs == ["seedext.c", "sameext.c", "seedext.c"], runs
+    assert ring.threads_seen == 1

@@ -42,6 +42,11 @@ PYMALLOC_POOL_BITS = 14  # pools are at most 16 KiB (3.10+, 64-bit)
 
 LIVE, FREED, NOT_OBJECT = "live", "freed", "not an object"
 
+# The interpreter's static singletons: symbol -> the name Python gives them.
+SINGLETON_SYMBOLS = {"_Py_NoneStruct": "None", "_Py_TrueStruct": "True",
+                     "_Py_FalseStruct": "False", "_Py_EllipsisObject": "Ellipsis",
+                     "_Py_NotImplementedStruct": "NotImplemented"}
+
 # Bounds on what we read from a target we do not trust.
 MAX_REPR = 1024        # characters of one repr
 MAX_ITEMS = 10         # elements shown per container

@@ -1974,9 +1974,7 @@ up to modules, C globals and stacks; --dot FILE draws that graph."""
 # ---------------------------------------------------------------------------------------
 # pyref leaks
 # ---------------------------------------------------------------------------------------
-_SINGLETONS = {"_Py_NoneStruct": "None", "_Py_TrueStruct": "True",
-               "_Py_FalseStruct": "False", "_Py_EllipsisObject": "Ellipsis",
-               "_Py_NotImplementedStruct": "NotImplemented"}
+_SINGLETONS = objects.SINGLETON_SYMBOLS
 
 
 _ACQ_OPS = (decode.NEW, decode.INCREF)

@@ -33,6 +33,8 @@ class RingSet:
     def __init__(self, rings, how, problems):
         self.rings, self.how, self.problems = rings, how, problems
         self._index = None
+        self._per_obj = {}
+        self._ring_of = {}       # id(record) -> the Ring it came from (thread labels)
 
     def index(self):
         if self._index is None:
@@ -40,6 +42,9 @@ class RingSet:
             for ring in self.rings:
                 for obj, recs in decode.build_index(ring).items():
                     idx.setdefault(obj, []).extend(recs)
+                    if len(self.rings) > 1:
+                        for r in recs:
+                            self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
                 for recs in idx.values():
                     recs.sort(key=lambda r: r.seq)
@@ -52,13 +57,20 @@ class RingSet:
         a cold `pyref history` on 2^20 records stays well under a second)."""
         if self._index is not None:
             return self._index.get(obj, [])
-        cache = self.__dict__.setdefault("_per_obj", {})
-        if obj not in cache:
-            recs = [r for ring in self.rings for r in ring.records_for(obj)]
+        if obj not in self._per_obj:
+            recs = []
+            for ring in self.rings:
+                for r in ring.records_for(obj):
+                    recs.append(r)
+                    self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
                 recs.sort(key=lambda r: r.seq)
-            cache[obj] = recs
-        return cache[obj]
+            self._per_obj[obj] = recs
+        return self._per_obj[obj]
+
+    def ring_of(self, rec):
+        """The Ring a record of records_for()/index() came from."""
+        return self._ring_of.get(id(rec), self.rings[0])
 
 
 def _candidate_headers():
@@ -188,18 +200,13 @@ def ring_report(rs):
 # pyref history
 # ---------------------------------------------------------------------------------------
 def history(rs, addr, limit=None):
-    """(lifetimes, shown, total): the object's records split into lifetimes, each a list
-    of (ring, record), keeping only the last `limit` records when given."""
+    """(lifetimes, shown, total): the object's records split into lifetimes, keeping only
+    the last `limit` records when given. rs.ring_of(record) gives each record's ring."""
     recs = rs.records_for(addr)
     total = len(recs)
     if limit is not None and total > limit:
         recs = recs[-limit:]
-    ring_of = {}
-    for ring in rs.rings:
-        for r in recs:
-            ring_of.setdefault(id(r), ring)
-    lifetimes = decode.lifetimes(recs)
-    return lifetimes, len(recs), total, ring_of
+    return decode.lifetimes(recs), len(recs), total
 
 
 def record_dict(ring, rec):
@@ -237,10 +244,10 @@ def record_line(ring, rec):
                                             change, site_text(rec.site), flags)
 
 
-def history_json(rs, addr, lifetimes, shown, total, ring_of, obj_state):
+def history_json(rs, addr, lifetimes, shown, total, obj_state):
     return json.dumps({
         "address": "0x%x" % addr, "transitions": total, "shown": shown,
-        "lifetimes": [[record_dict(ring_of[id(r)], r) for r in life] for life in lifetimes],
+        "lifetimes": [[record_dict(rs.ring_of(r), r) for r in life] for life in lifetimes],
         "object": obj_state}, indent=1)
 
 
@@ -318,11 +325,11 @@ shown apart. Then the object's state now (as pyref show reports it)."""
         target.require_target()
         addr = target.eval_address(args.expr)
         rs = ring_set()
-        lifetimes, shown, total, ring_of = history(
+        lifetimes, shown, total = history(
             rs, addr, args.n if args.n is not None else settings.records())
         state = object_state(addr)
         if args.json:
-            self.write(history_json(rs, addr, lifetimes, shown, total, ring_of, state) + "\n")
+            self.write(history_json(rs, addr, lifetimes, shown, total, state) + "\n")
             return
         out = []
         if not total:
@@ -343,7 +350,7 @@ shown apart. Then the object's state now (as pyref show reports it)."""
                 out.append("  %8s  %-14s %-8s %-16s %s" % ("seq", "thread", "op", "count",
                                                           "site"))
                 for rec in life:
-                    out.append(record_line(ring_of[id(rec)], rec))
+                    out.append(record_line(rs.ring_of(rec), rec))
         st = "now: %s" % state["state"]
         if state["type"]:
             st += ", %s" % state["type"]

@@ -110,7 +110,13 @@ def ledger(events):
             note = "%s owns %d" % (e.func, owned[k])
         elif e.op in RELEASE or e.op == "STEAL":
             owned[k] = owned.get(k, 0) - 1
-            note = "%s owns %d" % (e.func, owned[k]) if e.file else ""
+            if not e.file:
+                note = ""
+            elif owned[k] < 0:   # released or gave away more than it had acquired
+                note = "%s owned no reference to release" % e.func
+                owned[k] = 0
+            else:
+                note = "%s owns %d" % (e.func, owned[k])
         elif e.op == "BORROW":
             note = "%s borrows" % e.func
         else:

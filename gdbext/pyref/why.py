@@ -17,9 +17,7 @@ from pyref.target import PyrefError
 
 MAX_FRAMES = 64        # frames examined for the dead object and the crash site
 MAX_SYMBOLS = 64       # arguments and locals examined per frame
-SINGLETONS = {"_Py_NoneStruct": "None", "_Py_TrueStruct": "True",
-              "_Py_FalseStruct": "False", "_Py_NotImplementedStruct": "NotImplemented",
-              "_Py_EllipsisObject": "Ellipsis"}
+SINGLETONS = objects.SINGLETON_SYMBOLS
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,7 +171,7 @@ def traced_use_site(traced_files):
 def events_for(rs, addr):
     out = []
     for rec in rs.records_for(addr):
-        ring = next((r for r in rs.rings), None)
+        ring = rs.ring_of(rec)
         s = ringcmd.site_of(rec.site)
         container = None
         for aux in getattr(rec, "aux", None) or ():
@@ -258,12 +256,8 @@ def diagnose(expr=None):
         report["object"]["type"] = freed_types[0] if freed_types else None
     if not report["object"]["type"]:
         report["object"]["type"] = freed_types[0] if freed_types else None
-    traced_files = {e.file for rec_list in (events,) for e in rec_list if e.file}
-    for r in rs.rings:
-        for rec in r.records[-2000:]:
-            s = ringcmd.site_of(rec.site)
-            if s:
-                traced_files.add(s[0])
+    # the crash frame that used the object is traced code that had recorded it
+    traced_files = {e.file for e in events if e.file}
     use = traced_use_site(traced_files) if not expr else None
     v = verdict.analyze(events, state=state["state"], singleton=singleton_name(addr),
                         target_minor=python_minor(), use_site=use)
@@ -302,11 +296,8 @@ def _event_json(e):
 
 
 def _version():
-    try:
-        from pyref import __version__
-        return __version__
-    except ImportError:
-        return "0.1.0"
+    from pyref import __version__
+    return __version__
 
 
 # ---------------------------------------------------------------------------------------
