@@ -24,7 +24,6 @@
 #include <string.h>
 
 __thread struct pyref_pyctx_tls pyref_tls_pyctx __attribute__((tls_model("initial-exec")));
-int pyref_pyctx_on;
 intptr_t pyref_pyctx_tss_off;
 
 static int pyctx_decided;
@@ -45,8 +44,8 @@ void pyref_pyctx_emit(const void *code, int64_t offset, const void *key_code,
 {
     struct pyref_thread *t = pyref_tls_thread;
     struct pyref_pyctx_tls *c = &pyref_tls_pyctx;
-    if (t == NULL || t->head == 0)
-        return; /* nothing to attach to */
+    if (t->head == 0)
+        return; /* no descriptor or no record yet: nothing to attach to */
     uint64_t before = t->head;
     pyref_record_aux(code, PYREF_AUX_PYCTX, offset);
     if (t->head == before)
@@ -128,7 +127,7 @@ static intptr_t find_tss_off(const void *getter, const void *tstate)
 int pyref_pyctx_init(const void *getter, const void *tstate, int want_tss)
 {
     if (pyctx_decided)
-        return pyref_pyctx_on;
+        return pyref_hot.pyctx_on;
     pyctx_decided = 1;
     const char *env = getenv("PYREF_PYCONTEXT");
     pyref_ring_init(); /* libpyref.a: our constructor may run before ring.c's */
@@ -138,6 +137,6 @@ int pyref_pyctx_init(const void *getter, const void *tstate, int want_tss)
     if (want_tss)
         pyref_pyctx_tss_off = find_tss_off(getter, tstate);
     pyref_hooks_set(PYREF_HOOK_PYCTX, 0);
-    __atomic_store_n(&pyref_pyctx_on, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&pyref_hot.pyctx_on, 1, __ATOMIC_RELEASE);
     return 1;
 }

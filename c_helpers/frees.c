@@ -39,14 +39,15 @@
 #include <string.h>
 #include <sys/mman.h>
 
+_Static_assert(sizeof(struct pyref_interest) == 16, "interest_mask is a byte mask of 16-byte entries");
+
 #define PYREF_INTEREST_DEFAULT (1u << 18) /* 4 MiB of address space before two collide */
 #define PYREF_INTEREST_MIN (1u << 10)
 #define PYREF_INTEREST_MAX (1u << 24)
 
 /* Until frees_init() maps the table: one dummy entry (mask 0), so the shim never tests. */
 static struct pyref_interest interest_dummy[1];
-struct pyref_interest *pyref_interest_table = interest_dummy;
-uint64_t pyref_interest_mask;
+struct pyref_hot pyref_hot = {interest_dummy, 0, 0};
 
 volatile uint32_t pyref_frees_state;
 
@@ -86,8 +87,8 @@ __attribute__((constructor)) static void frees_init(void)
         return;
     /* table first, then mask (readers load the mask first): a reader never pairs the new
      * mask with the 1-entry dummy */
-    __atomic_store_n(&pyref_interest_table, (struct pyref_interest *)p, __ATOMIC_RELEASE);
-    __atomic_store_n(&pyref_interest_mask, (uint64_t)(n - 1), __ATOMIC_RELEASE);
+    __atomic_store_n(&pyref_hot.interest_table, (struct pyref_interest *)p, __ATOMIC_RELEASE);
+    __atomic_store_n(&pyref_hot.interest_mask, (uint64_t)(n - 1) << 4, __ATOMIC_RELEASE);
 }
 
 /* The object of interest in `block`, or 0. On a hit, *type is its type and *pre the offset
@@ -95,12 +96,10 @@ __attribute__((constructor)) static void frees_init(void)
  * and only at an offset the entry vouches is inside the block. */
 static inline uint64_t frees_probe(const char *block, uint64_t *type, unsigned *pre)
 {
-    uint64_t mask = __atomic_load_n(&pyref_interest_mask, __ATOMIC_ACQUIRE);
-    struct pyref_interest *tab = __atomic_load_n(&pyref_interest_table, __ATOMIC_RELAXED);
     uint64_t b = (uint64_t)(uintptr_t)block;
     for (unsigned code = 0; code <= 2; code++) {
         uint64_t obj = b + 16u * code;
-        struct pyref_interest *e = tab + ((obj >> 4) & mask);
+        struct pyref_interest *e = pyref_interest_entry(obj);
         if (__builtin_expect(__atomic_load_n(&e->obj, __ATOMIC_RELAXED) != (obj | code), 1))
             continue;
         uint64_t t = __atomic_load_n(&e->type, __ATOMIC_RELAXED);

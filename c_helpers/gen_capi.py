@@ -438,10 +438,12 @@ pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
     if (obj == NULL)
         return;
     PyObject *o = (PyObject *)(uintptr_t)obj;
-    pyref_record(o, site, (int64_t)Py_REFCNT(o),
-                 op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u), 0);
-    if (container != NULL)
-        pyref_record_aux(container, PYREF_AUX_CONTAINER, index);
+    unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
+    if (container != NULL) /* both records in one write (ring.h) */
+        pyref_record_pair(o, site, (int64_t)Py_REFCNT(o), f, 0, container,
+                          PYREF_AUX_CONTAINER, index);
+    else
+        pyref_record(o, site, (int64_t)Py_REFCNT(o), f, 0);
     pyref__after_record(o); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
 }
 
@@ -472,9 +474,11 @@ pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *s
 {
     if (obj == NULL)
         return;
-    pyref_record(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0);
     if (container != NULL)
-        pyref_record_aux(container, PYREF_AUX_CONTAINER, index);
+        pyref_record_pair(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0, container,
+                          PYREF_AUX_CONTAINER, index);
+    else
+        pyref_record(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0);
 }
 
 /* Evaluates `call` once, records its result as NEW or BORROW, yields it unchanged (same

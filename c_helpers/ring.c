@@ -30,7 +30,13 @@ const char pyref_version[] = "0.1.0";
 /* Exported (and in .dynsym, so it survives strip): readers find the ring through it. */
 struct pyref_ring_header *pyref_ring;
 
-__thread struct pyref_thread *pyref_tls_thread __attribute__((tls_model("initial-exec")));
+struct pyref_thread pyref_thread_none = {.busy = 1};
+
+__thread struct pyref_thread *pyref_tls_thread
+    __attribute__((tls_model("initial-exec"))) = &pyref_thread_none;
+
+/* Set once at init when PYREF=off: the slow path then returns at once. */
+static int pyref_off;
 
 /* Set while this thread is inside the slow path, so a signal handler's record cannot
  * re-enter registration. */
@@ -80,7 +86,7 @@ static void *map_anonymous(size_t size)
 static void thread_exited(void *arg)
 {
     struct pyref_thread *t = (struct pyref_thread *)arg;
-    pyref_tls_thread = NULL;
+    pyref_tls_thread = &pyref_thread_none;
     __atomic_store_n(&t->state, PYREF_THREAD_EXITED, __ATOMIC_RELEASE);
 }
 
@@ -93,6 +99,8 @@ static void fork_child(void)
     h->pid = (uint32_t)getpid();
     h->forks++;
     struct pyref_thread *self = pyref_tls_thread;
+    if (self == &pyref_thread_none)
+        self = NULL;
     for (uint32_t i = 0; i < h->max_threads; i++) {
         struct pyref_thread *t = &h->threads[i];
         if (t != self && t->state == PYREF_THREAD_LIVE)
@@ -134,8 +142,10 @@ static void ring_init(void)
     h->thread_table_off = PYREF_THREAD_TABLE_OFF;
     h->thread_desc_size = sizeof(struct pyref_thread);
     h->max_threads = (uint32_t)nthreads;
-    if (mode != NULL && strcmp(mode, "off") == 0)
+    if (mode != NULL && strcmp(mode, "off") == 0) {
         h->flags |= PYREF_FLAG_DISABLED;
+        pyref_off = 1;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     h->init_time_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
@@ -214,6 +224,13 @@ static struct pyref_thread *thread_register(struct pyref_ring_header *h)
 void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
                        unsigned op, int delta)
 {
+    struct pyref_thread *t = pyref_tls_thread;
+    if (t != &pyref_thread_none) {
+        t->lost++; /* a signal handler's record inside one of this thread's records */
+        return;
+    }
+    if (pyref_off)
+        return;
     pthread_once(&pyref_once, ring_init);
     struct pyref_ring_header *h = __atomic_load_n(&pyref_ring, __ATOMIC_ACQUIRE);
     if (h == NULL || (h->flags & PYREF_FLAG_DISABLED))
@@ -224,22 +241,42 @@ void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t r
     }
     pyref_tls_in_slow = 1;
     PYREF__SIGNAL_FENCE();
-    if (pyref_tls_thread == NULL)
-        pyref_tls_thread = thread_register(h);
+    if (pyref_tls_thread == &pyref_thread_none) {
+        t = thread_register(h);
+        if (t != NULL)
+            pyref_tls_thread = t;
+    }
     PYREF__SIGNAL_FENCE();
     pyref_tls_in_slow = 0;
-    if (pyref_tls_thread == NULL) {
+    if (pyref_tls_thread == &pyref_thread_none) {
         __atomic_add_fetch(&h->lost_nothread, 1, __ATOMIC_RELAXED);
         return;
     }
     pyref_record(obj, site, refcnt, op, delta);
 }
 
+void pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+                            unsigned op, int delta, const void *aux_obj, uint64_t aux_kind,
+                            int64_t aux_value)
+{
+    struct pyref_thread *t0 = pyref_tls_thread;
+    uint64_t before = t0->head;
+    pyref_record_slow(obj, site, refcnt, op, delta);
+    struct pyref_thread *t = pyref_tls_thread;
+    if (t == &pyref_thread_none)
+        return; /* off, or no descriptor: nothing was written, the AUX goes the same way */
+    if (t == t0 && t->head == before) {
+        t->lost++; /* re-entered: the origin was dropped, and so is its AUX */
+        return;
+    }
+    pyref_record_aux(aux_obj, aux_kind, aux_value);
+}
+
 void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)
 {
     struct pyref_thread *t = pyref_tls_thread;
-    if (t == NULL || t->head == 0)
-        return; /* no previous record on this thread: nothing to attach to */
+    if (t->head == 0)
+        return; /* no descriptor or no previous record on this thread: nothing to attach to */
     if (t->busy) {
         t->lost++; /* the re-entry guard, as in pyref_record() */
         return;
@@ -255,8 +292,7 @@ void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)
     PYREF__FIELD_STORE(r->site, kind);
     PYREF__FIELD_STORE(r->refcnt, value);
     __atomic_store_n(&r->u.commit,
-                     (uint64_t)prev_seq | (uint64_t)PYREF_OP_AUX << 32 |
-                         (uint64_t)t->serial << 48,
+                     PYREF__COMMIT(prev_seq, PYREF_OP_AUX, 0, (uint64_t)t->serial << 48),
                      __ATOMIC_RELEASE);
     __atomic_store_n(&t->head, h + 1, __ATOMIC_RELEASE);
     PYREF__SIGNAL_FENCE();

@@ -200,7 +200,7 @@ static __attribute__((noinline, cold, unused)) void pyref__pycontext_slow(void *
  * (code, instruction) changed or the last one is 1/8 of a ring old. */
 static inline __attribute__((always_inline)) void pyref__pycontext(void)
 {
-    if (__builtin_expect(!pyref_pyctx_on, 0))
+    if (__builtin_expect(!pyref_hot.pyctx_on, 1)) /* off by default: keep it off the path */
         return;
     PyThreadState *ts = pyref__tstate();
     void *frame = NULL;
@@ -226,7 +226,7 @@ static inline __attribute__((always_inline)) void pyref__pycontext(void)
     struct pyref_pyctx_tls *c = &pyref_tls_pyctx;
     struct pyref_thread *t = pyref_tls_thread;
     if (__builtin_expect(code == c->code && instr == c->instr, 1) &&
-        (t == NULL || t->head - c->pos < (t->mask >> 3)))
+        (t == &pyref_thread_none || t->head - c->pos < (t->mask >> 3)))
         return;
     pyref__pycontext_slow(frame);
 }

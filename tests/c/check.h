@@ -142,6 +142,12 @@ static inline int spawn_self(const char *mode, const char *const *env, char *err
 }
 
 /* Kernel thread id of the calling thread. */
+/* The calling thread's descriptor, NULL while it has none (pyref_thread_none). */
+static inline struct pyref_thread *test_thread(void)
+{
+    return pyref_tls_thread == &pyref_thread_none ? NULL : pyref_tls_thread;
+}
+
 static inline uint64_t test_gettid(void)
 {
     return (uint64_t)syscall(SYS_gettid);

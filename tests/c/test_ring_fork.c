@@ -154,7 +154,7 @@ static void child_of_unregistered(pid_t parent, void *arg)
     for (uint32_t i = 0; i < h->max_threads; i++)
         live += h->threads[i].state == PYREF_THREAD_LIVE;
     CHECK(live == 0, "%d inherited descriptors still live", live);
-    CHECK(pyref_tls_thread == NULL, "the forking thread has a descriptor");
+    CHECK(pyref_tls_thread == &pyref_thread_none, "the forking thread has a descriptor");
 }
 
 static void *fork_from_thread(void *arg)

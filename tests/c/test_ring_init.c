@@ -82,7 +82,7 @@ static void child_header(void)
 
     /* The first record registers this thread with a ring of `capacity` records. */
     pyref_record((void *)0x1000, NULL, 7, PYREF_OP_INCREF, 1);
-    struct pyref_thread *t = pyref_tls_thread;
+    struct pyref_thread *t = test_thread();
     CHECK(t == &h->threads[0], "first registration took descriptor %ld, want 0",
           thread_index(t));
     if (t == NULL)
@@ -106,7 +106,7 @@ static void *record_many(void *arg)
         pyref_record((void *)(uintptr_t)(0x2000 + i), NULL, 1, PYREF_OP_INCREF, 1);
         pyref_record_aux((void *)(uintptr_t)(0x2000 + i), 1, 2);
     }
-    recorded_off = pyref_tls_thread == NULL;
+    recorded_off = test_thread() == NULL;
     return NULL;
 }
 
@@ -137,7 +137,7 @@ static void child_on(void)
 {
     CHECK(pyref_ring != NULL && pyref_ring->flags == 0, "flags with PYREF=%s", getenv("PYREF"));
     record_many(NULL);
-    CHECK(pyref_tls_thread != NULL && pyref_tls_thread->head == 2000,
+    CHECK(test_thread() != NULL && test_thread()->head == 2000,
           "PYREF=%s did not record 1000 records + 1000 aux", getenv("PYREF"));
 }
 

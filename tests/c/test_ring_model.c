@@ -1,9 +1,10 @@
 /*
  * test_ring_model.c — the ring against a trivial reference model (SQLite's bitvec test
  * style). Random sequences of operations — single records, bursts that wrap the ring, AUX
- * records, records dropped by the re-entry guard, thread creation and exit — run on real
- * threads, one at a time, while a model applies the same operations to plain arrays: per
- * descriptor its state, head, serial, lost and every record it should hold. After every
+ * records, origin + AUX pairs written as one (pyref_record_pair), records dropped by the
+ * re-entry guard, thread creation and exit — run on real threads, one at a time, while a
+ * model applies the same operations to plain arrays: per descriptor its state, head,
+ * serial, lost and every record it should hold. After every
  * operation every descriptor and every slot of every window (and the untouched slots past
  * it) is compared with the model, with the header's seq, threads_registered and
  * lost_nothread.
@@ -46,13 +47,14 @@ static struct want random_record(uint64_t *s)
 }
 
 /* ---- actors: real threads that run one command at a time ----------------------------- */
-enum cmd { CMD_NONE, CMD_RECORD, CMD_BURST, CMD_AUX, CMD_BUSY, CMD_EXIT };
+enum cmd { CMD_NONE, CMD_RECORD, CMD_BURST, CMD_AUX, CMD_PAIR, CMD_BUSY, CMD_EXIT };
 
 struct actor {
     pthread_t th;
     int alive;
     enum cmd cmd;       /* set by main, cleared by the actor when done */
     struct want rec;    /* CMD_RECORD, CMD_AUX (obj, site = kind, refcnt = value), CMD_BUSY */
+    struct want aux;    /* CMD_PAIR: rec, then this as its AUX (obj, site = kind, refcnt) */
     uint64_t burst_n;   /* CMD_BURST: records ... */
     uint64_t burst_rnd; /* ... drawn from this PRNG state */
     int model_slot;     /* the model's descriptor for this thread, -1 unregistered */
@@ -87,11 +89,18 @@ static void *actor_main(void *arg)
             }
         } else if (c == CMD_AUX) {
             pyref_record_aux((void *)(uintptr_t)w->obj, w->site, w->refcnt);
+        } else if (c == CMD_PAIR) {
+            pyref_record_pair((void *)(uintptr_t)w->obj,
+                              (const struct pyref_site *)(uintptr_t)w->site, w->refcnt, w->op,
+                              w->delta, (void *)(uintptr_t)a->aux.obj, a->aux.site,
+                              a->aux.refcnt);
         } else if (c == CMD_BUSY) {
             /* As if a signal handler recorded while this thread was inside pyref_record. */
             pyref_tls_thread->busy = 1;
             pyref_record((void *)(uintptr_t)w->obj, NULL, 1, PYREF_OP_INCREF, 1);
             pyref_record_aux((void *)(uintptr_t)w->obj, 1, 1);
+            pyref_record_pair((void *)(uintptr_t)w->obj, NULL, 1, PYREF_OP_BORROW, 0,
+                              (void *)(uintptr_t)w->obj, 1, 1);
             pyref_tls_thread->busy = 0;
         }
 
@@ -261,14 +270,23 @@ static int run_seed(uint64_t seed)
             a->rec = random_record(&s);
             actor_run(a, CMD_AUX);
             model_aux(a, a->rec);
-        } else if (dice < 75) {
+        } else if (dice < 70 + 8) {
+            /* an origin and its AUX in one write: what two calls would leave */
+            what = "pair";
+            a->rec = random_record(&s);
+            a->aux = random_record(&s);
+            actor_run(a, CMD_PAIR);
+            model_record(a, a->rec);
+            if (a->model_slot >= 0 && ms[a->model_slot].head > 0)
+                model_aux(a, a->aux);
+        } else if (dice < 83) {
             what = "busy";
             if (a->model_slot < 0)
                 continue; /* the guard needs a descriptor */
             a->rec = random_record(&s);
             actor_run(a, CMD_BUSY);
-            ms[a->model_slot].lost += 2; /* the record and the AUX */
-        } else if (dice < 85) {
+            ms[a->model_slot].lost += 4; /* the record, the AUX, and a pair's two */
+        } else if (dice < 91) {
             what = "exit";
             actor_run(a, CMD_EXIT);
             if (a->model_slot >= 0)

@@ -76,7 +76,7 @@ static void *writer_main(void *arg)
         if (wr->gil)
             pthread_mutex_unlock(wr->gil);
     }
-    wr->t = pyref_tls_thread;
+    wr->t = test_thread();
     return NULL;
 }
 
@@ -240,7 +240,7 @@ static void *life_main(void *arg)
     struct life *l = arg;
     for (uint64_t i = 0; i < l->n; i++)
         pyref_record((void *)(uintptr_t)(l->tag << 20 | i), NULL, 1, PYREF_OP_INCREF, 1);
-    l->t = pyref_tls_thread;
+    l->t = test_thread();
     l->tid = test_gettid();
     if (l->t) {
         l->state_alive = l->t->state;

@@ -38,7 +38,7 @@ static void *writer(void *arg)
         pyref_record((void *)(uintptr_t)w.obj, (const struct pyref_site *)(uintptr_t)w.site,
                      w.refcnt, w.op, w.delta);
     }
-    sc->t = pyref_tls_thread;
+    sc->t = test_thread();
     return NULL;
 }
 

@@ -34,7 +34,7 @@ static void on_alarm(int sig)
 {
     (void)sig;
     struct pyref_thread *t = pyref_tls_thread;
-    if (t == NULL || handler_obj == NULL)
+    if (t == &pyref_thread_none || handler_obj == NULL)
         return;
     uint64_t head = t->head, lost = t->lost;
     Py_INCREF(handler_obj); /* @handler-incref */

@@ -47,8 +47,25 @@ struct pyref_interest {
     uint64_t type; /* ob_type at the object's last record */
 };
 
-extern struct pyref_interest *pyref_interest_table; /* never NULL (a 1-entry dummy at worst) */
-extern uint64_t pyref_interest_mask;                /* entries - 1 */
+/* What the shim reads after every record, together: one GOT load reaches all of it. */
+struct pyref_hot {
+    struct pyref_interest *interest_table; /* never NULL (a 1-entry dummy at worst) */
+    uint64_t interest_mask; /* (entries - 1) * 16: a byte offset, see pyref_interest_entry */
+    int pyctx_on; /* 1 when PYCTX records are written (PYREF_PYCONTEXT=1, context.c) */
+};
+extern struct pyref_hot pyref_hot;
+
+/* The entry of address `a`: entry (a >> 4) & (entries - 1), i.e. the byte offset
+ * a & interest_mask (entries are 16 bytes). The mask is loaded before the table: the table
+ * is published first (frees.c), so a new mask always comes with the new table; an old mask
+ * (0) is in bounds of either. */
+static inline __attribute__((always_inline)) struct pyref_interest *
+pyref_interest_entry(uint64_t a)
+{
+    uint64_t mask = __atomic_load_n(&pyref_hot.interest_mask, __ATOMIC_ACQUIRE);
+    char *tab = (char *)__atomic_load_n(&pyref_hot.interest_table, __ATOMIC_RELAXED);
+    return (struct pyref_interest *)(tab + (a & mask));
+}
 
 /* Notes that `obj` (of type `type`, whose memory block starts `pre` bytes before it: 0, 16
  * or 32) has been recorded, so the free hook reports its deallocation. Thread-safe,
@@ -57,11 +74,7 @@ static inline __attribute__((always_inline)) void
 pyref_interest_mark(const void *obj, const void *type, unsigned pre)
 {
     uint64_t a = (uint64_t)(uintptr_t)obj;
-    /* mask before table: the table is published first (frees.c), so a new mask always
-     * comes with the new table; an old mask (0) is in bounds of either */
-    uint64_t mask = __atomic_load_n(&pyref_interest_mask, __ATOMIC_ACQUIRE);
-    struct pyref_interest *e =
-        __atomic_load_n(&pyref_interest_table, __ATOMIC_RELAXED) + ((a >> 4) & mask);
+    struct pyref_interest *e = pyref_interest_entry(a);
     __atomic_store_n(&e->obj, a | (pre >> 4), __ATOMIC_RELAXED);
     __atomic_store_n(&e->type, (uint64_t)(uintptr_t)type, __ATOMIC_RELAXED);
 }
@@ -73,9 +86,7 @@ pyref_interest_mark(const void *obj, const void *type, unsigned pre)
 static inline __attribute__((always_inline)) int pyref_interest_noted(const void *obj)
 {
     uint64_t a = (uint64_t)(uintptr_t)obj;
-    uint64_t mask = __atomic_load_n(&pyref_interest_mask, __ATOMIC_ACQUIRE);
-    struct pyref_interest *e =
-        __atomic_load_n(&pyref_interest_table, __ATOMIC_RELAXED) + ((a >> 4) & mask);
+    struct pyref_interest *e = pyref_interest_entry(a);
     return (__atomic_load_n(&e->obj, __ATOMIC_RELAXED) & ~(uint64_t)15) == a;
 }
 
@@ -128,9 +139,8 @@ struct pyref_pyctx_tls {
 };
 extern __thread struct pyref_pyctx_tls pyref_tls_pyctx __attribute__((tls_model("initial-exec")));
 
-/* 1 when PYCTX records are written (PYREF_PYCONTEXT=1 and a traced extension enabled them);
- * read on every transition. */
-extern int pyref_pyctx_on;
+/* pyref_hot.pyctx_on: 1 when PYCTX records are written (PYREF_PYCONTEXT=1 and a traced
+ * extension enabled them); read on every transition. */
 
 /* For 3.12+: the offset of the interpreter's thread-local tstate pointer from the thread
  * pointer (%fs base), or 0 when unknown (then the shim calls the interpreter's getter). */
@@ -142,7 +152,7 @@ extern intptr_t pyref_pyctx_tss_off;
  * returns now, on the calling thread, which holds the GIL), finds the thread-local
  * variable holding it in the defining module's static TLS block: sets pyref_pyctx_tss_off
  * when exactly one word of that block holds `tstate` and the block is static TLS. Returns
- * pyref_pyctx_on. Called with the GIL held; idempotent.
+ * pyref_hot.pyctx_on. Called with the GIL held; idempotent.
  */
 int pyref_pyctx_init(const void *getter, const void *tstate, int want_tss);
 

@@ -117,20 +117,33 @@ struct pyref_ring_header {
 /* The process's ring header, or NULL before init / if init failed. Set once. */
 extern struct pyref_ring_header *pyref_ring;
 
-/* The calling thread's descriptor, or NULL until its first record. initial-exec TLS: the
- * fast path reads it with one %fs-relative load (the default model costs a call). */
+/* The descriptor of a thread that has none yet, and of every thread when recording is off:
+ * `busy` is 1, so the fast path's one `busy` test also sends such a thread to the slow
+ * path (no separate NULL test per record). Never written; not in the header's table. */
+extern struct pyref_thread pyref_thread_none;
+
+/* The calling thread's descriptor: &pyref_thread_none until its first record, never NULL.
+ * initial-exec TLS: the fast path reads it with one %fs-relative load (the default model
+ * costs a call). */
 extern __thread struct pyref_thread *pyref_tls_thread
     __attribute__((tls_model("initial-exec")));
 
 /*
- * Out-of-line slow path of pyref_record(): registers the calling thread (claims a slot,
- * maps its ring) and writes the record; if recording is disabled, no slot or memory can be
- * had, or the thread is already inside pyref_record_slow(), the record is dropped and
- * counted in header.lost_nothread (or not at all when disabled). Never fails otherwise;
+ * Out-of-line slow path of pyref_record(), taken when the calling thread's descriptor is
+ * busy: when it is pyref_thread_none, registers the thread (claims a slot, maps its ring)
+ * and writes the record, or drops it when recording is disabled (not counted), when no
+ * slot or memory can be had or the thread is already registering (counted in
+ * header.lost_nothread); otherwise a signal handler interrupted a record of this thread,
+ * and the handler's record is dropped and counted in thread.lost. Never fails otherwise;
  * async-signal-safe (uses only atomics and mmap); never calls into Python.
  */
 void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
                        unsigned op, int delta);
+
+/* The slow path of pyref_record_pair(): pyref_record_slow(), then pyref_record_aux(). */
+void pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+                            unsigned op, int delta, const void *aux_obj, uint64_t aux_kind,
+                            int64_t aux_value);
 
 /* pyref_hooks (issue 4): creates the ring set now if it does not exist yet (it normally is
  * created when the library loads). Idempotent, thread-safe; pyref_ring may stay NULL if
@@ -161,6 +174,11 @@ void pyref_record_aux(const void *obj, uint64_t kind, int64_t value);
 #define PYREF__FIELD_STORE(lv, v) ((void)((lv) = (v)))
 #endif
 
+/* The commit word: the record's seq, op, delta and the writer's serial (format spec). */
+#define PYREF__COMMIT(seq, op, delta, tidbits)                                             \
+    ((uint64_t)(uint32_t)(seq) | (uint64_t)((op) & 0xff) << 32 |                            \
+     (uint64_t)(uint8_t)(int8_t)(delta) << 40 | (tidbits))
+
 /*
  * Appends one record to the calling thread's ring. Cannot fail: when the thread has no
  * ring yet it takes the slow path; when a signal handler interrupts a record on the same
@@ -172,12 +190,9 @@ pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, uns
              int delta)
 {
     struct pyref_thread *t = pyref_tls_thread;
-    if (__builtin_expect(t == 0, 0)) {
-        pyref_record_slow(obj, site, refcnt, op, delta);
-        return;
-    }
+    /* one test: no descriptor yet (pyref_thread_none), recording off, or re-entered */
     if (__builtin_expect(t->busy != 0, 0)) {
-        t->lost++;
+        pyref_record_slow(obj, site, refcnt, op, delta);
         return;
     }
     t->busy = 1;
@@ -185,8 +200,9 @@ pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, uns
     uint64_t h = t->head;
     struct pyref_record *r = t->ring + (h & t->mask);
     /* The default ring (2 MiB) does not stay in L2: fetch the line written 32 records on
-     * (bench/RESULTS.md: -0.5 to -0.9 ns a record). */
-    __builtin_prefetch(t->ring + ((h + 32) & t->mask), 1, 3);
+     * (bench/RESULTS.md: -0.5 to -0.9 ns a record). Not wrapped at the ring's end: a
+     * prefetch never faults, and 32 records a lap go unprefetched. */
+    __builtin_prefetch(r + 32, 1, 3);
     uint64_t s = __atomic_load_n(t->seqp, __ATOMIC_RELAXED);
     __atomic_store_n(t->seqp, s + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
@@ -194,11 +210,49 @@ pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, uns
     PYREF__FIELD_STORE(r->obj, (uint64_t)(uintptr_t)obj);
     PYREF__FIELD_STORE(r->site, (uint64_t)(uintptr_t)site);
     PYREF__FIELD_STORE(r->refcnt, refcnt);
-    __atomic_store_n(&r->u.commit,
-                     (uint64_t)(uint32_t)s | (uint64_t)(op & 0xff) << 32 |
-                         (uint64_t)(uint8_t)(int8_t)delta << 40 | (uint64_t)t->serial << 48,
+    __atomic_store_n(&r->u.commit, PYREF__COMMIT(s, op, delta, (uint64_t)t->serial << 48),
                      __ATOMIC_RELEASE);
     __atomic_store_n(&t->head, h + 1, __ATOMIC_RELEASE);
+    PYREF__SIGNAL_FENCE();
+    t->busy = 0;
+}
+
+/*
+ * pyref_record() followed by pyref_record_aux(aux_obj, aux_kind, aux_value), written as one
+ * sequence (one guard, one seq, one head update): what a C-API origin and the AUX naming
+ * its container cost. The two records are exactly those the two calls would write; each
+ * is committed by its own commit word, the origin first. Same contract as pyref_record().
+ */
+static inline __attribute__((always_inline)) void
+pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
+                  int delta, const void *aux_obj, uint64_t aux_kind, int64_t aux_value)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0)) {
+        pyref_record_pair_slow(obj, site, refcnt, op, delta, aux_obj, aux_kind, aux_value);
+        return;
+    }
+    t->busy = 1;
+    PYREF__SIGNAL_FENCE();
+    uint64_t h = t->head, mask = t->mask;
+    struct pyref_record *r = t->ring + (h & mask), *a = t->ring + ((h + 1) & mask);
+    __builtin_prefetch(r + 32, 1, 3);
+    uint64_t s = __atomic_load_n(t->seqp, __ATOMIC_RELAXED);
+    __atomic_store_n(t->seqp, s + 1, __ATOMIC_RELAXED);
+    uint64_t tidbits = (uint64_t)t->serial << 48;
+    __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&a->u.commit, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    PYREF__FIELD_STORE(r->obj, (uint64_t)(uintptr_t)obj);
+    PYREF__FIELD_STORE(r->site, (uint64_t)(uintptr_t)site);
+    PYREF__FIELD_STORE(r->refcnt, refcnt);
+    __atomic_store_n(&r->u.commit, PYREF__COMMIT(s, op, delta, tidbits), __ATOMIC_RELEASE);
+    PYREF__FIELD_STORE(a->obj, (uint64_t)(uintptr_t)aux_obj);
+    PYREF__FIELD_STORE(a->site, aux_kind);
+    PYREF__FIELD_STORE(a->refcnt, aux_value);
+    __atomic_store_n(&a->u.commit, PYREF__COMMIT(s, PYREF_OP_AUX, 0, tidbits),
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&t->head, h + 2, __ATOMIC_RELEASE);
     PYREF__SIGNAL_FENCE();
     t->busy = 0;
 }
