@@ -221,16 +221,14 @@ static struct pyref_thread *thread_register(struct pyref_ring_header *h)
     return t;
 }
 
-void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
-                       unsigned op, int delta)
+/* The part of pyref_record_slow() that registers the thread. Out of line so that the
+ * frequent cases (PYREF=off, a re-entered record) return without its stack frame. */
+static __attribute__((noinline)) void record_registering(const void *obj,
+                                                         const struct pyref_site *site,
+                                                         int64_t refcnt, unsigned op,
+                                                         int delta)
 {
-    struct pyref_thread *t = pyref_tls_thread;
-    if (t != &pyref_thread_none) {
-        t->lost++; /* a signal handler's record inside one of this thread's records */
-        return;
-    }
-    if (pyref_off)
-        return;
+    struct pyref_thread *t;
     pthread_once(&pyref_once, ring_init);
     struct pyref_ring_header *h = __atomic_load_n(&pyref_ring, __ATOMIC_ACQUIRE);
     if (h == NULL || (h->flags & PYREF_FLAG_DISABLED))
@@ -253,6 +251,19 @@ void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t r
         return;
     }
     pyref_record(obj, site, refcnt, op, delta);
+}
+
+void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+                       unsigned op, int delta)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (t != &pyref_thread_none) {
+        t->lost++; /* a signal handler's record inside one of this thread's records */
+        return;
+    }
+    if (pyref_off)
+        return;
+    record_registering(obj, site, refcnt, op, delta);
 }
 
 void pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
