@@ -389,3 +389,69 @@ def test_truncated_core(shared, index):
             problems.append("%s: %s" % (cell, str(e)[:1500]))
     assert not problems, "core cut at %s (offset %d of %d):\n%s" % (
         name, cut["offset"], t["size"], "\n".join(problems))
+
+
+# ---------------------------------------------------------------------------------------
+# The wrong interpreter binary, and an interpreter without debug info
+# ---------------------------------------------------------------------------------------
+RELEASE = "/usr/bin/python3.11"  # Debian's: its debug info is separate (python3.11-dbg)
+ABORT = ["-c", "import os; os.abort()"]
+OBJECT_CMDS = ["pyref pystack", "pyref show 0x1000", "print $pyref_refcnt(0x1000)"]
+
+
+@pytest.fixture(scope="module")
+def abort_core(tmp_path_factory):
+    """A core of python3.11d, dead of os.abort()."""
+    d = str(tmp_path_factory.mktemp("abort"))
+    return pyreftest.run_to_core(PYTHON, ABORT, cwd=d)[0]
+
+
+def pyref_lines(out):
+    assert "Python Exception" not in out and "Traceback" not in out, out
+    return [l for l in out.splitlines() if l.startswith("pyref: ")]
+
+
+@pytest.mark.parametrize("wrong", [
+    pytest.param(RELEASE, id="3.11-release"),
+    pytest.param(WRONG_PYTHON[-1] if WRONG_PYTHON else "missing", id="3.12", marks=[] if
+                 WRONG_PYTHON else pytest.mark.skip(reason="no pyenv 3.12 interpreter"))])
+def test_wrong_interpreter_binary_is_named(abort_core, wrong):
+    """gdb given another interpreter than the one that made the core: every command that
+    reads Python objects says which one to load, not "no debug info" (3.12: no DWARF for
+    this core at all) nor an answer read through the wrong symbols (3.11 release: DWARF,
+    but of another binary)."""
+    if not os.path.exists(wrong):
+        pytest.skip("%s not installed" % wrong)
+    out = pyreftest.gdb_batch(OBJECT_CMDS, args=[wrong, abort_core])
+    want = ("this core was made by %s but gdb loaded %s; run gdb %s %s"
+            % (PYTHON, wrong, PYTHON, abort_core))
+    assert pyref_lines(out) == ["pyref: " + want, "pyref: " + want,
+                                "pyref: $pyref_refcnt: " + want], out
+    assert "Python stack of thread" not in out
+
+
+def test_no_executable_is_named(abort_core):
+    out = pyreftest.gdb_batch(OBJECT_CMDS[:1], args=["-c", abort_core])
+    assert pyref_lines(out) == ["pyref: gdb has no executable: this core was made by %s; "
+                                "run gdb %s %s" % (PYTHON, PYTHON, abort_core)], out
+
+
+def test_same_interpreter_through_a_symlink_reads(abort_core):
+    """/usr/bin/python3.11-dbg is a link to the python3.11d that made the core: the same
+    build, no complaint, the stack is read."""
+    out = pyreftest.gdb_batch(["pyref pystack"], args=["/usr/bin/python3.11-dbg", abort_core])
+    assert pyref_lines(out) == [], out
+    assert re.search(r'^  File "<string>", line 1, in <module>$', out, re.M), out
+
+
+def test_no_debug_info_names_the_package(tmp_path):
+    """The interpreter that made the core, without its separate debug info: "no debug
+    info", with the package that has it (the version from the Py_Version symbol)."""
+    if not os.path.exists(RELEASE):
+        pytest.skip("%s not installed" % RELEASE)
+    core = pyreftest.run_to_core(RELEASE, ABORT, cwd=str(tmp_path))[0]
+    out = pyreftest.gdb_batch(["set debug-file-directory /nonexistent", "file " + RELEASE,
+                               "core-file " + core] + OBJECT_CMDS[:2])
+    want = ("pyref: no debug info for the Python interpreter (type PyObject unknown): install "
+            "its debug symbols (python3.11-dbg on Debian and Ubuntu) or use a build with -g")
+    assert pyref_lines(out) == [want, want], out

@@ -4,9 +4,11 @@ and from a core, for the thread in the extension and for a thread parked in Even
 libpython's py-bt prints (when the interpreter ships python-gdb.py) and the same as the
 gdb-free walker in pylines reads from the core; a corrupted frame chain ends the walk with
 a reason, never a traceback."""
+import dataclasses
 import json
 import os
 import re
+import struct
 
 import pytest
 
@@ -190,3 +192,190 @@ def test_corrupt_chain_is_a_finding(built, tmp_path):
 def test_without_a_process():
     out = pyreftest.gdb_batch(["pyref pystack"])
     assert "pyref: no process or core file\n" in out
+
+
+# ---------------------------------------------------------------------------------------
+# One walk, two sets of offsets: pylines.FrameWalk runs both `pyref pystack` (DWARF
+# offsets, gdb reads) and pylines.python_stacks (fixed offsets, any reader)
+# ---------------------------------------------------------------------------------------
+DUMP_WALK_LAYOUT = ("python import dataclasses, json; from pyref import pystack; "
+                    "print('@@walk ' + json.dumps(dataclasses.asdict(pystack._layouts().walk)))")
+
+
+def test_fixed_offsets_are_the_dwarf_ones(built):
+    """Every offset the gdb-free walk reads is the one pystack reads from DWARF, so the two
+    front ends of the one walk read the same bytes."""
+    major, minor, _ = built[2]
+    out = session(built, [DUMP_WALK_LAYOUT])
+    dwarf = json.loads(out.split("@@walk ", 1)[1].splitlines()[0])
+    from pyref import pylines
+    fixed = json.loads(json.dumps(dataclasses.asdict(pylines.fixed_walk_layout((major,
+                                                                                 minor)))))
+    assert dwarf.pop("code_type"), "PyCode_Type not found: code objects are not type-checked"
+    assert fixed.pop("code_type") is None
+    assert dwarf == fixed
+
+
+class Memory:
+    """A fake target for the walk: blocks of bytes at addresses, read as a core would be
+    (MemoryError for anything outside them)."""
+
+    def __init__(self):
+        self.blocks, self.next = {}, 0x10000
+
+    def alloc(self, size):
+        addr = self.next
+        self.blocks[addr] = bytearray(size)
+        self.next += (size + 0xFFF) & ~0xFFF
+        return addr
+
+    def put(self, addr, off, fmt, value):
+        base = max(b for b in self.blocks if b <= addr)
+        struct.pack_into(fmt, self.blocks[base], addr - base + off, value)
+
+    def read(self, addr, size):
+        for base, data in self.blocks.items():
+            if base <= addr and addr + size <= base + len(data):
+                return bytes(data[addr - base:addr - base + size])
+        raise MemoryError("cannot read %d bytes at %#x" % (size, addr))
+
+
+def fake_str(mem, lay, text):
+    """A compact ASCII str object."""
+    addr = mem.alloc(lay.str_ascii_data + len(text) + 1)
+    mem.put(addr, 16, "<q", len(text))
+    mem.put(addr, lay.str_state, "<I", (1 << 2) | (1 << 5) | (1 << 6))  # kind 1, compact, ascii
+    mem.blocks[addr][lay.str_ascii_data:lay.str_ascii_data + len(text)] = text.encode()
+    return addr
+
+
+def fake_code(mem, lay, name, firstlineno, table, firsttraceable=0):
+    addr = mem.alloc(lay.co_code_adaptive + 64 if lay.co_code_adaptive else 256)
+    table_obj = mem.alloc(lay.bytes_sval + len(table) + 1)
+    mem.put(table_obj, lay.var_size, "<q", len(table))
+    mem.blocks[table_obj][lay.bytes_sval:lay.bytes_sval + len(table)] = table
+    mem.put(addr, lay.co_filename, "<Q", fake_str(mem, lay, "fake.py"))
+    mem.put(addr, lay.co_qualname if lay.co_qualname is not None else lay.co_name, "<Q",
+            fake_str(mem, lay, name))
+    mem.put(addr, lay.co_firstlineno, "<i", firstlineno)
+    mem.put(addr, lay.co_linetable, "<Q", table_obj)
+    if lay.co_firsttraceable is not None:
+        mem.put(addr, lay.co_firsttraceable, "<i", firsttraceable)
+    return addr
+
+
+def fake_thread(mem, walk):
+    """_PyRuntime -> one interpreter -> one thread state; returns (runtime, tstate, the
+    tstate's frame-pointer slot: the address the innermost frame is stored at)."""
+    runtime, interp, ts = mem.alloc(8192), mem.alloc(8192), mem.alloc(4096)
+    mem.put(runtime, walk.runtime_interpreters_head, "<Q", interp)
+    mem.put(interp, walk.interp_threads_head, "<Q", ts)
+    mem.put(ts, walk.tstate_thread_id, "<Q", 0x7f00)
+    slot = ts + walk.tstate_frame
+    if walk.cframe_current_frame is not None:
+        cframe = mem.alloc(64)
+        mem.put(ts, walk.tstate_frame, "<Q", cframe)
+        slot = cframe + walk.cframe_current_frame
+    return runtime, ts, slot
+
+
+def link(mem, walk, frames, slot):
+    mem.put(slot, 0, "<Q", frames[0])
+    for f, nxt in zip(frames, frames[1:]):
+        mem.put(f, walk.frame_previous, "<Q", nxt)
+
+
+# 3.11+ location table: one entry, "no column" form (code 13), 4 code units, line + 1
+LOCATIONS = bytes([0x80 | 13 << 3 | 3, 2])
+
+
+def interpreter_frame(mem, walk, code, units, owner=0):
+    f = mem.alloc(128)
+    mem.put(f, walk.frame_code, "<Q", code)
+    start = code + walk.code.co_code_adaptive
+    mem.put(f, walk.frame_instr, "<Q", (start + 2 * units) & (1 << 64) - 1)
+    mem.put(f, walk.frame_owner, "<B", owner)
+    return f
+
+
+def test_one_walk_skips_bounds_and_ends_on_cycles():
+    """pylines.FrameWalk on a 3.12 chain: a shim frame (FRAME_OWNED_BY_CSTACK) and an
+    incomplete frame are passed over, a generator's frame before its first traceable
+    instruction is not (CPython's _PyFrame_IsIncomplete), `limit` truncates, a cycle and an
+    unreadable link end the walk with the frames read so far."""
+    from pyref import pylines
+    walk = pylines.fixed_walk_layout((3, 12))
+    mem = Memory()
+    runtime, ts, slot = fake_thread(mem, walk)
+    code = fake_code(mem, walk.code, "f", 10, LOCATIONS, firsttraceable=1)
+    running = interpreter_frame(mem, walk, code, 2)
+    shim = interpreter_frame(mem, walk, code, 0, owner=pylines.FRAME_OWNED_BY_CSTACK)
+    fresh = interpreter_frame(mem, walk, code, -1)
+    gen = interpreter_frame(mem, walk, code, 0, owner=pylines.FRAME_OWNED_BY_GENERATOR)
+    link(mem, walk, [running, shim, fresh, gen, running], slot)
+
+    w = pylines.FrameWalk(mem.read, walk, lambda a: pylines.read_code(mem.read, a, (3, 12)))
+    got = [(f.code.name, f.offset, f.line) for f in w.frames(ts, 10)]
+    assert got == [("f", 4, 11), ("f", 0, 11)]
+    assert (w.skipped, w.truncated) == (2, False)
+    assert w.problem == "frame 0x%x seen twice: the chain is a cycle" % running
+
+    w = pylines.FrameWalk(mem.read, walk, lambda a: pylines.read_code(mem.read, a, (3, 12)))
+    assert len(list(w.frames(ts, 1))) == 1 and w.truncated and w.problem is None
+
+    # the gdb-free front end: same frames, the cycle marks the thread truncated
+    [thread] = pylines.python_stacks(mem.read, runtime, (3, 12))
+    assert (thread.tstate, thread.thread_id, thread.truncated) == (ts, 0x7f00, True)
+    assert [(f.code, f.offset, f.filename, f.name, f.line) for f in thread.frames] == \
+        [(code, 4, "fake.py", "f", 11), (code, 0, "fake.py", "f", 11)]
+
+    mem.put(gen, walk.frame_previous, "<Q", 0xdead0000)  # unreadable: frames so far kept
+    w = pylines.FrameWalk(mem.read, walk, lambda a: pylines.read_code(mem.read, a, (3, 12)))
+    frames = []
+    with pytest.raises(MemoryError):
+        for f in w.frames(ts, 10):
+            frames.append(f)
+    assert len(frames) == 2
+    [thread] = pylines.python_stacks(mem.read, runtime, (3, 12))
+    assert len(thread.frames) == 2 and thread.truncated
+
+
+def test_one_walk_bounds_hops_through_skipped_frames():
+    """A chain of shim frames only (no cycle, nothing emitted) still ends: at most
+    2 * limit + 64 frames are visited."""
+    from pyref import pylines
+    walk = pylines.fixed_walk_layout((3, 13))
+    mem = Memory()
+    _, ts, slot = fake_thread(mem, walk)
+    code = fake_code(mem, walk.code, "f", 1, LOCATIONS)
+    shims = [interpreter_frame(mem, walk, code, 0, owner=pylines.FRAME_OWNED_BY_CSTACK)
+             for _ in range(200)]
+    link(mem, walk, shims, slot)
+    w = pylines.FrameWalk(mem.read, walk, lambda a: pylines.read_code(mem.read, a, (3, 13)))
+    assert list(w.frames(ts, 10)) == []
+    assert w.truncated and w.skipped == 2 * 10 + 64
+
+
+def test_one_walk_310_frame_objects():
+    """3.10's PyFrameObject chain: the line is f_lineno while a trace function runs (as
+    PyFrame_GetLineNumber), else the line table at f_lasti; a frame whose code is not a code
+    object is passed over."""
+    from pyref import pylines
+    walk = pylines.fixed_walk_layout((3, 10))
+    mem = Memory()
+    runtime, ts, slot = fake_thread(mem, walk)
+    code = fake_code(mem, walk.code, "g", 20, bytes([8, 1, 8, 2]))  # bytes 0-7: 21, 8-15: 23
+    frames = []
+    for lasti, lineno in ((5, 0), (1, 0), (1, 99)):
+        f = mem.alloc(128)
+        mem.put(f, walk.frame_code, "<Q", code)
+        mem.put(f, walk.frame_instr, "<i", lasti)
+        mem.put(f, walk.frame_lineno, "<i", lineno)
+        frames.append(f)
+    bad = mem.alloc(128)
+    mem.put(bad, walk.frame_code, "<Q", mem.alloc(256))  # zeroes: no file name, no table
+    link(mem, walk, frames[:2] + [bad] + frames[2:], slot)
+    [thread] = pylines.python_stacks(mem.read, runtime, (3, 10))
+    assert [(f.name, f.offset, f.line) for f in thread.frames] == \
+        [("g", 10, 23), ("g", 2, 21), ("g", 2, 99)]
+    assert not thread.truncated

@@ -19,6 +19,8 @@ Python does ([...]). A freed or corrupted object is a finding, never an exceptio
 their DWARF layout; no free-threaded interpreter is installed on the test machines, so
 that path is exercised only by reading, not by a test.
 """
+import os
+import re
 import struct
 
 from pyref import target
@@ -73,8 +75,8 @@ class Layouts:
         if obj is None or typ is None:
             raise NoDebugInfoError(
                 "no debug info for the Python interpreter (type %s unknown): install its "
-                "debug symbols (e.g. python3.11-dbg) or use a build with -g"
-                % ("PyObject" if obj is None else "PyTypeObject"))
+                "debug symbols (%s) or use a build with -g"
+                % ("PyObject" if obj is None else "PyTypeObject", _debug_package()))
         self.header_size = obj.size
         self.ob_type = obj.offset("ob_type")
         self.free_threaded = "ob_ref_local" in obj
@@ -97,12 +99,34 @@ class Layouts:
 
 
 def layouts():
-    """The Layouts of the loaded interpreter; raises NoDebugInfoError if it has no DWARF."""
+    """The Layouts of the loaded interpreter; raises WrongExecutableError when gdb loaded
+    another executable than the target's (whose DWARF, if any, describes another
+    interpreter), NoDebugInfoError if it has no DWARF."""
     cache = target.objfile_cache()
     lay = cache.get("objects.layouts")
     if lay is None:
+        target.check_executable()
         lay = cache["objects.layouts"] = Layouts()
     return lay
+
+
+def _debug_package():
+    """The Debian/Ubuntu package of the interpreter's debug symbols, from Py_Version
+    (3.11+: in the dynamic symbols, readable without DWARF), else the executable's name."""
+    version = None
+    addr = target.symbol_address("Py_Version")
+    try:
+        hexversion = target.read_u64(addr) if addr is not None else 0
+        if hexversion >> 24 == 3:
+            version = "3.%d" % (hexversion >> 16 & 0xFF)
+    except MemoryReadError:
+        pass
+    if version is None:
+        m = re.search(r"python(3\.\d+)", os.path.basename(target.executable() or ""))
+        version = m.group(1) if m else None
+    if version is None:
+        return "e.g. python3.11-dbg"
+    return "python%s-dbg on Debian and Ubuntu" % version
 
 
 def _field_int(data, field, signed=False):

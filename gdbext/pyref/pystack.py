@@ -27,9 +27,11 @@ instr_ptr, each relative to the code's co_code_adaptive). All layouts come from 
 The target is not trusted: at most `limit` frames, a frame seen twice ends the walk (a
 cycle), and an unreadable frame or code object ends it with a reason instead of raising.
 
-pylines.python_stacks() is the gdb-free twin of this walk (fixed offsets per version, for
-readers without gdb); tests/test_pystack.py checks that both read the same frames from a
-core, and that they match libpython's py-bt.
+The walk itself is pylines.FrameWalk (and pylines.thread_states), the same code that
+pylines.python_stacks() runs without gdb: here it gets the offsets from DWARF (as a
+pylines.WalkLayout), gdb's memory reads and objects.py's str decoding; there, fixed offsets
+per version that tests/test_pystack.py checks against these DWARF ones. The tests also
+check that both read the same frames from a core, and that they match libpython's py-bt.
 """
 import json
 from collections import namedtuple
@@ -41,9 +43,6 @@ from pyref.target import MemoryReadError, NoDebugInfoError, PyrefError
 
 DEFAULT_LIMIT = 64       # frames returned by default
 MAX_LIMIT = 10000        # frames read at most, whatever the caller asks
-MAX_INTERPRETERS = 64    # sub-interpreters examined when looking for a thread's state
-MAX_THREADS = 4096       # thread states examined per interpreter
-MAX_LINETABLE = 1 << 20  # bytes of a code object's line table read at most
 MAX_NAME = 1024          # characters of a file or function name
 
 PyFrame = namedtuple("PyFrame", "file line func")
@@ -68,7 +67,11 @@ class Stack:
 # Layouts (from DWARF, once per objfile generation)
 # ---------------------------------------------------------------------------------------
 class _Layouts:
+    """The structs the walk reads, from DWARF, and `walk`: their offsets as the
+    pylines.WalkLayout that pylines.FrameWalk and pylines.thread_states read."""
+
     def __init__(self):
+        olay = objects.layouts()  # first: it says what is wrong when there is no DWARF
         need = _need
         self.runtime = need("_PyRuntimeState", "struct pyruntimestate")
         self.interp = need("PyInterpreterState", "struct _is")
@@ -80,21 +83,58 @@ class _Layouts:
             raise NoDebugInfoError("PyInterpreterState has neither threads.head nor "
                                    "tstate_head: unknown CPython version")
         self.iframe = target.struct_layout("_PyInterpreterFrame", "struct _PyInterpreterFrame")
+        self.cframe = self.pyframe = None
         if self.iframe is not None:  # 3.11+
-            self.cframe = None
             if "current_frame" not in self.tstate:  # 3.11, 3.12: through tstate->cframe
                 self.cframe = need("_PyCFrame", "struct _PyCFrame")
-            self.f_code = self.iframe.find("f_executable", "f_code")[1]
-            self.f_instr = self.iframe.find("instr_ptr", "prev_instr")[1]
-            # pylines needs the line-table format: 3.11's location table, also 3.12+'s
-            self.table_version = (3, 13) if "instr_ptr" in self.iframe else (3, 11)
-            self.cstack = target.enum_value("enum _frameowner", "FRAME_OWNED_BY_CSTACK", None)
-            self.generator = target.enum_value("enum _frameowner",
-                                               "FRAME_OWNED_BY_GENERATOR", 1)
-            self.pyframe = None
         else:  # 3.10
             self.pyframe = need("PyFrameObject", "struct _frame")
-        self.code_type = target.symbol_address("PyCode_Type")
+        self.walk = self._walk_layout(olay)
+
+    def _walk_layout(self, olay):
+        ts, iframe, code = self.tstate, self.iframe, self.code
+        ntid = ts.fields.get("native_thread_id")
+        if iframe is not None:
+            frame = dict(
+                tstate_frame=ts.offset("cframe" if self.cframe else "current_frame"),
+                cframe_current_frame=self.cframe.offset("current_frame") if self.cframe
+                else None,
+                frame_objects=False, frame_previous=iframe.offset("previous"),
+                frame_code=_one_of(iframe, "f_executable", "f_code"),
+                frame_instr=_one_of(iframe, "instr_ptr", "prev_instr"), frame_lineno=None,
+                frame_owner=iframe.offset("owner"),
+                owner_cstack=target.enum_value("enum _frameowner", "FRAME_OWNED_BY_CSTACK",
+                                               None),
+                owner_generator=target.enum_value("enum _frameowner",
+                                                  "FRAME_OWNED_BY_GENERATOR", 1),
+                table_version=(3, 11))  # the location table, 3.11's format also in 3.12+
+        else:
+            f = self.pyframe
+            frame = dict(tstate_frame=ts.offset("frame"), cframe_current_frame=None,
+                         frame_objects=True, frame_previous=f.offset("f_back"),
+                         frame_code=f.offset("f_code"), frame_instr=f.offset("f_lasti"),
+                         frame_lineno=f.offset("f_lineno"), frame_owner=None,
+                         owner_cstack=None, owner_generator=None, table_version=(3, 10))
+        ascii_ = _need("PyASCIIObject")
+
+        def opt(name):
+            return code.offset(name) if name in code else None
+        code_layout = pylines.Layout(
+            co_filename=code.offset("co_filename"), co_name=code.offset("co_name"),
+            co_qualname=opt("co_qualname"), co_firstlineno=code.offset("co_firstlineno"),
+            co_linetable=code.offset("co_linetable"), co_code_adaptive=opt("co_code_adaptive"),
+            ob_type=olay.ob_type, var_size=olay.ob_size,
+            bytes_sval=self.bytes.offset("ob_sval"), str_state=ascii_.offset("state"),
+            str_ascii_data=ascii_.size, str_compact_data=_need("PyCompactUnicodeObject").size,
+            co_firsttraceable=opt("_co_firsttraceable"))
+        return pylines.WalkLayout(
+            code=code_layout,
+            runtime_interpreters_head=self.runtime.offset("interpreters.head"),
+            interp_next=self.interp.offset("next"),
+            interp_threads_head=self.threads_head.offset, tstate_next=ts.offset("next"),
+            tstate_thread_id=ts.offset("thread_id"),
+            tstate_native_thread_id=ntid.offset if ntid else None,
+            code_type=target.symbol_address("PyCode_Type"), **frame)
 
 
 def _need(*names):
@@ -105,17 +145,21 @@ def _need(*names):
     return lay
 
 
+def _one_of(lay, *paths):
+    """The offset of the first of `paths` in `lay`; NoDebugInfoError when none exists."""
+    field = lay.find(*paths)[1]
+    if field is None:
+        raise NoDebugInfoError("%s has none of %s: unknown CPython version"
+                               % (lay.name, ", ".join(paths)))
+    return field.offset
+
+
 def _layouts():
     cache = target.objfile_cache()
     lay = cache.get("pystack.layouts")
     if lay is None:
         lay = cache["pystack.layouts"] = _Layouts()
     return lay
-
-
-def _int(data, field, signed=False):
-    return int.from_bytes(data[field.offset:field.offset + field.size], "little",
-                          signed=signed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -128,7 +172,7 @@ def _pthread_of(thread):
         handle = thread.handle()
         if handle:
             return int.from_bytes(bytes(handle)[:8], "little")
-    except (gdb.error, AttributeError, TypeError, ValueError):
+    except (gdb.error, AttributeError, TypeError, ValueError, RuntimeError):  # no libthread_db
         pass
     try:
         if thread == gdb.selected_thread():
@@ -139,32 +183,11 @@ def _pthread_of(thread):
 
 
 def _all_tstates():
-    """[(interp, tstate, thread_id, native_thread_id)] of every thread state, bounded."""
-    lay = _layouts()
+    """[(tstate, thread_id, native_thread_id)] of every thread state, bounded."""
     runtime = target.symbol_address("_PyRuntime")
     if runtime is None:
         raise PyrefError("no _PyRuntime symbol: is this a Python process?")
-    out = []
-    interp = target.read_u64(runtime + lay.runtime.offset("interpreters.head"))
-    seen = set()
-    tid_f = lay.tstate.field("thread_id")
-    ntid_f = lay.tstate.fields.get("native_thread_id")
-    span = max(tid_f.offset + tid_f.size, ntid_f.offset + ntid_f.size if ntid_f else 0)
-    for _ in range(MAX_INTERPRETERS):
-        if not interp or interp in seen:
-            break
-        seen.add(interp)
-        ts = target.read_u64(interp + lay.threads_head.offset)
-        for _ in range(MAX_THREADS):
-            if not ts or ts in seen:
-                break
-            seen.add(ts)
-            data = target.read(ts, span)
-            out.append((interp, ts, _int(data, tid_f),
-                        _int(data, ntid_f) if ntid_f else None))
-            ts = target.read_u64(ts + lay.tstate.offset("next"))
-        interp = target.read_u64(interp + lay.interp.offset("next"))
-    return out
+    return list(pylines.thread_states(target.read, runtime, _layouts().walk))
 
 
 def thread_state(thread=None):
@@ -183,11 +206,11 @@ def thread_state(thread=None):
     except MemoryReadError as e:
         raise PyrefError("cannot read the interpreter's thread states: %s" % e) from None
     lwp = thread.ptid[1]
-    found = next((ts for _, ts, _, ntid in states if ntid is not None and ntid == lwp), None)
+    found = next((ts for ts, _, ntid in states if ntid is not None and ntid == lwp), None)
     if found is None:
         pthread = _pthread_of(thread)
         if pthread is not None:
-            found = next((ts for _, ts, tid, _ in states if tid == pthread), None)
+            found = next((ts for ts, tid, _ in states if tid == pthread), None)
     cache[key] = found
     return found
 
@@ -195,63 +218,24 @@ def thread_state(thread=None):
 # ---------------------------------------------------------------------------------------
 # Code objects
 # ---------------------------------------------------------------------------------------
-class _Code:
-    __slots__ = ("addr", "file", "name", "firstlineno", "linetable", "code_start",
-                 "firsttraceable")
-
-
 def _code(addr):
-    """The _Code at `addr`, cached per stop; None when `addr` is not a code object.
+    """The pylines.Code at `addr`, cached per stop; None when `addr` is not a code object.
     Raises MemoryReadError when the code object is unreadable."""
     cache = target.stop_cache()
     key = ("pystack.code", addr)
-    if key in cache:
-        return cache[key]
-    lay = _layouts()
-    olay = objects.layouts()
-    data = target.read(addr, lay.code.size)
-    if lay.code_type is not None and \
-            int.from_bytes(data[olay.ob_type:olay.ob_type + 8], "little") != lay.code_type:
-        cache[key] = None
-        return None
-    c = _Code()
-    c.addr = addr
-    c.firstlineno = _int(data, lay.code.field("co_firstlineno"), signed=True)
-    c.file = _str_field(data, lay.code.field("co_filename"))
-    name_f = lay.code.find("co_qualname", "co_name")[1]
-    c.name = _str_field(data, name_f)
-    table = _int(data, lay.code.field("co_linetable"))
-    c.linetable = _bytes_value(table) if table else b""
-    adaptive = lay.code.fields.get("co_code_adaptive")
-    c.code_start = addr + adaptive.offset if adaptive else None
-    ft = lay.code.fields.get("_co_firsttraceable")
-    c.firsttraceable = _int(data, ft, signed=True) if ft else 0
-    cache[key] = c
-    return c
+    if key not in cache:
+        lay = _layouts().walk
+        cache[key] = pylines.decode_code(target.read, addr, lay.code, _text, lay.code_type)
+    return cache[key]
 
 
-def _str_field(data, field):
-    ptr = _int(data, field)
+def _text(ptr):
     if not ptr:
         return "?"
     try:
         return objects.str_value(ptr, MAX_NAME)[0]
     except (MemoryReadError, NoDebugInfoError):
         return "<unreadable str 0x%x>" % ptr
-
-
-def _bytes_value(addr):
-    lay = _layouts()
-    size = target.read_i64(addr + objects.layouts().ob_size)
-    if not 0 <= size <= MAX_LINETABLE:
-        return b""
-    return target.read(addr + lay.bytes.offset("ob_sval"), size)
-
-
-def _line(code, offset, table_version):
-    """The line of byte offset `offset` in `code`: the interpreter's PyCode_Addr2Line
-    (pylines), None where the table has none."""
-    return pylines.addr2line(code.linetable, code.firstlineno, offset, table_version)
 
 
 # ---------------------------------------------------------------------------------------
@@ -267,90 +251,20 @@ def read_stack(thread=None, limit=DEFAULT_LIMIT):
         raise PyrefError("this thread has no Python thread state (not a thread that "
                          "Python created or registered)")
     stack = Stack(ts)
+    walk = pylines.FrameWalk(target.read, lay.walk, _code)
     try:
-        if lay.iframe is not None:
-            _walk_interpreter_frames(lay, ts, stack, limit)
-        else:
-            _walk_frame_objects(lay, ts, stack, limit)
+        for fr in walk.frames(ts, limit):
+            stack.frames.append(PyFrame(fr.code.filename, fr.line, fr.code.name))
     except MemoryReadError as e:
         stack.problem = "the walk stopped at unreadable memory: %s" % e
+    stack.skipped, stack.truncated = walk.skipped, walk.truncated
+    stack.problem = stack.problem or walk.problem
     return stack
 
 
 def python_stack(thread=None, limit=DEFAULT_LIMIT):
     """[(file, line, func)] of the thread's Python frames, innermost first (PyFrame)."""
     return read_stack(thread, limit).frames
-
-
-def _walk_interpreter_frames(lay, ts, stack, limit):
-    """3.11+: the _PyInterpreterFrame chain."""
-    if lay.cframe is not None:
-        cframe = target.read_u64(ts + lay.tstate.offset("cframe"))
-        frame = target.read_u64(cframe + lay.cframe.offset("current_frame")) if cframe else 0
-    else:
-        frame = target.read_u64(ts + lay.tstate.offset("current_frame"))
-    version = lay.table_version
-    owner_f = lay.iframe.field("owner")
-    prev_f = lay.iframe.field("previous")
-    span = max(f.offset + f.size for f in (owner_f, prev_f, lay.f_code, lay.f_instr))
-    seen = set()
-    while frame:
-        if frame in seen:
-            stack.problem = "frame 0x%x seen twice: the chain is a cycle" % frame
-            return
-        seen.add(frame)
-        if len(stack.frames) >= limit:
-            stack.truncated = True
-            return
-        data = target.read(frame, span)
-        owner = _int(data, owner_f)
-        code_addr = _int(data, lay.f_code)
-        instr = _int(data, lay.f_instr)
-        frame = _int(data, prev_f)
-        if lay.cstack is not None and owner == lay.cstack:
-            stack.skipped += 1  # a shim frame: the C stack's entry into the eval loop
-            continue
-        code = _code(code_addr) if code_addr else None
-        if code is None or code.code_start is None:
-            stack.skipped += 1
-            continue
-        # _PyInterpreterFrame_LASTI: the instruction being executed, in 2-byte code units
-        # (3.11/3.12 prev_instr, 3.13 instr_ptr; a fresh 3.11/3.12 frame gives -1).
-        units = (instr - code.code_start) // 2
-        if owner != lay.generator and units < code.firsttraceable:
-            stack.skipped += 1  # _PyFrame_IsIncomplete: pushed, not started
-            continue
-        stack.frames.append(PyFrame(code.file, _line(code, units * 2, version), code.name))
-
-
-def _walk_frame_objects(lay, ts, stack, limit):
-    """3.10: the PyFrameObject chain."""
-    f = lay.pyframe
-    frame = target.read_u64(ts + lay.tstate.offset("frame"))
-    fields = [f.field(n) for n in ("f_back", "f_code", "f_lasti", "f_lineno")]
-    span = max(x.offset + x.size for x in fields)
-    back_f, code_f, lasti_f, lineno_f = fields
-    seen = set()
-    while frame:
-        if frame in seen:
-            stack.problem = "frame 0x%x seen twice: the chain is a cycle" % frame
-            return
-        seen.add(frame)
-        if len(stack.frames) >= limit:
-            stack.truncated = True
-            return
-        data = target.read(frame, span)
-        code_addr = _int(data, code_f)
-        lasti = _int(data, lasti_f, signed=True)
-        lineno = _int(data, lineno_f, signed=True)
-        frame = _int(data, back_f)
-        code = _code(code_addr) if code_addr else None
-        if code is None:
-            stack.skipped += 1
-            continue
-        # PyFrame_GetLineNumber (3.10): f_lineno while tracing, else the line table.
-        line = lineno if lineno else _line(code, lasti * 2, (3, 10))
-        stack.frames.append(PyFrame(code.file, line, code.name))
 
 
 # ---------------------------------------------------------------------------------------

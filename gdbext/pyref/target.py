@@ -353,6 +353,130 @@ def _core_file_path():
 
 
 # ---------------------------------------------------------------------------------------
+# The executable: the one the target runs (or ran) against the one gdb loaded
+# ---------------------------------------------------------------------------------------
+class WrongExecutableError(PyrefError):
+    """gdb's executable is not the program the process runs or the core was made by: its
+    symbols and debug info describe another program, so nothing read through them holds."""
+
+
+def executable():
+    """The path of the executable gdb loaded (`file`), or None."""
+    return gdb.current_progspace().filename
+
+
+def check_executable():
+    """Raises WrongExecutableError when gdb loaded another executable than the one the
+    process runs (or the core was made by), else returns. Checked once per target and
+    objfile generation. Silent when it cannot tell: no target, or the target's own
+    executable is unknown."""
+    kind = target_kind()
+    key = ("target.wrong_executable", kind, pid())
+    if key not in _objfile_cache:
+        _objfile_cache[key] = _wrong_executable(kind)
+    if _objfile_cache[key]:
+        raise WrongExecutableError(_objfile_cache[key])
+
+
+def _wrong_executable(kind):
+    """The one-line complaint, or None when gdb's executable is the target's (or the
+    question cannot be answered)."""
+    if kind is None:
+        return None
+    core = _core_file_path() if kind == "core" else None
+    theirs = _target_executable(core)
+    if theirs is None:
+        return None
+    path, their_id = theirs
+    ours = executable()
+    if kind == "core":
+        what, fix = "this core was made by %s" % path, "run gdb %s %s" % (path, core)
+    else:
+        what, fix = "this process runs %s" % path, "run: file %s" % path
+    if not ours:
+        return "gdb has no executable: %s; %s" % (what, fix)
+    our_id = next((o.build_id for o in gdb.current_progspace().objfiles()
+                   if o.owner is None and o.filename and
+                   os.path.realpath(o.filename) == os.path.realpath(ours)), None)
+    if their_id and our_id:
+        if their_id == our_id:
+            return None
+        if _same_file(path, ours):  # the file changed since (an upgrade, a rebuild)
+            return ("%s with build-id %s, but the file there now has build-id %s; give gdb "
+                    "the executable that made it" % (what, their_id, our_id))
+    elif not os.path.exists(path) or _same_file(path, ours):
+        return None  # without build-ids only a different file that exists here is sure
+    return "%s but gdb loaded %s; %s" % (what, ours, fix)
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _target_executable(core_path):
+    """(path, build-id or None) of the executable as the target itself records it (the
+    core's NT_FILE note and memory, the process's /proc/PID/exe and memory), not as gdb
+    was told; None when unknown."""
+    if core_path is not None:
+        try:
+            from pyref import corefile
+            with corefile.Core(core_path) as core:
+                path = core.exe_path
+                base = next((m.start for m in core.mappings
+                             if m.path == path and m.offset == 0), None)
+                if not path:
+                    return None
+                return path, _build_id(core.read, base) if base is not None else None
+        except (ImportError, OSError, ValueError, MemoryError):
+            return None
+    try:
+        path = os.readlink("/proc/%d/exe" % pid())
+    except OSError:  # not this machine's process (remote): gdb's word is all there is
+        return None
+    if path.endswith(" (deleted)"):
+        path = path[:-len(" (deleted)")]
+    try:
+        base = next((m.start for m in mappings() if m.path == path and m.offset == 0), None)
+    except PyrefError:
+        base = None
+    return path, _build_id(try_read, base) if base is not None else None
+
+
+_NT_GNU_BUILD_ID = 3
+
+
+def _build_id(read, base):
+    """The GNU build-id (hex) of the ELF image whose first page is at `base`, read through
+    `read(addr, size)` (bytes, or None / an exception when unreadable), or None."""
+    try:
+        ehdr = read(base, 64)
+        if not ehdr or ehdr[:4] != b"\x7fELF":
+            return None
+        phoff, = struct.unpack_from("<Q", ehdr, 32)
+        phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
+        phdrs = read(base + phoff, phentsize * min(phnum, 64)) if phentsize >= 56 else None
+        for i in range(len(phdrs or b"") // max(phentsize, 1)):
+            p_type, _flags, p_offset, _v, _p, p_filesz = struct.unpack_from(
+                "<IIQQQQ", phdrs, i * phentsize)
+            if p_type != 4:  # PT_NOTE
+                continue
+            notes = read(base + p_offset, min(p_filesz, 4096)) or b""
+            pos = 0
+            while pos + 12 <= len(notes):
+                namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
+                desc = pos + 12 + (namesz + 3) // 4 * 4
+                if ntype == _NT_GNU_BUILD_ID and notes[pos + 12:pos + 16] == b"GNU\0":
+                    return notes[desc:desc + descsz].hex() or None
+                pos = desc + (descsz + 3) // 4 * 4
+    except (MemoryError, OSError, ValueError, struct.error, MemoryReadError):
+        return None
+    return None
+
+
+# ---------------------------------------------------------------------------------------
 # Symbols
 # ---------------------------------------------------------------------------------------
 def symbol_address(name):
