@@ -35,9 +35,8 @@ hence the cost added per record.
 Analysis only (not in the default set; with --only): nofree (PYREF_FREES=0: the hook not
 installed, the interest-table stores still made), table-l1 (a 16 KiB interest table: the
 share of its cache misses; FREE records are lost to collisions), traced-l2 (a ring that
-fits in L2: the share of the ring's memory traffic) and fused (a prototype of the shim
-writing an origin record and its AUX as one pair). --kinds counts the records per item by kind; --callgrind
-counts instructions (deterministic, unlike the timings).
+fits in L2: the share of the ring's memory traffic). --kinds counts the records per item by
+kind; --callgrind counts instructions (deterministic, unlike the timings).
 
   bench/compare.py              print the table
   bench/compare.py --update     ... and rewrite its section of bench/RESULTS.md
@@ -141,105 +140,6 @@ class Builder:
         pyref_hooks.h's internal switch."""
         return self.traced("workload_refcounts", ["-DPYREF_CAPI_OFF", "-DPYREF__HOOKS_OFF"])
 
-    def fused(self):
-        """The traced build through the fused_shim() prototype; CalledProcessError when the
-        headers no longer have the lines it rewrites."""
-        inc = fused_shim()
-        if inc is None:
-            raise subprocess.CalledProcessError(1, "fused_shim", stderr="the shim changed: "
-                                                "no fused prototype")
-        libs, shown_l = self._pyref("--libs")
-        return self._cc("workload_fused", inc + ["-I" + self.include], libs,
-                        shown={5: shown_l})
-
-
-# ---------------------------------------------------------------------------------------
-# Prototype (--only fused): an origin record and its AUX written as one pair
-# ---------------------------------------------------------------------------------------
-PAIR_FN = r"""
-/* bench/compare.py prototype: a record and its AUX record in one guarded write (one TLS
- * load, one busy toggle, one seq increment, one head store; the AUX gets the same seq). */
-static inline __attribute__((always_inline)) void
-pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt,
-                  unsigned op, int delta, const void *aux_obj, uint64_t aux_kind,
-                  int64_t aux_value)
-{
-    struct pyref_thread *t = pyref_tls_thread;
-    if (__builtin_expect(t == 0 || t->busy != 0, 0)) {
-        pyref_record(obj, site, refcnt, op, delta);
-        pyref_record_aux(aux_obj, aux_kind, aux_value);
-        return;
-    }
-    t->busy = 1;
-    PYREF__SIGNAL_FENCE();
-    uint64_t h = t->head;
-    struct pyref_record *r = t->ring + (h & t->mask);
-    struct pyref_record *a = t->ring + ((h + 1) & t->mask);
-    uint64_t s = __atomic_load_n(t->seqp, __ATOMIC_RELAXED);
-    __atomic_store_n(t->seqp, s + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->u.commit, 0, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    uint64_t tail = (uint64_t)t->serial << 48;
-    r->obj = (uint64_t)(uintptr_t)obj;
-    r->site = (uint64_t)(uintptr_t)site;
-    r->refcnt = refcnt;
-    __atomic_store_n(&r->u.commit, (uint64_t)(uint32_t)s | (uint64_t)(op & 0xff) << 32 |
-                     (uint64_t)(uint8_t)(int8_t)delta << 40 | tail, __ATOMIC_RELEASE);
-    a->obj = (uint64_t)(uintptr_t)aux_obj;
-    a->site = aux_kind;
-    a->refcnt = aux_value;
-    __atomic_store_n(&a->u.commit, (uint64_t)(uint32_t)s | (uint64_t)PYREF_OP_AUX << 32 | tail,
-                     __ATOMIC_RELEASE);
-    __atomic_store_n(&t->head, h + 2, __ATOMIC_RELEASE);
-    PYREF__SIGNAL_FENCE();
-    t->busy = 0;
-}
-"""
-
-
-def fused_shim():
-    """A copy of pyref's shim and headers (build/bench/compare/proto-fused/) where the
-    C-API wrappers write an origin record and its container AUX with pyref_record_pair
-    (above) instead of pyref_record + the out-of-line pyref_record_aux. Returns the -I
-    flags, or None when the headers no longer have the lines this rewrites."""
-    dst = os.path.join(BUILD, "proto-fused")
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(os.path.join(ROOT, "c_helpers", "shim"), os.path.join(dst, "shim"))
-    shutil.copytree(os.path.join(ROOT, "c_helpers", "include"), os.path.join(dst, "include"))
-    ring_h = os.path.join(dst, "include", "pyref", "ring.h")
-    capi_h = os.path.join(dst, "shim", "pyref_capi.h")
-    text = open(ring_h).read()
-    end = "/* Library version string"
-    capi = open(capi_h).read()
-    old_origin = ("    pyref_record(o, site, (int64_t)Py_REFCNT(o),\n"
-                  "                 op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL"
-                  " : 0u), 0);\n"
-                  "    if (container != NULL)\n"
-                  "        pyref_record_aux(container, PYREF_AUX_CONTAINER, index);\n")
-    new_origin = ("    unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL"
-                  " : 0u);\n"
-                  "    if (container != NULL)\n"
-                  "        pyref_record_pair(o, site, (int64_t)Py_REFCNT(o), f, 0, container,"
-                  " PYREF_AUX_CONTAINER, index);\n"
-                  "    else\n"
-                  "        pyref_record(o, site, (int64_t)Py_REFCNT(o), f, 0);\n")
-    old_stolen = ("    pyref_record(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0);\n"
-                  "    if (container != NULL)\n"
-                  "        pyref_record_aux(container, PYREF_AUX_CONTAINER, index);\n")
-    new_stolen = ("    if (container != NULL)\n"
-                  "        pyref_record_pair(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags,"
-                  " 0, container, PYREF_AUX_CONTAINER, index);\n"
-                  "    else\n"
-                  "        pyref_record(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0);\n")
-    if end not in text or old_origin not in capi or old_stolen not in capi:
-        return None
-    with open(ring_h, "w") as f:
-        f.write(text.replace(end, PAIR_FN + "\n" + end, 1))
-    with open(capi_h, "w") as f:
-        f.write(capi.replace(old_origin, new_origin).replace(old_stolen, new_stolen))
-    return ["-I" + os.path.join(dst, "shim"), "-I" + os.path.join(dst, "include")]
-
 
 def libasan():
     path = subprocess.check_output(["gcc", "-print-file-name=libasan.so"], text=True).strip()
@@ -297,8 +197,6 @@ def configs(args):
         traced=True, env={"PYREF_FREE_TABLE": "1024"}, analysis=True)
     add("traced-l2", "pyref traced, PYREF_RING_RECORDS=4096 (ring in L2)", b.traced,
         traced=True, env={"PYREF_RING_RECORDS": "4096"}, analysis=True)
-    add("fused", "prototype: origin + AUX as one write", b.fused, traced=True,
-        analysis=True)
     asan = libasan()
     if asan:
         add("asan", "ASan (gcc), PYTHONMALLOC=malloc", b.asan,
@@ -619,7 +517,7 @@ def main():
     ap.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
                     help="comma-separated keys: untraced,traced,pyctx,noorigins,refcounts,"
                          "asan,malloc,debug,untraced-small,valgrind; analysis only: nofree,"
-                         "table-l1,traced-l2,fused")
+                         "table-l1,traced-l2")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count instructions per configuration under callgrind")
     ap.add_argument("--callgrind-n", type=int, default=10000, help="items for --callgrind")

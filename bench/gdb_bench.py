@@ -19,10 +19,9 @@ gdb.execute():
                            scan on a 1 GB heap, live and from a core) when it exists,
                            else a TODO row
 
-and, to say where the time goes, the phases of a cold `pyref history` one by one (decode
-without and with the AUX attachment, the targeted byte search Ring.records_for, the full
-Record list, the full index) and the command end to end with RingSet.records_for
-answered by the targeted search instead of the full index (a prototype of the fix).
+and, to say where the time goes, the phases of a cold `pyref history` one by one (the
+decode, the targeted byte search Ring.records_for that the command uses, and what a
+command that needs every object pays on top: the full Record list and the index).
 
 The OS page cache holds the core (it was just written): "cold" means pyref's caches, not
 the disk's. Targets (issue 8): history <= 1 s cold; scan >= 1 GB/s.
@@ -107,12 +106,6 @@ for cmd in %(commands)r:
 print("PYREF_BENCH " + json.dumps(res))
 """
 
-# Runs inside gdb: one command's output, whole, as the JSON result.
-JSON_SCRIPT = r"""
-import json, gdb
-print("PYREF_BENCH " + json.dumps(gdb.execute(%(cmd)r, to_string=True)))
-"""
-
 # Runs inside gdb: the phases of a cold `pyref history`, each from scratch.
 PHASES_SCRIPT = r"""
 import json, time, gdb
@@ -125,81 +118,16 @@ def timed(key, f):
     res[key] = time.perf_counter() - t0
     return out
 addr = target.symbol_u64("pyref_ring")
-attach = decode._attach_aux
-decode._attach_aux = lambda tw: None
-timed("decode, no AUX attachment", lambda: decode.decode_ring(ringcmd._read, addr))
-decode._attach_aux = attach
-ring = timed("decode (read, classify, attach AUX)",
+ring = timed("decode (read, classify; AUX attached on demand)",
              lambda: decode.decode_ring(ringcmd._read, addr))
-found = timed("Ring.records_for (byte search)", lambda: ring.records_for(obj))
-timed("Ring.records (every Record)", lambda: ring.records)
+found = timed("Ring.records_for (byte search: what `pyref history` uses)",
+              lambda: ring.records_for(obj))
+timed("Ring.records (every Record: what `pyref leaks` and the index need)",
+      lambda: ring.records)
 index = timed("decode.build_index", lambda: decode.build_index(ring))
 res["agree"] = [len(found), len(index.get(obj, []))]
-exec(compile(%(lazy)r, "LAZY_AUX_PATCH", "exec"))
-lazy = decode.decode_ring(ringcmd._read, addr).records_for(obj)
-res["lazy_same"] = [found == lazy, sum(len(r.aux) for r in found)]
 print("PYREF_BENCH " + json.dumps(res))
 """
-
-# Runs inside gdb before GDB_SCRIPT: RingSet.records_for answered by each ring's byte
-# search until something has built the full index (the fix, as a prototype).
-TARGETED_PATCH = r"""
-from pyref import ringcmd
-def _records_for(self, obj):
-    if self._index is not None:
-        return self._index.get(obj, [])
-    recs = [r for ring in self.rings for r in ring.records_for(obj)]
-    if len(self.rings) > 1:
-        recs.sort(key=lambda r: r.seq)
-    return recs
-ringcmd.RingSet.records_for = _records_for
-"""
-
-# ... and, on top of it, AUX records attached lazily: the decode skips _attach_aux (a
-# Python loop over every AUX record of the ring) and the byte search attaches, for each
-# record it returns, the AUX records that follow it with the same seq and thread.
-LAZY_AUX_PATCH = TARGETED_PATCH + r"""
-from pyref import decode
-decode._attach_aux = lambda tw: None
-
-def _same(run, k, run2, j, rs):
-    return decode._SEQ_TID.unpack_from(run.data, k * rs + 24) == \
-        decode._SEQ_TID.unpack_from(run2.data, j * rs + 24)
-
-def _lazy_records_for(self, obj):
-    needle = (obj & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
-    out = []
-    for tw in self._windows:
-        rs = tw.rs
-        for run in tw.runs:
-            i = run.data.find(needle)
-            while i != -1:
-                if i % rs:
-                    i = run.data.find(needle, i - i % rs + rs)
-                    continue
-                k, pos = i // rs, run.pos0 + i // rs
-                prun, pk = tw.locate(pos - 1)
-                attached = run.ops[k] == decode.AUX and prun is not None and \
-                    prun.kind[pk] != 0 and _same(run, k, prun, pk, rs)
-                if run.kind[k] == 1 and not attached:
-                    aux, p = [], pos + 1
-                    while True:
-                        nrun, j = tw.locate(p)
-                        if nrun is None or nrun.kind[j] == 0 or \
-                                nrun.ops[j] != decode.AUX or not _same(run, k, nrun, j, rs):
-                            break
-                        aux.append(p)
-                        p += 1
-                    if aux:
-                        tw.aux[pos] = aux
-                    out.append(decode._record_at(tw, run, k, self.header.seq))
-                i = run.data.find(needle, i + rs)
-    out.sort(key=lambda r: (r.seq, r.thread, r.pos))
-    return out
-
-decode.Ring.records_for = _lazy_records_for
-"""
-
 
 # ---------------------------------------------------------------------------------------
 # The core
@@ -221,19 +149,14 @@ def make_core(python):
     return core, facts
 
 
-def gdb_run(python, core, script_text, name, pre=()):
-    """Runs gdb on the core with pyref loaded, then the scripts `pre` and `script_text`;
-    returns (the script's PYREF_BENCH result, wall seconds of the whole gdb process)."""
-    paths = []
-    for i, text in enumerate(list(pre) + [script_text]):
-        paths.append(os.path.join(OUT, "%s.%d.py" % (name, i)))
-        with open(paths[-1], "w") as f:
-            f.write(text)
+def gdb_run(python, core, script_text, name):
+    """Runs gdb on the core with pyref loaded, then the script `script_text`; returns (the
+    script's PYREF_BENCH result, wall seconds of the whole gdb process)."""
+    path = os.path.join(OUT, "%s.py" % name)
+    with open(path, "w") as f:
+        f.write(script_text)
     cmd = ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
-           "-ex", "set debuginfod enabled off", "-x", LOADER]
-    for path in paths:
-        cmd += ["-x", path]
-    cmd += [python, core]
+           "-ex", "set debuginfod enabled off", "-x", LOADER, "-x", path, python, core]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t0
@@ -243,9 +166,9 @@ def gdb_run(python, core, script_text, name, pre=()):
     raise RuntimeError("gdb gave no result:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
 
 
-def gdb_session(python, core, commands, pre=()):
+def gdb_session(python, core, commands):
     """Times `commands` in one fresh gdb on the core; ([result per command], wall)."""
-    return gdb_run(python, core, GDB_SCRIPT % {"commands": list(commands)}, "session", pre)
+    return gdb_run(python, core, GDB_SCRIPT % {"commands": list(commands)}, "session")
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,10 +247,7 @@ def main():
                            facts["written"], facts["per_item"], sentinel), flush=True)
 
     hist = "pyref history %s" % sentinel
-    hist_json = "pyref history --json %s" % sentinel
-    keys = ("ring", "history cold", "history warm", "history fixed", "history lazy",
-            "history json", "leaks cold", "leaks warm", "start-up")
-    lazy_agrees = None
+    keys = ("ring", "history cold", "history warm", "leaks cold", "leaks warm", "start-up")
     times = {k: [] for k in keys}
     firsts = {}
     phases = []
@@ -337,18 +257,6 @@ def main():
         times["history warm"].append(res[1]["seconds"])
         times["start-up"].append(wall - res[0]["seconds"] - res[1]["seconds"])
         firsts["history"] = res[0]
-        res, _ = gdb_session(args.python, core, [hist], pre=[TARGETED_PATCH])
-        times["history fixed"].append(res[0]["seconds"])
-        firsts["history fixed"] = res[0]
-        res, _ = gdb_session(args.python, core, [hist_json], pre=[LAZY_AUX_PATCH])
-        times["history lazy"].append(res[0]["seconds"])
-        res, _ = gdb_session(args.python, core, [hist_json])
-        times["history json"].append(res[0]["seconds"])
-        if i == 0:  # same records, same AUX as without the prototype?
-            texts = [gdb_run(args.python, core, JSON_SCRIPT % {"cmd": hist_json}, "json",
-                             pre)[0]
-                     for pre in ([], [LAZY_AUX_PATCH])]
-            lazy_agrees = texts[0] == texts[1]
         res, _ = gdb_session(args.python, core, ["pyref leaks", "pyref leaks"][:2 if i == 0
                                                                                else 1])
         times["leaks cold"].append(res[0]["seconds"])
@@ -359,8 +267,7 @@ def main():
         firsts["ring"] = res[0]
         if i == 0:  # the analysis: once
             phases.append(gdb_run(args.python, core,
-                                  PHASES_SCRIPT % {"obj": facts["sentinel"],
-                                                   "lazy": LAZY_AUX_PATCH}, "phases")[0])
+                                  PHASES_SCRIPT % {"obj": facts["sentinel"]}, "phases")[0])
         print("gdb-bench: session %d/%d done" % (i + 1, args.sessions), file=sys.stderr,
               flush=True)
     for r in firsts.values():
@@ -389,24 +296,11 @@ def main():
              scan_row(scan, args.no_scan)]
     plines = ["| phase of a cold `pyref history` (one session) | median s | min s | max s |",
               "|---|---:|---:|---:|"]
-    for k in [k for k in phases[0] if k not in ("agree", "lazy_same")]:
+    for k in [k for k in phases[0] if k != "agree"]:
         xs = [p[k] for p in phases]
         plines.append("| %s | %.3f | %.3f | %.3f |" % (k, statistics.median(xs), min(xs),
                                                         max(xs)))
-    xs = times["history fixed"]
-    plines.append("| **prototype fix**: `pyref history SENTINEL` cold, end to end, with "
-                  "RingSet.records_for answered by the byte search (TARGETED_PATCH) — %s | "
-                  "%.3f | %.3f | %.3f |" % (out("history fixed"), statistics.median(xs),
-                                            min(xs), max(xs)))
-    xs, ys = times["history lazy"], times["history json"]
-    plines.append("| **prototype fix, both halves**: the same with AUX records attached lazily "
-                  "(LAZY_AUX_PATCH), `pyref history --json SENTINEL` cold — output %s that of "
-                  "the command as it is, which takes %.3f s (median) | %.3f | %.3f | %.3f |" % (
-                      "identical to" if lazy_agrees and phases[0]["lazy_same"][0]
-                      else "**differs from**",
-                      statistics.median(ys), statistics.median(xs), min(xs), max(xs)))
     agree = all(p["agree"][0] == p["agree"][1] for p in phases)
-    lazy_same, aux_count = phases[0]["lazy_same"]
     text = "\n".join(lines)
     ptext = "\n".join(plines)
     print()
@@ -443,12 +337,9 @@ def main():
             "",
             "*cold* = the first command of a fresh gdb (pyref has read and decoded nothing; "
             "the core itself is in the OS page cache); *warm* = the same command again in "
-            "that session. Where the cold history's time goes (each phase from scratch, in "
-            "one gdb; the targeted search and the index %s on the sentinel's records; with "
-            "the AUX records attached lazily, the search returns %s Records, %d AUX "
-            "attached), and the command with the fix's halves, in fresh sessions:" % (
-                "agree" if agree else "**disagree**",
-                "the same" if lazy_same else "**different**", aux_count),
+            "that session. Where a cold command's time goes (each phase from scratch, in "
+            "one gdb; the byte search and the index %s on the sentinel's records):" % (
+                "agree" if agree else "**disagree**"),
             "",
             ptext,
         ] + (["", "The owners scan's full table (live and core, `pyref owners` end to end) "

@@ -186,31 +186,9 @@ def update_results(text_block):
 # ---------------------------------------------------------------------------------------
 # Profile: the fast-path variants without an interpreter
 # ---------------------------------------------------------------------------------------
-def immortal_first_shim():
-    """A copy of pyref's shim (build/bench/immortal-first/) whose pyref_incref tests
-    immortality before the interpreter's Py_INCREF instead of after it, or None if the shim
-    no longer has the lines this rewrites. On 3.12+ the test after the INCREF loads 64 bits
-    right after Py_INCREF stored 32: a store the CPU cannot forward (a ~15-cycle stall)."""
-    src = os.path.join(ROOT, "c_helpers", "shim")
-    dst = os.path.join(BUILD, "immortal-first")
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
-    path = os.path.join(dst, "Python.h")
-    with open(path) as f:
-        text = f.read()
-    old = "    pyref__real_incref(op);\n    int immortal = pyref__is_immortal(op);\n"
-    new = "    int immortal = pyref__is_immortal(op);\n    pyref__real_incref(op);\n"
-    if old not in text:
-        return None
-    with open(path, "w") as f:
-        f.write(text.replace(old, new))
-    return dst
-
-
 def profile(pys, args):
-    """Prints the fast-path variants of bench/proto_record.c at four ring sizes, their
-    instruction counts under callgrind, and the 3.12+ traced loop with the shim's
-    immortality test moved before the INCREF."""
+    """Prints the fast-path variants of bench/proto_record.c at four ring sizes and their
+    instruction counts under callgrind."""
     exe = os.path.join(BUILD, "proto_record")
     subprocess.run(["gcc", "-O2", "-g", "-Wall",
                     "-I" + os.path.join(ROOT, "c_helpers", "include"), "-pthread", os.path.join(HERE, "proto_record.c"),
@@ -234,21 +212,6 @@ def profile(pys, args):
             with open(cg) as f:
                 total = re.search(r"^(?:summary|totals):\s*(\d+)", f.read(), re.M)
             print("  %-16s %6.1f" % (loop, int(total.group(1)) / (2.0 * pairs)))
-
-    shim = immortal_first_shim()
-    if shim is None:
-        print("\n(the shim's pyref_incref changed: no immortal-first prototype)")
-        return
-    rows = []
-    for label, python in pys:
-        if not re.match(r"3\.1[2-9]", label):
-            continue
-        for tag, sh in (("shim as is", None), ("immortality tested first", shim)):
-            moddir = build(label, python, sh)
-            rows.append(summarise("%s, %s" % (label, tag),
-                                  measure(python, moddir, args.pairs, args.rounds)))
-    print("\n== 3.12+: pyref_incref with the immortality test before Py_INCREF (prototype)")
-    print(table(rows))
 
 
 def main():
