@@ -651,6 +651,26 @@ def test_records_for_agrees_with_full_decode(seed):
     assert keys == sorted(keys)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_records_of_and_slot_columns_agree_with_full_decode(seed, monkeypatch):
+    w, objs = random_ring(seed)
+    ring = invariant(w.decode())
+    some = set(objs[::2]) | {0xDEAD}
+    assert ring.records_of(some) == {o: ring.records_for(o) for o in some
+                                     if ring.records_for(o)}
+    # the columns hold every decoded slot, attached AUX records included
+    cols = ring.slot_columns()
+    monkeypatch.setattr(decode, "_LITTLE_HOST", False)     # the struct path agrees
+    assert ring.slot_columns() == cols
+    assert ring.records_of(some) == {o: ring.records_for(o) for o in some
+                                     if ring.records_for(o)}
+    monkeypatch.undo()
+    flat = [(o, s, r, b & 63, q) for c in cols for o, s, r, b, q in zip(*c)]
+    recs = ring.records
+    want = [(r.obj, r.site, r.refcnt, r.op, r.seq) for x in recs for r in (x,) + x.aux]
+    assert sorted(flat) == sorted(want) and len(flat) == ring.decoded
+
+
 def test_portable_columns_match_fast_path():
     w, _ = random_ring(7)
     for buf in (w.ring_buf(0), w.ring_buf(1)):

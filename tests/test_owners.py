@@ -216,4 +216,4 @@ def test_help():
     out = pyreftest.gdb_batch(["help pyref owners", "echo @@\\n", "help pyref leaks"])
     owners, leaks = out.split("@@")
     assert "Usage: pyref owners [--depth N] [--all] [--dot FILE] [--json] EXPR" in owners
-    assert "Usage: pyref leaks [--top N] [--json]" in leaks
+    assert "Usage: pyref leaks [--top N] [--no-scan] [--max-search N] [--json]" in leaks

@@ -11,7 +11,9 @@ Speed (docs/MEASURED.md): each thread ring is read in bulk (chunks of at most 1 
 classified with memoryview casts and C-level map/translate, never a record at a time through
 Python. `decode_ring` keeps the raw bytes and counts; Record objects are built only when
 `Ring.records` is first used, or only for one object by `Ring.records_for(obj)`, which
-searches the raw bytes for the object's address.
+searches the raw bytes for the object's address, or for a set of objects by
+`Ring.records_of(objs)`; `Ring.slot_columns()` gives whole-ring passes the raw fields as
+columns instead.
 
 Validity (format spec, "Reading"). A slot in a thread's window is
 - torn: `commit == 0`;
@@ -492,6 +494,25 @@ def _record_with_local_aux(tw, run, idx, head_seq):
     return rec._replace(aux=tuple(aux)) if aux else rec
 
 
+def _slot_record(tw, run, k, head_seq):
+    """The Record in slot k when records_for returns it (a decoded record that is not an
+    AUX record attached to the record before it), else None."""
+    if run.kind[k] == 1 and not (run.ops[k] == AUX and _aux_parent(tw, run, k)):
+        return _record_with_local_aux(tw, run, k, head_seq)
+    return None
+
+
+def _ring_order(r):
+    return (r.seq, r.thread, r.pos)
+
+
+def _obj_column(data, rs):
+    """The obj field of each record in `data`, as a list of ints."""
+    if _LITTLE_HOST:
+        return memoryview(data).cast("Q")[0::rs // 8].tolist()
+    return [v for v, in struct.iter_unpack("<Q%dx" % (rs - 8), data)]
+
+
 def _record_at(tw, run, idx, head_seq):
     """The Record in one slot (kind must be nonzero), with its attached AUX records."""
     obj, site, refcnt, s32, opb, delta, tid = _REC.unpack_from(run.data, idx * tw.rs)
@@ -644,17 +665,67 @@ class Ring:
         for tw in self._windows:
             rs = tw.rs
             for run in tw.runs:
-                data, kind = run.data, run.kind
+                data = run.data
                 i = data.find(needle)
                 while i != -1:
                     if i % rs:                   # inside a record: go to the next one
                         i = data.find(needle, i - i % rs + rs)
                         continue
-                    k = i // rs
-                    if kind[k] == 1 and not (run.ops[k] == AUX and _aux_parent(tw, run, k)):
-                        out.append(_record_with_local_aux(tw, run, k, seq))
+                    rec = _slot_record(tw, run, i // rs, seq)
+                    if rec is not None:
+                        out.append(rec)
                     i = data.find(needle, i + rs)
-        out.sort(key=lambda r: (r.seq, r.thread, r.pos))
+        out.sort(key=_ring_order)
+        return out
+
+    def records_of(self, objs) -> dict:
+        """{obj: records_for(obj)} for the addresses of the set `objs` that have records,
+        in one pass over the raw bytes (set membership tested at C speed): for many
+        objects, where records_for would search the whole ring once per object."""
+        found = {}
+        seq = self.header.seq
+        contains = objs.__contains__
+        for tw in self._windows if objs else ():
+            rs = tw.rs
+            for run in tw.runs:
+                hits = compress(range(run.count), map(contains, _obj_column(run.data, rs)))
+                for k in hits:
+                    rec = _slot_record(tw, run, k, seq)
+                    if rec is not None:
+                        found.setdefault(rec.obj, []).append(rec)
+        for recs in found.values():
+            recs.sort(key=_ring_order)
+        return found
+
+    def slot_columns(self):
+        """The decoded records as columns, for passes over the whole ring that must not
+        build a Record per slot: [(obj, site, refcnt, opbyte, seq)], one tuple per
+        readable run of each thread window, in thread then position order (so seq rises
+        within a thread). obj, site, refcnt, seq are lists of ints (seq restored);
+        opbyte is the raw op byte of each record (flags included) as bytes. Torn and
+        corrupt slots are left out; AUX records are not (their op says what they are)."""
+        out = []
+        for tw in self._windows:
+            rs = tw.rs
+            for run in tw.runs:
+                if _LITTLE_HOST:
+                    mv = memoryview(run.data)
+                    q = rs // 8
+                    u64 = mv.cast("Q")
+                    cols = [u64[0::q].tolist(), u64[1::q].tolist(),
+                            mv.cast("q")[2::q].tolist(), mv[28::rs].tobytes(),
+                            mv.cast("I")[6::rs // 4].tolist()]
+                else:
+                    fmt = struct.Struct("<QQqIB%dx" % (rs - 29))
+                    rows = list(fmt.iter_unpack(run.data))
+                    obj, site, refcnt, s32, opb = map(list, zip(*rows))
+                    cols = [obj, site, refcnt, bytes(opb), s32]
+                if run.kind.count(0):
+                    keep = run.kind.translate(_IS_ONE)
+                    cols = [list(compress(c, keep)) for c in cols]
+                    cols[3] = bytes(cols[3])
+                cols[4] = _restore_column(self.header.seq, cols[4])
+                out.append(tuple(cols))
         return out
 
     def __repr__(self):

@@ -35,9 +35,13 @@ sites that acquired references to the object and never released them.
 stacks and interpreter frames (roots), with cycle detection and bounds on nodes; --dot
 writes the graph for Graphviz (and a PNG beside it when `dot` is installed).
 
-Leaks. From the ring alone: references acquired (NEW, INCREF) by traced code and never
-released in the object's current lifetime, for objects alive now, grouped by acquiring
-site and the object's type, capped per object by its reference count (verdict.leaks).
+Leaks. From the ring: references acquired (NEW, INCREF) by traced code and never released
+in the object's current lifetime, for objects alive now, grouped by acquiring site and the
+object's type, capped per object by its reference count (verdict.leak_groups). The ring is
+read as columns and Events are built only for the objects left unbalanced. A reference
+returned to Python is released outside the ring, or kept there: one search of memory for
+all those objects (bounded) counts their owners, as above, and the references they
+account for are reported as held, not leaked.
 
 Everything is bounded (hits per needle, nodes per level, variables per frame, frames per
 thread) and says so when a bound was hit. Memory is read through target.read in 1 MiB
@@ -50,10 +54,11 @@ import shutil
 import struct
 import subprocess
 import time
+from itertools import islice, zip_longest
 
 import gdb
 
-from pyref import commands, decode, objects, ringcmd, scan, target, verdict
+from pyref import commands, objects, ringcmd, scan, target, verdict
 from pyref.target import MemoryReadError, NoDebugInfoError, PyrefError
 
 # ---------------------------------------------------------------------------------------
@@ -1218,8 +1223,9 @@ def _type_path(gtype, base, off):
 class _Memory:
     """The regions to scan and how to tell them apart; built once per command."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, command="pyref owners"):
         self.problems = problems
+        self.command = command          # names the command in progress lines
         maps = target.mappings()
         self.maps = scan.RangeIndex((m.start, m.end, m) for m in maps)
         self.threads = _threads(problems)
@@ -1271,8 +1277,8 @@ class _Memory:
                 now = time.perf_counter()
                 if now - state["t"] >= 1.0 or (done == total and state["shown"]):
                     state["t"], state["shown"] = now, True
-                    gdb.write("pyref owners: %s: %d of %d MiB scanned\n" %
-                              (what, done >> 20, total >> 20))
+                    gdb.write("%s: %s: %d of %d MiB scanned\n" %
+                              (self.command, what, done >> 20, total >> 20))
                     gdb.flush()
         res = scan.scan(_read_view, self.regions, needles, limit=MAX_HITS,
                         progress=progress, on_hits=on_hits)
@@ -1428,6 +1434,18 @@ def _buffer_owner(mem, lay, p, kind, base, needle, where):
     if info.kind in ("set", "frozenset") and off == lay.set_table and needle == p.start:
         return owner("{element}", "element")
     if kind == "values" and off in (-24, -32):  # a 3.11/3.12 instance's values array
+        # The prefix ends with its own size, the number of attributes set, then their
+        # indexes (new_values(), _PyDictValues_AddToInsertionOrder()): any other slot is
+        # NULL or the allocator block's leftover tail, not an attribute.
+        try:
+            prefix = target.read(p.start, base - p.start)
+        except MemoryReadError:
+            prefix = None
+        if prefix is not None and len(prefix) >= 2:
+            used = {prefix[-3 - k] for k in range(min(prefix[-2], len(prefix) - 2))}
+            if i not in used:
+                return owner(".?%d" % i, "values array slot #%d, set by no attribute" % i,
+                             stale="a values array slot no attribute uses")
         name = _attr_name(info.type_addr, i)
         return owner("." + (name or "?%d" % i), "attribute %s" % (
             "'%s'" % name if name else "#%d (values array)" % i))
@@ -1599,15 +1617,17 @@ def register_hits(mem, addr):
 # ---------------------------------------------------------------------------------------
 # The account and the ring
 # ---------------------------------------------------------------------------------------
+def _event(rec):
+    """The verdict.Event of a ring record, its site resolved."""
+    s = ringcmd.site_of(rec.site)
+    return verdict.Event(seq=rec.seq, op=rec.op_name, before=rec.refcnt, after=rec.after,
+                         file=s[0] if s else None, line=s[1] if s else None,
+                         func=s[2] if s else None, api=s[3] if s else None,
+                         immortal=bool(rec.immortal))
+
+
 def _events(rs, addr):
-    out = []
-    for rec in rs.records_for(addr):
-        s = ringcmd.site_of(rec.site)
-        out.append(verdict.Event(seq=rec.seq, op=rec.op_name, before=rec.refcnt,
-                                 after=rec.after, file=s[0] if s else None,
-                                 line=s[1] if s else None, func=s[2] if s else None,
-                                 api=s[3] if s else None, immortal=bool(rec.immortal)))
-    return out
+    return [_event(rec) for rec in rs.records_for(addr)]
 
 
 def ring_holders(rs, addr):
@@ -1815,12 +1835,16 @@ def report_text(rep, show_all=False):
 
 
 def _scan_line(mem):
+    return "memory: " + _scan_summary(mem)
+
+
+def _scan_summary(mem):
     total = sum(r.scanned for r in mem.passes)
     secs = sum(r.seconds - r.callback_seconds for r in mem.passes)
     unread = sum(r.unreadable for r in mem.passes)
     rate = total / secs / 1e9 if secs > 0 else 0.0
     early = sum(1 for r in mem.passes if r.stopped_early)
-    return "memory: %.1f MiB searched; %d pass%s read %.1f MiB in %.2f s (%.2f GB/s)%s%s" % (
+    return "%.1f MiB searched; %d pass%s read %.1f MiB in %.2f s (%.2f GB/s)%s%s" % (
         mem.total / 1048576.0, len(mem.passes), "" if len(mem.passes) == 1 else "es",
         total / 1048576.0, secs, rate,
         " (%d stopped once answered)" % early if early else "",
@@ -1975,114 +1999,212 @@ up to modules, C globals and stacks; --dot FILE draws that graph."""
 # pyref leaks
 # ---------------------------------------------------------------------------------------
 _SINGLETONS = objects.SINGLETON_SYMBOLS
+MAX_LEAK_SCAN = 256        # objects whose holders one `pyref leaks` searches memory for
 
 
-_ACQ_OPS = (decode.NEW, decode.INCREF)
-_REL_OPS = (decode.DECREF, decode.STEAL)
-_END_OPS = (decode.DEALLOC, decode.FREE)
+def _candidates(rs):
+    """{obj: [Event]} for the objects some reference to which traced code acquired and
+    never released in their current lifetime. The ring is read as columns
+    (verdict.unbalanced): Records and Events are built only for those objects, a handful
+    among the million records of a full ring."""
+    cache = target.stop_cache()
+    objs = cache.get("leaks.unbalanced")
+    if objs is None:
+        objs = cache["leaks.unbalanced"] = verdict.unbalanced(
+            (c for ring in rs.rings for c in ring.slot_columns()),
+            lambda site: ringcmd.site_of(site) is not None)
+    return {obj: [_event(r) for r in recs] for obj, recs in rs.records_of(objs).items()}
 
 
-def _may_hold(recs):
-    """False when verdict.unreleased() would find nothing for these records: the number of
-    unmatched acquisitions of the current lifetime, counted on the raw records (a release
-    with nothing to match is ignored, as there). Keeps `pyref leaks` from building Events
-    for the great majority of objects of a full ring. Conservative: a record whose site
-    cannot be resolved still counts here."""
-    held = 0
-    for r in recs:
-        op = r.op
-        if op in _END_OPS:
-            held = 0
-            continue
-        if op == decode.NEW and r.refcnt == 1 and not r.immortal:
-            held = 0
-        if not r.site or r.immortal:
-            continue
-        if op in _ACQ_OPS:
-            held += 1
-        elif op in _REL_OPS and held:
-            held -= 1
-    return held > 0
+def _module_init(func):
+    return bool(func) and func.startswith("PyInit_")
 
 
-def leak_report(top):
-    """The data of `pyref leaks` as a dict."""
+def _scan_order(groups, limit):
+    """At most `limit` objects of `groups` ({site: [obj]}), taken from each site in turn,
+    biggest groups first: every site gets answers even when one has thousands of
+    objects."""
+    queues = [list(dict.fromkeys(objs)) for _, objs in
+              sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0][0] or "",
+                                                     kv[0][1] or 0))]
+    taken = dict.fromkeys(o for row in zip_longest(*queues) for o in row if o is not None)
+    return list(islice(taken, limit))
+
+
+def _holders(objs, problems):
+    """({obj: references found}, {obj: one holder's description}, scan summary) for the
+    objects, from one search of memory for all of them. What counts is what `pyref
+    owners` counts, less the heap words of unknown owner: slots of Python objects and
+    their buffers, interpreter frames, named C variables, statics. Stale words (freed
+    memory, dead stack), possible ones (unnamed stack slots, borrowing caches) and
+    unknown heap words (a borrowed copy as likely as an owner) would hide a leak."""
+    found, example = {}, {}
+    mem = _Memory(problems, "pyref leaks")
+    for obj, owners in owners_of(mem, objs).items():
+        counted = [o for o in owners if o.counted and o.kind != "heap"]
+        found[obj] = len(counted)
+        if counted:
+            example[obj] = counted[0].text
+    summary = {"bytes": mem.total, "passes": len(mem.passes),
+               "seconds": round(sum(r.seconds for r in mem.passes), 4),
+               "text": _scan_summary(mem)}
+    return found, example, summary
+
+
+def leak_report(top, search=MAX_LEAK_SCAN):
+    """The data of `pyref leaks` as a dict. `search`: for how many objects at most to
+    look for holders in memory (0: none, the ring alone decides)."""
     rs = ringcmd.ring_set()
     singletons = {}
     for sym, name in _SINGLETONS.items():
         a = target.symbol_address(sym)
         if a is not None:
             singletons[a] = name
-    index = rs.index()
-    site_cache = {}
-
-    def site(addr):
-        if addr not in site_cache:
-            site_cache[addr] = ringcmd.site_of(addr)
-        return site_cache[addr]
-
-    events_by_obj = {}
-    for obj, recs in index.items():
-        if not _may_hold(recs):
-            continue
-        evs = []
-        for rec in recs:
-            s = site(rec.site)
-            evs.append(verdict.Event(seq=rec.seq, op=rec.op_name, before=rec.refcnt,
-                                     after=rec.after, file=s[0] if s else None,
-                                     line=s[1] if s else None, func=s[2] if s else None,
-                                     api=s[3] if s else None, immortal=bool(rec.immortal)))
-        events_by_obj[obj] = evs
+    events_by_obj = _candidates(rs)
     infos = {}
-    skipped = {}
 
     def alive(obj):
         if obj in singletons:
             return None
-        info = _object(obj)
+        if obj not in infos:
+            infos[obj] = _object(obj)
+        info = infos[obj]
         if info is None:
             return None
-        infos[obj] = info
         rc = info.refcount
         if rc is None or rc.immortal:
             return None
         return rc.total
 
-    groups = verdict.leaks(events_by_obj, alive)
+    problems = list(rs.problems)
+    leaked, accounted = verdict.leak_groups(events_by_obj, alive)
+    scan_info, searched, example = None, set(), {}
+    if search:
+        suspects = {k: v for k, v in leaked.items() if not _module_init(k[2])}
+        objs = _scan_order(suspects, search)
+        scan_info = {"candidates": len({o for v in suspects.values() for o in v}),
+                     "searched": 0, "limit": search, "bytes": 0, "passes": 0,
+                     "seconds": 0.0, "text": None}
+        if objs:
+            try:
+                found, example, summary = _holders(objs, problems)
+            except (PyrefError, gdb.error) as e:   # the ring's answer still stands
+                problems.append("memory not searched for holders: %s" % e)
+            else:
+                searched = set(objs)
+                scan_info.update(summary, searched=len(objs))
+                leaked, accounted = verdict.leak_groups(events_by_obj, alive, found.get)
+    skipped = {}
     for obj, name in singletons.items():
         evs = events_by_obj.get(obj)
         if evs:
             n = len(verdict.unreleased(evs))
             if n:
                 skipped[name] = n
-    rows = {}
     handed = {}
-    for (file_, line, func, api), objs in groups.items():
-        if func and func.startswith("PyInit_"):
-            handed[func] = handed.get(func, 0) + len(objs)
-            continue
-        for obj in objs:
-            info = infos.get(obj)
-            tname = info.type.name if info is not None else "?"
-            key = (file_, line, func, api, tname)
-            row = rows.setdefault(key, {"count": 0, "objects": set()})
-            row["count"] += 1
-            row["objects"].add(obj)
-    ordered = sorted(rows.items(), key=lambda kv: (-kv[1]["count"], kv[0][0] or "",
-                                                   kv[0][1] or 0))
-    total = sum(r["count"] for _, r in ordered)
+
+    def rows_of(groups, holders=None):
+        rows = {}
+        for (file_, line, func, api), objs in groups.items():
+            if _module_init(func):   # returned to the import system, held or not
+                handed[func] = handed.get(func, 0) + len(objs)
+                continue
+            for obj in objs:
+                info = infos.get(obj)
+                key = (file_, line, func, api, info.type.name if info is not None else "?")
+                row = rows.setdefault(key, {"count": 0, "objects": set()})
+                row["count"] += 1
+                row["objects"].add(obj)
+        ordered = sorted(rows.items(), key=lambda kv: (-kv[1]["count"], kv[0][0] or "",
+                                                       kv[0][1] or 0))
+        out = []
+        for k, r in ordered[:top]:
+            g = {"file": k[0], "line": k[1], "function": k[2], "api": k[3], "type": k[4],
+                 "count": r["count"], "objects": len(r["objects"])}
+            if search:
+                g["searched"] = len(r["objects"] & searched)
+            ex = min(r["objects"] & searched or r["objects"])   # a checked one if any
+            g["example"] = "0x%x" % ex
+            if holders is not None:
+                g["holder"] = holders.get(ex)
+            out.append(g)
+        return {"total": sum(r["count"] for _, r in ordered), "sites": len(ordered),
+                "groups": out, "more_groups": max(0, len(ordered) - top)}
+
+    lk = rows_of(leaked)
+    held = rows_of(accounted, example) if search else None
     return {
-        "total": total, "sites": len(ordered),
-        "groups": [{"file": k[0], "line": k[1], "function": k[2], "api": k[3],
-                    "type": k[4], "count": r["count"], "objects": len(r["objects"]),
-                    "example": "0x%x" % min(r["objects"])}
-                   for k, r in ordered[:top]],
-        "more_groups": max(0, len(ordered) - top),
+        "total": lk["total"], "sites": lk["sites"], "groups": lk["groups"],
+        "more_groups": lk["more_groups"],
+        "held": held,
+        "scan": scan_info,
         "singletons": skipped,
         "module_init": handed,
         "coverage": _ring_coverage(rs),
         "records": sum(r.decoded for r in rs.rings),
-        "problems": list(rs.problems)}
+        "problems": problems}
+
+
+def _plural(n, word):
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
+
+
+def _group_lines(groups, more, last_column):
+    out = ["  %7s  %7s  %-40s %-16s %s" % ("refs", "objects", "site", "type", last_column)]
+    for g in groups:
+        tail = "e.g. %s" % g["example"]
+        if g.get("holder"):
+            tail += " in %s" % g["holder"]
+        if g.get("searched", g["objects"]) < g["objects"]:
+            tail += " (%d not searched in memory)" % (g["objects"] - g["searched"])
+        out.append("  %7d  %7d  %-40s %-16s %s  %s" % (
+            g["count"], g["objects"], _site(g["file"], g["line"], g["function"]),
+            g["type"], g["api"] or "", tail))
+    if more:
+        out.append("  ... and %s (--top)" % _plural(more, "more group"))
+    return out
+
+
+def leak_text(rep):
+    """The text of `pyref leaks` from leak_report()'s dict."""
+    out = []
+    held, scan_info = rep["held"], rep["scan"]
+    if rep["groups"]:
+        out.append("%s at %s (%d records examined):" % (
+            _plural(rep["total"], "unreleased reference"), _plural(rep["sites"], "site"),
+            rep["records"]))
+        out += _group_lines(rep["groups"], rep["more_groups"], "api / example")
+    elif held and held["total"]:
+        out.append("no leaks: every unreleased reference traced code acquired to a live "
+                   "object is accounted for by holders found in memory (%d records "
+                   "examined)" % rep["records"])
+    else:
+        out.append("no leaks: every reference traced code acquired to a live object "
+                   "was released (%d records examined)" % rep["records"])
+    if held and held["total"]:
+        out.append("held, not leaked: %s at %s accounted for by holders found in "
+                   "memory:" % (
+                       _plural(held["total"], "reference"), _plural(held["sites"], "site")))
+        out += _group_lines(held["groups"], held["more_groups"], "api / example holder")
+    if rep["module_init"]:
+        out.append("not counted: %s (module initialisation returns its references to "
+                   "the import system)" % ", ".join(
+                       "%d in %s" % (n, f) for f, n in sorted(rep["module_init"].items())))
+    if rep["singletons"]:
+        out.append("not counted: %s (singletons: Py_RETURN_NONE and the like return "
+                   "such references)" % ", ".join(
+                       "%d to %s" % (n, k) for k, n in sorted(rep["singletons"].items())))
+    if rep["coverage"]:
+        out.append("caveat: " + rep["coverage"])
+    if scan_info and scan_info["searched"] < scan_info["candidates"]:
+        out.append("note: holders searched for %d of %d objects (--max-search %d); the "
+                   "references of the others are listed from the ring alone" % (
+                       scan_info["searched"], scan_info["candidates"], scan_info["limit"]))
+    for p in rep["problems"]:
+        out.append("note: " + p)
+    if scan_info and scan_info["text"]:
+        out.append("memory: " + scan_info["text"])
+    return "\n".join(out) + "\n"
 
 
 class Leaks(commands.Subcommand):
@@ -2092,57 +2214,40 @@ class Leaks(commands.Subcommand):
 From the pyref ring: each reference acquired by traced code (NEW, INCREF) in an object's
 current lifetime that no later release or steal of traced code matched, for objects still
 alive, capped per object by its reference count; grouped by the acquiring line and the
-object's type, most first. Counted apart: immortal objects and the singletons (None, True,
-False...), whose references Py_RETURN_NONE and the like hand to the caller, and what a
-module's PyInit_* function acquires (it returns it to the import system).
-A leak repeats: the line that leaks once per call heads the list with a count to match.
-A reference returned to the caller (return Py_NewRef(x), return PyLong_FromLong(n)) and
-released there is invisible to the ring, so it is listed while its object lives: `pyref
-owners` on the example object settles it. When the ring wrapped, only the history it still
-holds is seen, and the output says how much."""
-    examples = ("pyref leaks", "pyref leaks --top 5", "pyref leaks --json")
+object's type, most first. A leak repeats: the line that leaks once per call heads the
+list with a count to match.
+A reference returned to the caller (return Py_NewRef(x), return PyLong_FromLong(n)) is
+released outside the ring, or kept: memory is searched once for every such object (at
+most --max-search, default %d), as `pyref owners` searches it, and the references
+that holders found there account for (object and container slots, interpreter frames,
+named C variables, statics; not stale words in freed memory or dead stack, nor heap
+words of unknown owner) are listed apart as held. What the reference count leaves beyond
+them stays a leak. --no-scan skips the search.
+Counted apart: immortal objects and the singletons (None, True, False...), whose
+references Py_RETURN_NONE and the like hand to the caller, and what a module's PyInit_*
+function acquires (it returns it to the import system). When the ring wrapped, only the
+history it still holds is seen, and the output says how much.""" % MAX_LEAK_SCAN
+    examples = ("pyref leaks", "pyref leaks --top 5", "pyref leaks --no-scan --json")
     completer = gdb.COMPLETE_NONE
 
     def add_arguments(self, parser):
         parser.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N",
                             help="show the N biggest groups (default %d)" % DEFAULT_TOP)
+        parser.add_argument("--no-scan", action="store_true",
+                            help="do not search memory for holders: the ring alone decides")
+        parser.add_argument("--max-search", type=int, default=MAX_LEAK_SCAN, metavar="N",
+                            help="search memory for the holders of at most N objects "
+                                 "(default %d)" % MAX_LEAK_SCAN)
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def run(self, args, from_tty):
         if args.top <= 0:
             raise PyrefError("--top wants a positive number")
+        if args.max_search <= 0:
+            raise PyrefError("--max-search wants a positive number (--no-scan: none)")
         target.require_target()
-        rep = leak_report(args.top)
+        rep = leak_report(args.top, search=0 if args.no_scan else args.max_search)
         if args.json:
             self.write(json.dumps(rep, indent=1) + "\n")
-            return
-        out = []
-        if not rep["groups"]:
-            out.append("no leaks: every reference traced code acquired to a live object "
-                       "was released (%d records examined)" % rep["records"])
         else:
-            out.append("%d unreleased reference%s at %d site%s (%d records examined):" % (
-                rep["total"], "" if rep["total"] == 1 else "s", rep["sites"],
-                "" if rep["sites"] == 1 else "s", rep["records"]))
-            out.append("  %7s  %7s  %-40s %-16s %s" % ("refs", "objects", "site", "type",
-                                                       "api / example"))
-            for g in rep["groups"]:
-                out.append("  %7d  %7d  %-40s %-16s %s  e.g. %s" % (
-                    g["count"], g["objects"], _site(g["file"], g["line"], g["function"]),
-                    g["type"], g["api"] or "", g["example"]))
-            if rep["more_groups"]:
-                out.append("  ... and %d more group%s (--top)" % (
-                    rep["more_groups"], "" if rep["more_groups"] == 1 else "s"))
-        if rep["module_init"]:
-            out.append("not counted: %s (module initialisation returns its references to "
-                       "the import system)" % ", ".join(
-                           "%d in %s" % (n, f) for f, n in sorted(rep["module_init"].items())))
-        if rep["singletons"]:
-            out.append("not counted: %s (singletons: Py_RETURN_NONE and the like return "
-                       "such references)" % ", ".join(
-                           "%d to %s" % (n, k) for k, n in sorted(rep["singletons"].items())))
-        if rep["coverage"]:
-            out.append("caveat: " + rep["coverage"])
-        for p in rep["problems"]:
-            out.append("note: " + p)
-        self.write("\n".join(out) + "\n")
+            self.write(leak_text(rep))

@@ -68,6 +68,26 @@ class RingSet:
             self._per_obj[obj] = recs
         return self._per_obj[obj]
 
+    def records_of(self, objs):
+        """{obj: records_for(obj)} for the addresses of the set `objs` that have records,
+        in one pass over each ring's raw bytes (no full decode); kept for records_for."""
+        if self._index is not None:
+            return {o: self._index[o] for o in objs if o in self._index}
+        if all(o in self._per_obj for o in objs):
+            return {o: self._per_obj[o] for o in objs if self._per_obj[o]}
+        merged = {}
+        for ring in self.rings:
+            for obj, recs in ring.records_of(objs).items():
+                merged.setdefault(obj, []).extend(recs)
+                for r in recs:
+                    self._ring_of[id(r)] = ring
+        for obj in objs:
+            recs = merged.get(obj, [])
+            if len(self.rings) > 1:
+                recs.sort(key=lambda r: r.seq)
+            self._per_obj[obj] = recs
+        return merged
+
     def ring_of(self, rec):
         """The Ring a record of records_for()/index() came from."""
         return self._ring_of.get(id(rec), self.rings[0])

@@ -24,8 +24,10 @@ an immortal object is "harmless here, a crash on 3.11 and earlier"; on 3.11 and 
 the same release is a real bug that 3.12+ would hide.
 """
 from dataclasses import dataclass, field
+from itertools import compress, islice
+from operator import le
 
-from pyref import capi_table
+from pyref import capi_table, decode
 
 ACQUIRE = ("NEW", "INCREF")
 RELEASE = ("DECREF", "DEALLOC")
@@ -304,13 +306,99 @@ def unreleased(events):
     return stack
 
 
-def leaks(events_by_obj, alive):
-    """Unreleased acquisitions grouped by acquiring site: {(file, line, func, api):
-    [obj, ...]}, one entry per reference. `alive(obj)` says whether the object is still
-    alive: falsy for a dead one (it leaked nothing); an int is its reference count now,
-    which caps what it can have leaked (the most recent acquisitions are kept), True when
-    the count is unknown."""
-    out = {}
+# What a raw record does to the list unreleased() keeps, in two steps at C speed. The op
+# byte (decode's op | flags) gives its effect: 0 nothing, 1 an acquisition, 2 a release
+# or steal, 3 the end of a lifetime, 4 a NEW, which starts a fresh object when its count
+# is 1. Then effect | site-unresolved << 3 | count-is-1 << 4 gives the step: 0 nothing,
+# 1 acquire, 2 release, 3 reset, 4 reset then acquire.
+def _raw_effect(b):
+    op = b & decode.OP_MASK
+    if op in (decode.DEALLOC, decode.FREE):
+        return 3
+    if b & decode.IMMORTAL:
+        return 0
+    return {decode.NEW: 4, decode.INCREF: 1, decode.DECREF: 2, decode.STEAL: 2}.get(op, 0)
+
+
+def _step(i):
+    effect, bad, one = i & 7, i >> 3 & 1, i >> 4 & 1
+    if effect == 3:
+        return 3
+    if effect == 4:
+        return (4 if not bad else 3) if one else (1 if not bad else 0)
+    return 0 if bad else effect
+
+
+_RAW_EFFECT = bytes(_raw_effect(b) for b in range(256))
+_NEEDS_SITE = bytes(1 if e in (1, 2, 4) else 0 for e in range(256))
+_STEP = bytes(_step(i) for i in range(256))
+_IS_ONE = (1).__eq__
+
+
+def unbalanced(columns, site_ok):
+    """The objects whose unreleased() is not empty, found on the raw ring
+    (decode.Ring.slot_columns() of each ring, rings in order) without an Event per
+    record: a whole-ring pass only needs to know which objects to look at closely.
+    `site_ok(site)`: whether the site address resolves to a C line (unreleased() skips
+    the records whose site does not). The count follows unreleased() exactly, in the
+    ring's order (seq, then ring, thread, position): acquisitions minus releases would
+    not do, since a release with nothing to match is ignored and so order matters."""
+    obj, site, refcnt, seq = [], [], [], []
+    effect = bytearray()
+    for o, s, r, opb, q in columns:
+        obj += o
+        site += s
+        refcnt += r
+        seq += q
+        effect += opb.translate(_RAW_EFFECT)
+    if not all(map(le, seq, islice(seq, 1, None))):   # several threads or rings: merge
+        order = sorted(range(len(seq)), key=seq.__getitem__)     # stable: ties in order
+        obj, site, refcnt = (list(map(c.__getitem__, order)) for c in (obj, site, refcnt))
+        effect = bytes(map(effect.__getitem__, order))
+    n = len(effect)
+    bad = {s for s in set(compress(site, effect.translate(_NEEDS_SITE)))
+           if not (s and site_ok(s))}
+    flags = int.from_bytes(effect, "little") | \
+        int.from_bytes(bytes(map(_IS_ONE, refcnt)), "little") << 4
+    if bad:
+        flags |= int.from_bytes(bytes(map(bad.__contains__, site)), "little") << 3
+    steps = flags.to_bytes(n, "little").translate(_STEP)
+    held = {}
+    get = held.get
+    for o, step in compress(zip(obj, steps), steps):
+        if step == 1:
+            held[o] = get(o, 0) + 1
+        elif step == 2:
+            k = get(o)
+            if k:
+                held[o] = k - 1
+        elif step == 3:
+            held[o] = 0
+        else:
+            held[o] = 1
+    return {o for o, k in held.items() if k}
+
+
+def account(held, count, found=0):
+    """(leaked, accounted): an object's unreleased acquisitions (oldest first) split by
+    what the object's state says. `count`, its reference count now, caps what can have
+    leaked (True: unknown, no cap); `found`, the references that holders found in memory
+    account for, are not leaks: of the acquisitions the count leaves, the most recent
+    `count - found` are leaked, and the others are accounted for by those holders."""
+    if count is True:
+        return list(held), []
+    n = min(len(held), max(0, count))
+    k = min(n, max(0, count - found))
+    return held[len(held) - k:], held[len(held) - n:len(held) - k]
+
+
+def leak_groups(events_by_obj, alive, found=None):
+    """(leaked, accounted): unreleased acquisitions grouped by acquiring site,
+    {(file, line, func, api): [obj, ...]} with one entry per reference. `alive(obj)` says
+    whether the object is still alive: falsy for a dead one (it leaked nothing); an int
+    is its reference count now, True when the count is unknown. `found(obj)`, when given,
+    is the number of references holders found in memory account for (see account())."""
+    leaked, accounted = {}, {}
     for obj, events in events_by_obj.items():
         held = unreleased(events)
         if not held:
@@ -318,9 +406,13 @@ def leaks(events_by_obj, alive):
         count = alive(obj)
         if count is None or count is False or (count is not True and count <= 0):
             continue
-        if count is not True and len(held) > count:
-            held = held[len(held) - count:]
-        for e in held:
-            key = (e.file, e.line, e.func, e.api)
-            out.setdefault(key, []).append(obj)
-    return out
+        mine, theirs = account(held, count, (found(obj) or 0) if found else 0)
+        for out, evs in ((leaked, mine), (accounted, theirs)):
+            for e in evs:
+                out.setdefault((e.file, e.line, e.func, e.api), []).append(obj)
+    return leaked, accounted
+
+
+def leaks(events_by_obj, alive):
+    """The leaked half of leak_groups(), from the ring alone."""
+    return leak_groups(events_by_obj, alive)[0]
