@@ -430,6 +430,18 @@ def test_wrong_interpreter_binary_is_named(abort_core, wrong):
     assert "Python stack of thread" not in out
 
 
+def test_wrong_interpreter_binary_is_named_before_no_ring(abort_core):
+    """A ring is found through the executable's symbols too: with the wrong binary, `pyref
+    ring` and `pyref history` name it instead of answering "no pyref ring"."""
+    if not os.path.exists(RELEASE):
+        pytest.skip("%s not installed" % RELEASE)
+    out = pyreftest.gdb_batch(["pyref ring", "pyref history 0x1000"],
+                              args=[RELEASE, abort_core])
+    want = ("pyref: this core was made by %s but gdb loaded %s; run gdb %s %s"
+            % (PYTHON, RELEASE, PYTHON, abort_core))
+    assert pyref_lines(out) == [want, want], out
+
+
 def test_no_executable_is_named(abort_core):
     out = pyreftest.gdb_batch(OBJECT_CMDS[:1], args=["-c", abort_core])
     assert pyref_lines(out) == ["pyref: gdb has no executable: this core was made by %s; "

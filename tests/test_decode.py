@@ -9,7 +9,7 @@ import pytest
 
 import pyreftest  # noqa: F401  (puts gdbext/ on sys.path)
 from pyref import decode
-from pyref.decode import (AUX, DEALLOC, DECREF, FREE, IMMORTAL, INCREF, SHARED,
+from pyref.decode import (AUX, BORROW, DEALLOC, DECREF, FREE, IMMORTAL, INCREF, SHARED,
                           RingError, build_index, decode_ring, lifetimes, parse_header,
                           parse_threads, read_site, restore_seq, scan_for_headers)
 
@@ -337,6 +337,42 @@ def test_in_flight_in_full_ring_decodes_last():
     assert ring.records[-1].obj == 0x999 and ring.records[-1].seq == 11
     assert (ring.written, ring.decoded, ring.overwritten) == (11, 8, 3)
     assert ring.last_seq == 11 and ring.first_seq == 4
+
+
+def test_in_flight_pair_in_full_ring_decodes_last():
+    """An origin and its AUX written as one pair (ring.h pyref_record_pair), both committed,
+    head not yet moved: both replaced the two oldest records, and the AUX attaches."""
+    w = Writer(capacity=8)
+    w.register(0)
+    for n in range(11):
+        w.record(0, 0x100 + n)
+    w.threads[0]["busy"] = 1
+    s = w.record(0, 0x999, op=BORROW, advance=False)      # slot of position 11
+    w.put(0, 12, 0x777, 1, 4, s, AUX, 0, w.threads[0]["serial"])  # position 12
+    w.flush()
+    ring = invariant(w.decode())
+    assert ring.in_flight == 1
+    assert [r.pos for r in ring.records] == list(range(5, 12))
+    last = ring.records[-1]
+    assert (last.obj, last.op_name, last.seq) == (0x999, "BORROW", 11)
+    assert [(a.obj, a.refcnt) for a in last.aux] == [(0x777, 4)]
+    assert (ring.written, ring.decoded, ring.overwritten, ring.torn) == (11, 8, 3, 0)
+
+
+def test_in_flight_pair_with_aux_torn():
+    """The pair's origin committed, its AUX between steps 3 and 5: the origin decodes last,
+    the AUX's slot (the window's oldest) is torn."""
+    w = Writer(capacity=8)
+    w.register(0)
+    for n in range(11):
+        w.record(0, 0x100 + n)
+    w.threads[0]["busy"] = 1
+    w.record(0, 0x999, op=BORROW, advance=False)
+    w.set_commit(0, 12, 0)
+    ring = invariant(w.decode())
+    assert [r.pos for r in ring.records] == list(range(5, 12))
+    assert ring.records[-1].obj == 0x999 and ring.records[-1].aux == ()
+    assert (ring.torn, ring.decoded) == (1, 7)
 
 
 def test_in_flight_torn_slot():

@@ -124,6 +124,7 @@ def ring_set(required=True):
         rs = RingSet(rings, headers[0][1] if headers else None, problems)
         cache["ringset"] = rs
     if required and not rs.rings:
+        target.check_executable()  # the wrong binary hides libpyref's symbols: say that
         why = "; ".join(rs.problems) or _truncated_core() or (
             "no pyref ring in this process (is the extension built with pyref-config's "
             "flags and loaded?)")
