@@ -145,6 +145,8 @@ static void ring_init(void)
     if (mode != NULL && strcmp(mode, "off") == 0) {
         h->flags |= PYREF_FLAG_DISABLED;
         pyref_off = 1;
+        /* threads without a descriptor (all of them, now) drop records inline */
+        __atomic_store_n(&pyref_thread_none.busy, PYREF_BUSY_OFF, __ATOMIC_RELAXED);
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -223,7 +225,7 @@ static struct pyref_thread *thread_register(struct pyref_ring_header *h)
 
 /* The part of pyref_record_slow() that registers the thread. Out of line so that the
  * frequent cases (PYREF=off, a re-entered record) return without its stack frame. */
-static __attribute__((noinline)) void record_registering(const void *obj,
+static __attribute__((noinline)) int record_registering(const void *obj,
                                                          const struct pyref_site *site,
                                                          int64_t refcnt, unsigned op,
                                                          int delta)
@@ -232,10 +234,10 @@ static __attribute__((noinline)) void record_registering(const void *obj,
     pthread_once(&pyref_once, ring_init);
     struct pyref_ring_header *h = __atomic_load_n(&pyref_ring, __ATOMIC_ACQUIRE);
     if (h == NULL || (h->flags & PYREF_FLAG_DISABLED))
-        return;
+        return 0;
     if (pyref_tls_in_slow) {
         __atomic_add_fetch(&h->lost_nothread, 1, __ATOMIC_RELAXED);
-        return;
+        return 0;
     }
     pyref_tls_in_slow = 1;
     PYREF__SIGNAL_FENCE();
@@ -248,39 +250,36 @@ static __attribute__((noinline)) void record_registering(const void *obj,
     pyref_tls_in_slow = 0;
     if (pyref_tls_thread == &pyref_thread_none) {
         __atomic_add_fetch(&h->lost_nothread, 1, __ATOMIC_RELAXED);
-        return;
+        return 0;
     }
-    pyref_record(obj, site, refcnt, op, delta);
+    return pyref_record(obj, site, refcnt, op, delta);
 }
 
-void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
-                       unsigned op, int delta)
+int pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+                      unsigned op, int delta)
 {
     struct pyref_thread *t = pyref_tls_thread;
     if (t != &pyref_thread_none) {
         t->lost++; /* a signal handler's record inside one of this thread's records */
-        return;
+        return 0;
     }
     if (pyref_off)
-        return;
-    record_registering(obj, site, refcnt, op, delta);
+        return 0;
+    return record_registering(obj, site, refcnt, op, delta);
 }
 
-void pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
-                            unsigned op, int delta, const void *aux_obj, uint64_t aux_kind,
-                            int64_t aux_value)
+int pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+                           unsigned op, int delta, const void *aux_obj, uint64_t aux_kind,
+                           int64_t aux_value)
 {
     struct pyref_thread *t0 = pyref_tls_thread;
-    uint64_t before = t0->head;
-    pyref_record_slow(obj, site, refcnt, op, delta);
-    struct pyref_thread *t = pyref_tls_thread;
-    if (t == &pyref_thread_none)
-        return; /* off, or no descriptor: nothing was written, the AUX goes the same way */
-    if (t == t0 && t->head == before) {
-        t->lost++; /* re-entered: the origin was dropped, and so is its AUX */
-        return;
+    if (!pyref_record_slow(obj, site, refcnt, op, delta)) {
+        if (t0 != &pyref_thread_none)
+            t0->lost++; /* re-entered: the origin was dropped, and so is its AUX */
+        return 0;   /* (off, or no descriptor: nothing is written, nor counted twice) */
     }
     pyref_record_aux(aux_obj, aux_kind, aux_value);
+    return 1;
 }
 
 void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)

@@ -339,23 +339,24 @@ def test_in_flight_in_full_ring_decodes_last():
     assert ring.last_seq == 11 and ring.first_seq == 4
 
 
-def test_in_flight_pair_in_full_ring_decodes_last():
+def test_in_flight_pair_in_full_ring():
     """An origin and its AUX written as one pair (ring.h pyref_record_pair), both committed,
-    head not yet moved: both replaced the two oldest records, and the AUX attaches."""
+    head not yet moved: the origin decodes last; the AUX, in the slot of the window's oldest
+    position, decodes there unattached with its fields intact (decode.py's docstring)."""
     w = Writer(capacity=8)
     w.register(0)
     for n in range(11):
         w.record(0, 0x100 + n)
     w.threads[0]["busy"] = 1
     s = w.record(0, 0x999, op=BORROW, advance=False)      # slot of position 11
-    w.put(0, 12, 0x777, 1, 4, s, AUX, 0, w.threads[0]["serial"])  # position 12
+    w.put(0, 12, 0x777, 1, 4, s, AUX, 0, w.threads[0]["serial"])  # slot of position 4
     w.flush()
     ring = invariant(w.decode())
     assert ring.in_flight == 1
-    assert [r.pos for r in ring.records] == list(range(5, 12))
-    last = ring.records[-1]
-    assert (last.obj, last.op_name, last.seq) == (0x999, "BORROW", 11)
-    assert [(a.obj, a.refcnt) for a in last.aux] == [(0x777, 4)]
+    assert sorted(r.pos for r in ring.records) == list(range(4, 12))
+    aux, last = ring.records[-2:]                          # in seq order: both have seq 11
+    assert (last.obj, last.op_name, last.seq, last.aux) == (0x999, "BORROW", 11, ())
+    assert (aux.obj, aux.op_name, aux.refcnt, aux.seq, aux.pos) == (0x777, "AUX", 4, 11, 4)
     assert (ring.written, ring.decoded, ring.overwritten, ring.torn) == (11, 8, 3, 0)
 
 
@@ -372,7 +373,7 @@ def test_in_flight_pair_with_aux_torn():
     ring = invariant(w.decode())
     assert [r.pos for r in ring.records] == list(range(5, 12))
     assert ring.records[-1].obj == 0x999 and ring.records[-1].aux == ()
-    assert (ring.torn, ring.decoded) == (1, 7)
+    assert (ring.torn, ring.decoded) == (1, 7)                 # position 4's slot
 
 
 def test_in_flight_torn_slot():

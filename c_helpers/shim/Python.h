@@ -118,10 +118,11 @@ static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
      * store-forwarded and stalls ~15 cycles (bench/RESULTS.md). */
     int immortal = pyref__is_immortal(op);
     pyref__real_incref(op);
-    pyref_record(op, site, before,
-                 PYREF_OP_INCREF | pyref__shared_flag(op) | (immortal ? PYREF_OP_IMMORTAL : 0),
-                 immortal ? 0 : 1);
-    pyref__after_record(op); /* pyref_hooks.h */
+    if (pyref_record(op, site, before,
+                     PYREF_OP_INCREF | pyref__shared_flag(op) |
+                         (immortal ? PYREF_OP_IMMORTAL : 0),
+                     immortal ? 0 : 1))
+        pyref__after_record(op); /* pyref_hooks.h; not when recording is off */
 }
 
 /* Records then performs Py_DECREF(op). The record is written first: the DECREF may free
@@ -134,8 +135,8 @@ static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
     unsigned kind = immortal ? PYREF_OP_DECREF | PYREF_OP_IMMORTAL
                     : before == 1 ? PYREF_OP_DEALLOC
                                   : PYREF_OP_DECREF;
-    pyref_record(op, site, before, kind | pyref__shared_flag(op), immortal ? 0 : -1);
-    pyref__after_record(op); /* pyref_hooks.h: before the DECREF, which may free op */
+    if (pyref_record(op, site, before, kind | pyref__shared_flag(op), immortal ? 0 : -1))
+        pyref__after_record(op); /* pyref_hooks.h: before the DECREF, which may free op */
     pyref__real_decref(op, site);
 }
 

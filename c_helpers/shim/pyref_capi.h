@@ -83,12 +83,12 @@ pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
         return;
     PyObject *o = (PyObject *)(uintptr_t)obj;
     unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
-    if (container != NULL) /* both records in one write (ring.h) */
-        pyref_record_pair(o, site, (int64_t)Py_REFCNT(o), f, 0, container,
-                          PYREF_AUX_CONTAINER, index);
-    else
-        pyref_record(o, site, (int64_t)Py_REFCNT(o), f, 0);
-    pyref__after_record(o); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
+    int written = container != NULL /* both records in one write (ring.h) */
+                      ? pyref_record_pair(o, site, (int64_t)Py_REFCNT(o), f, 0, container,
+                                          PYREF_AUX_CONTAINER, index)
+                      : pyref_record(o, site, (int64_t)Py_REFCNT(o), f, 0);
+    if (written)
+        pyref__after_record(o); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
 }
 
 /* The count of a reference about to be stolen, read before the call: after it the

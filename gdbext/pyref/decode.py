@@ -42,9 +42,11 @@ In-flight records (spec, "Write protocol"): when a thread is `busy`, its ring is
 the slot of position `head` (the oldest position of the window) holds a record newer than
 the one at `head - 1` (higher seq, or an AUX with the same seq), the writer stopped between
 its commit and its `head` update. The window is then taken as positions
-`[head - capacity + 1, head]` and that record decodes at position `head`; when the slot after
-it holds that record's AUX (an origin and its AUX are written as one pair), the window is
-`[head - capacity + 2, head + 1]` and both decode. Counters keep
+`[head - capacity + 1, head]` and that record decodes at position `head`. When the writer
+was inside a pair (an origin and its AUX written as one sequence) with both committed, the
+AUX sits in the slot after it, which the shifted window reads as its oldest position: it
+decodes there unattached, fields intact. (Shifting by two for it would also move the oldest
+record and its AUX whenever racing threads make seqs go back: the same pattern.) Counters keep
 `written == decoded + overwritten + torn + unreadable` either way.
 
 Sequence numbers are restored with the spec's `H - ((H - s) mod 2^32)`, except where that is
@@ -774,12 +776,6 @@ def _decode_thread(ring, read, t, chunk):
             s_new, s_old = restore_seq(h.seq, newest[0]), restore_seq(h.seq, oldest[0])
             if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
                 shift = 1
-                # an origin and its AUX written as one pair: both may be past `head`
-                nxt = commit_at((head + 1) & mask) if cap >= 3 else None
-                if nxt and oldest[1] & OP_MASK != AUX and nxt[1] & OP_MASK == AUX and \
-                        _VALID[nxt[1] | (nxt[2] & 0xFF) << 8] and \
-                        restore_seq(h.seq, nxt[0]) == s_old:
-                    shift = 2
     base = head - n + shift                      # position of the window's first slot
     r0 = base & mask
     runs = []

@@ -118,9 +118,12 @@ struct pyref_ring_header {
 extern struct pyref_ring_header *pyref_ring;
 
 /* The descriptor of a thread that has none yet, and of every thread when recording is off:
- * `busy` is 1, so the fast path's one `busy` test also sends such a thread to the slow
- * path (no separate NULL test per record). Never written; not in the header's table. */
+ * `busy` is nonzero, so the fast path's one `busy` test also catches such a thread (no
+ * separate NULL test per record): 1 sends it to the slow path, which registers it;
+ * PYREF_BUSY_OFF (set once at init under PYREF=off) drops the record inline. Not in the
+ * header's table; nothing else of it is ever written. */
 extern struct pyref_thread pyref_thread_none;
+#define PYREF_BUSY_OFF 2
 
 /* The calling thread's descriptor: &pyref_thread_none until its first record, never NULL.
  * initial-exec TLS: the fast path reads it with one %fs-relative load (the default model
@@ -134,14 +137,16 @@ extern __thread struct pyref_thread *pyref_tls_thread
  * and writes the record, or drops it when recording is disabled (not counted), when no
  * slot or memory can be had or the thread is already registering (counted in
  * header.lost_nothread); otherwise a signal handler interrupted a record of this thread,
- * and the handler's record is dropped and counted in thread.lost. Never fails otherwise;
- * async-signal-safe (uses only atomics and mmap); never calls into Python.
+ * and the handler's record is dropped and counted in thread.lost. Returns 1 when the
+ * record was written, else 0. Async-signal-safe (uses only atomics and mmap); never calls
+ * into Python.
  */
-void pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+int pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
                        unsigned op, int delta);
 
-/* The slow path of pyref_record_pair(): pyref_record_slow(), then pyref_record_aux(). */
-void pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
+/* The slow path of pyref_record_pair(): pyref_record_slow(), then pyref_record_aux() when
+ * the first record was written. Returns what pyref_record_slow() returned. */
+int pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
                             unsigned op, int delta, const void *aux_obj, uint64_t aux_kind,
                             int64_t aux_value);
 
@@ -180,21 +185,21 @@ void pyref_record_aux(const void *obj, uint64_t kind, int64_t value);
      (uint64_t)(uint8_t)(int8_t)(delta) << 40 | (tidbits))
 
 /*
- * Appends one record to the calling thread's ring. Cannot fail: when the thread has no
- * ring yet it takes the slow path; when a signal handler interrupts a record on the same
- * thread, the handler's record is dropped and counted in thread.lost. Thread-safe (each
- * thread writes only its own ring) and async-signal-safe. Does not touch *obj.
+ * Appends one record to the calling thread's ring. When the thread has no ring yet it
+ * takes the slow path; when a signal handler interrupts a record on the same thread, the
+ * handler's record is dropped and counted in thread.lost. Returns 1 when the record was
+ * written, 0 when it was dropped (recording off, re-entered, no ring to be had): the shim
+ * then skips the work that only matters for a recorded object. Thread-safe (each thread
+ * writes only its own ring) and async-signal-safe. Does not touch *obj.
  */
-static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline)) int
 pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
              int delta)
 {
     struct pyref_thread *t = pyref_tls_thread;
     /* one test: no descriptor yet (pyref_thread_none), recording off, or re-entered */
-    if (__builtin_expect(t->busy != 0, 0)) {
-        pyref_record_slow(obj, site, refcnt, op, delta);
-        return;
-    }
+    if (__builtin_expect(t->busy != 0, 0))
+        return t->busy == PYREF_BUSY_OFF ? 0 : pyref_record_slow(obj, site, refcnt, op, delta);
     t->busy = 1;
     PYREF__SIGNAL_FENCE();
     uint64_t h = t->head;
@@ -215,23 +220,25 @@ pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, uns
     __atomic_store_n(&t->head, h + 1, __ATOMIC_RELEASE);
     PYREF__SIGNAL_FENCE();
     t->busy = 0;
+    return 1;
 }
 
 /*
  * pyref_record() followed by pyref_record_aux(aux_obj, aux_kind, aux_value), written as one
  * sequence (one guard, one seq, one head update): what a C-API origin and the AUX naming
  * its container cost. The two records are exactly those the two calls would write; each
- * is committed by its own commit word, the origin first. Same contract as pyref_record().
+ * is committed by its own commit word, the origin first. Same contract as pyref_record();
+ * returns 1 when the first record was written.
  */
-static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline)) int
 pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
                   int delta, const void *aux_obj, uint64_t aux_kind, int64_t aux_value)
 {
     struct pyref_thread *t = pyref_tls_thread;
-    if (__builtin_expect(t->busy != 0, 0)) {
-        pyref_record_pair_slow(obj, site, refcnt, op, delta, aux_obj, aux_kind, aux_value);
-        return;
-    }
+    if (__builtin_expect(t->busy != 0, 0))
+        return t->busy == PYREF_BUSY_OFF ? 0
+                                         : pyref_record_pair_slow(obj, site, refcnt, op, delta,
+                                                                  aux_obj, aux_kind, aux_value);
     t->busy = 1;
     PYREF__SIGNAL_FENCE();
     uint64_t h = t->head, mask = t->mask;
@@ -255,6 +262,7 @@ pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt
     __atomic_store_n(&t->head, h + 2, __ATOMIC_RELEASE);
     PYREF__SIGNAL_FENCE();
     t->busy = 0;
+    return 1;
 }
 
 /* Library version string, e.g. "0.1.0". */
