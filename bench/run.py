@@ -103,6 +103,32 @@ def measure(python, moddir, pairs, rounds, env=None):
     return json.loads(out.strip().splitlines()[-1])
 
 
+CG_PAIRS = 20000
+CG_SCRIPT = ("import sys; sys.path.insert(0, sys.argv[1]); m = __import__(sys.argv[2]); "
+             "objs = [object() for _ in range(8)]; m.pairs(objs, 1000); "
+             "m.pairs(objs, int(sys.argv[3]))")
+
+
+def instructions(python, moddir, module, env=None):
+    """Instructions per transition of `module`.pairs() under callgrind (inside pairs()
+    only, --toggle-collect): deterministic, whatever else the machine runs. None without
+    valgrind."""
+    if not shutil.which("valgrind"):
+        return None
+    cg = os.path.join(moddir, "callgrind.%s" % module)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYREF")}
+    full_env.update(env or {})
+    counts = []
+    for n in (CG_PAIRS, 2 * CG_PAIRS):  # the difference cancels the call's fixed cost
+        subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=pairs",
+                        "--callgrind-out-file=" + cg, python, "-c", CG_SCRIPT, moddir, module,
+                        str(n)], check=True, capture_output=True, env=full_env)
+        with open(cg) as f:
+            counts.append(int(re.search(r"^(?:summary|totals):\s*(\d+)", f.read(),
+                                        re.M).group(1)))
+    return (counts[1] - counts[0]) / (2.0 * CG_PAIRS)
+
+
 # ---------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------
@@ -135,15 +161,17 @@ def verdict(r):
 
 def table(rows):
     head = ("| interpreter | untraced ns/transition | traced ns/transition | "
-            "recording cost ns/transition | best-round cost | target ≤ 3 ns | check |")
-    lines = [head, "|---|---:|---:|---:|---:|---|---|"]
+            "recording cost ns/transition | best-round cost | target ≤ 3 ns | "
+            "instructions added per transition | check |")
+    lines = [head, "|---|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
         if "error" in r:
-            lines.append("| %s | — | — | — | — | — | %s |" % (r["label"], r["error"]))
+            lines.append("| %s | — | — | — | — | — | — | %s |" % (r["label"], r["error"]))
             continue
-        lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %s | %s |" % (
+        lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %s | %s | %s |" % (
             r["label"], r["untraced"], r["traced"], r["cost"], r["best"],
-            "" if r.get("info") else verdict(r), r["check"]))
+            "" if r.get("info") else verdict(r),
+            "—" if r.get("instr") is None else "%.1f" % r["instr"], r["check"]))
     return "\n".join(lines)
 
 
@@ -237,6 +265,9 @@ def main():
             print(rows[-1]["error"], file=sys.stderr)
             continue
         rows.append(summarise(label, measure(python, moddir, args.pairs, args.rounds)))
+        base = instructions(python, moddir, "micro_untraced")
+        if base is not None:
+            rows[-1]["instr"] = instructions(python, moddir, "micro_traced") - base
         print(table(rows[-1:]).splitlines()[-1], flush=True)
         if i == 0:  # how the figure moves with the ring's size, and when recording is off
             extra = [("%s, ring of 4096 (fits L2)" % label, {"PYREF_RING_RECORDS": "4096"},
@@ -246,6 +277,8 @@ def main():
                 r = summarise(xlabel, measure(python, moddir, args.pairs, args.rounds, env),
                               recording)
                 r["info"] = True
+                if base is not None:
+                    r["instr"] = instructions(python, moddir, "micro_traced", env) - base
                 rows.append(r)
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
 
@@ -268,6 +301,9 @@ def main():
         "ns/transition = elapsed / (2 × pairs), medians over rounds. *recording cost* = "
         "median over rounds of (traced − untraced) in the same round; *best-round cost* = "
         "fastest traced round − fastest untraced round (least disturbed by other load); "
+        "*instructions added per transition* = traced − untraced instructions per "
+        "transition inside the timed loop, counted by callgrind (deterministic: the firmer "
+        "figure on a shared machine); "
         "*check* = the ring's heads grew by exactly the number of transitions the traced "
         "loop made.",
     ] + (["", note] if note else []))
