@@ -138,5 +138,6 @@ int pyref_pyctx_init(const void *getter, const void *tstate, int want_tss)
         pyref_pyctx_tss_off = find_tss_off(getter, tstate);
     pyref_hooks_set(PYREF_HOOK_PYCTX, 0);
     __atomic_store_n(&pyref_hot.pyctx_on, 1, __ATOMIC_RELEASE);
+    pyref_hot_retarget(); /* every record now takes the shim's out-of-line path */
     return 1;
 }

@@ -47,7 +47,11 @@ _Static_assert(sizeof(struct pyref_interest) == 16, "interest_mask is a byte mas
 
 /* Until frees_init() maps the table: one dummy entry (mask 0), so the shim never tests. */
 static struct pyref_interest interest_dummy[1];
-struct pyref_hot pyref_hot = {interest_dummy, 0, 0};
+struct pyref_hot pyref_hot = {interest_dummy, 0, interest_dummy, 0, 0};
+
+/* The table of zeros the shim's test reads while PYCTX records are on (pyref/hooks.h). */
+static struct pyref_interest *zero_table;
+static uint64_t zero_mask;
 
 volatile uint32_t pyref_frees_state;
 
@@ -89,6 +93,31 @@ __attribute__((constructor)) static void frees_init(void)
      * mask with the 1-entry dummy */
     __atomic_store_n(&pyref_hot.interest_table, (struct pyref_interest *)p, __ATOMIC_RELEASE);
     __atomic_store_n(&pyref_hot.interest_mask, (uint64_t)(n - 1) << 4, __ATOMIC_RELEASE);
+    pyref_hot_retarget();
+}
+
+void pyref_hot_retarget(void)
+{
+    struct pyref_interest *tab = pyref_hot.interest_table;
+    uint64_t mask = pyref_hot.interest_mask;
+    if (pyref_hot.pyctx_on) {
+        if (zero_table == NULL || zero_mask != mask) {
+            /* never written: its pages stay the kernel's shared zero page */
+            void *z = mmap(NULL, (mask >> 4) * sizeof(struct pyref_interest) +
+                                     sizeof(struct pyref_interest),
+                           PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (z != MAP_FAILED) {
+                zero_table = (struct pyref_interest *)z;
+                zero_mask = mask;
+            }
+        }
+        if (zero_table != NULL && zero_mask == mask)
+            tab = zero_table; /* else PYCTX records are not written: nothing else is lost */
+    }
+    /* table first, then mask, as for the interest table; a table swap at equal masks is
+     * safe in either order */
+    __atomic_store_n(&pyref_hot.note_table, tab, __ATOMIC_RELEASE);
+    __atomic_store_n(&pyref_hot.note_mask, mask, __ATOMIC_RELEASE);
 }
 
 /* The object of interest in `block`, or 0. On a hit, *type is its type and *pre the offset

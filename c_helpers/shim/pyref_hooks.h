@@ -196,11 +196,11 @@ static __attribute__((noinline, cold, unused)) void pyref__pycontext_slow(void *
     pyref_pyctx_emit(code, offset, key_code, key_instr);
 }
 
-/* After each record: reads the innermost Python frame; writes a PYCTX record only when
- * (code, instruction) changed or the last one is 1/8 of a ring old. */
+/* After a record, with PYCTX on: reads the innermost Python frame; writes a PYCTX record
+ * only when (code, instruction) changed or the last one is 1/8 of a ring old. */
 static inline __attribute__((always_inline)) void pyref__pycontext(void)
 {
-    if (__builtin_expect(!pyref_hot.pyctx_on, 1)) /* off by default: keep it off the path */
+    if (!pyref_hot.pyctx_on)
         return;
     PyThreadState *ts = pyref__tstate();
     void *frame = NULL;
@@ -231,15 +231,25 @@ static inline __attribute__((always_inline)) void pyref__pycontext(void)
     pyref__pycontext_slow(frame);
 }
 
-/* Called by the shim's wrappers right after each record: notes the object for the free
- * hook, then the Python context. */
-static inline __attribute__((always_inline)) void pyref__after_record(PyObject *op)
+/* The out-of-line half of pyref__after_record(): notes an object seen for the first time
+ * (or again after its entry was taken), and, with PYCTX on (every record comes here then),
+ * the Python context. */
+static __attribute__((noinline, unused)) void pyref__after_record_slow(PyObject *op)
 {
     if (!pyref_interest_noted(op)) {
         PyTypeObject *tp = Py_TYPE(op);
         pyref_interest_mark(op, tp, pyref__preheader(tp));
     }
     pyref__pycontext();
+}
+
+/* Called by the shim's wrappers right after each record: makes sure the object is noted
+ * for the free hook, and the Python context recorded when that is on. Inline, one table
+ * test: an object already noted, PYCTX off (pyref/hooks.h: pyref_note_fast). */
+static inline __attribute__((always_inline)) void pyref__after_record(PyObject *op)
+{
+    if (__builtin_expect(!pyref_note_fast(op), 0))
+        pyref__after_record_slow(op);
 }
 
 /* ---------------------------------------------------------------------------------------

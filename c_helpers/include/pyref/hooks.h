@@ -51,9 +51,32 @@ struct pyref_interest {
 struct pyref_hot {
     struct pyref_interest *interest_table; /* never NULL (a 1-entry dummy at worst) */
     uint64_t interest_mask; /* (entries - 1) * 16: a byte offset, see pyref_interest_entry */
+    /* What the shim's per-record test reads (pyref_note_fast): the interest table, or,
+     * while PYCTX records are on, a table of zeros of the same size, where no object is
+     * ever found, so that every record takes the shim's out-of-line path, which writes
+     * them: the default path pays nothing for the option. Same mask as the interest
+     * table's (published in the same order). */
+    struct pyref_interest *note_table;
+    uint64_t note_mask;
     int pyctx_on; /* 1 when PYCTX records are written (PYREF_PYCONTEXT=1, context.c) */
 };
 extern struct pyref_hot pyref_hot;
+
+/* Points note_table at the interest table, or at the table of zeros when pyctx_on (mapping
+ * it the first time). Called by frees.c's init and when PYCTX is switched on (both at
+ * load time, serialised by the loader or the GIL). */
+void pyref_hot_retarget(void);
+
+/* The per-record test of the shim: true when `obj` is noted (see pyref_interest_noted)
+ * and PYCTX records are off; false sends the shim to its out-of-line path. */
+static inline __attribute__((always_inline)) int pyref_note_fast(const void *obj)
+{
+    uint64_t a = (uint64_t)(uintptr_t)obj;
+    uint64_t mask = __atomic_load_n(&pyref_hot.note_mask, __ATOMIC_ACQUIRE);
+    const char *tab = (const char *)__atomic_load_n(&pyref_hot.note_table, __ATOMIC_RELAXED);
+    const struct pyref_interest *e = (const struct pyref_interest *)(tab + (a & mask));
+    return (__atomic_load_n(&e->obj, __ATOMIC_RELAXED) & ~(uint64_t)15) == a;
+}
 
 /* The entry of address `a`: entry (a >> 4) & (entries - 1), i.e. the byte offset
  * a & interest_mask (entries are 16 bytes). The mask is loaded before the table: the table
