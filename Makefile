@@ -56,10 +56,14 @@ check: deps
 	$(MAKE) all
 	$(MAKE) test
 
-# The recorded transition against an untraced one, then the GDB side (history, leaks, scan).
+# Every table of bench/RESULTS.md (~15 min): the recorded transition against an untraced
+# one, the workload beside ASan and valgrind, the GDB side (history, leaks, scan).
+# `make bench UPDATE=1` also rewrites the tables in bench/RESULTS.md.
+BENCH_FLAGS := $(if $(UPDATE),--update)
 bench: all
-	$(PY) bench/run.py
-	$(PY) bench/gdb_bench.py
+	$(PY) bench/run.py $(BENCH_FLAGS)
+	$(PY) bench/compare.py --kinds --callgrind --rounds 21 $(BENCH_FLAGS)
+	$(PY) bench/gdb_bench.py $(BENCH_FLAGS)
 
 # pyref vs untraced, ASan, valgrind, python3.11d on one workload (~2-3.5 min)
 bench-compare: all
