@@ -376,6 +376,74 @@ def test_in_flight_pair_with_aux_torn():
     assert (ring.torn, ring.decoded) == (1, 7)                 # position 4's slot
 
 
+def _pair_images(k, cap=8):
+    """Every image a thread stopped inside a pair write (ring.h pyref_record_pair) leaves,
+    after k single records: the stores in program order (busy, seq, then per slot commit = 0,
+    the three fields in any order, the commit; head; busy = 0). Yields (stores done, ring)."""
+    import itertools
+    for fo in itertools.permutations(("obj", "site", "refcnt")):  # the same in both slots
+        prog = ["B1", "SQ", "C0o"] + ["o_" + f for f in fo] + ["C1o", "C0a"] + \
+               ["a_" + f for f in fo] + ["C1a", "H", "B0"]
+        for n in range(len(prog) + 1):
+            done = set(prog[:n])
+            w = Writer(capacity=cap)
+            w.register(0)
+            for i in range(k):
+                w.record(0, 0x100 + i)
+            serial = w.threads[0]["serial"]
+            seq = w.seq
+            new = {"o": dict(obj=0x999, site=0x5555, refcnt=3, op=BORROW, seq=seq),
+                   "a": dict(obj=0x777, site=1, refcnt=4, op=AUX, seq=seq)}
+            for tag, pos in (("o", k), ("a", k + 1)):
+                off = w.slot_off(0, pos)
+                buf = w.ring_buf(0)
+                obj, site, refcnt, commit = struct.unpack_from("<QQqQ", buf, off)
+                vals = dict(obj=obj, site=site, refcnt=refcnt)
+                for f in vals:
+                    if "%s_%s" % (tag, f) in done:
+                        vals[f] = new[tag][f]
+                if "C0" + tag in done:
+                    commit = 0
+                if "C1" + tag in done:
+                    commit = new[tag]["seq"] | new[tag]["op"] << 32 | serial << 48
+                struct.pack_into("<QQqQ", buf, off, vals["obj"], vals["site"], vals["refcnt"],
+                                 commit)
+            w.threads[0]["head"] = k + 2 * ("H" in done)
+            w.threads[0]["busy"] = int("B1" in done and "B0" not in done)
+            w.seq = seq + ("SQ" in done)
+            w.flush()
+            yield done, invariant(w.decode())
+
+
+@pytest.mark.parametrize("k", [3, 6, 7, 8, 13, 14])
+def test_pair_write_every_prefix(k):
+    """A pair write stopped anywhere (not full, filling, full, wrapped): at most one torn
+    slot; every decoded record has the fields its position was written with, except, in a
+    full ring with both records committed before head, the AUX shown unattached at the
+    oldest position (documented); after head, the new window with the AUX attached."""
+    cap = 8
+    seen = set()
+    for done, ring in _pair_images(k, cap):
+        assert ring.torn <= 1 and ring.in_flight == int("B1" in done and "B0" not in done)
+        for r in ring.records:
+            for x in (r,) + r.aux:
+                if x.obj == 0x999:
+                    assert (x.pos, x.op_name, x.refcnt, x.site) == (k, "BORROW", 3, 0x5555)
+                elif x.obj == 0x777:
+                    assert (x.op_name, x.refcnt, x.site) == ("AUX", 4, 1)
+                    if x not in r.aux:                     # unattached: only before head
+                        assert "H" not in done and k + 1 >= cap, (sorted(done), x)
+                        seen.add("unattached")
+                else:
+                    assert x.obj == 0x100 + x.pos and x.op_name == "INCREF", (sorted(done), x)
+        if "H" in done:
+            last = ring.records[-1]
+            assert last.obj == 0x999 and [a.obj for a in last.aux] == [0x777]
+            assert [r.pos for r in ring.records] == list(range(max(0, k + 2 - cap), k + 1))
+        seen.add(ring.torn)
+    assert (1 in seen) == (k + 1 >= cap)         # a slot is torn only when it held a record
+
+
 def test_in_flight_torn_slot():
     w = Writer(capacity=8)
     w.register(0)

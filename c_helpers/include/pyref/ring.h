@@ -247,13 +247,15 @@ pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt
     uint64_t s = __atomic_load_n(t->seqp, __ATOMIC_RELAXED);
     __atomic_store_n(t->seqp, s + 1, __ATOMIC_RELAXED);
     uint64_t tidbits = (uint64_t)t->serial << 48;
+    /* one slot after the other, so that a crash tears at most one (docs/reliability.md) */
     __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&a->u.commit, 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     PYREF__FIELD_STORE(r->obj, (uint64_t)(uintptr_t)obj);
     PYREF__FIELD_STORE(r->site, (uint64_t)(uintptr_t)site);
     PYREF__FIELD_STORE(r->refcnt, refcnt);
     __atomic_store_n(&r->u.commit, PYREF__COMMIT(s, op, delta, tidbits), __ATOMIC_RELEASE);
+    __atomic_store_n(&a->u.commit, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     PYREF__FIELD_STORE(a->obj, (uint64_t)(uintptr_t)aux_obj);
     PYREF__FIELD_STORE(a->site, aux_kind);
     PYREF__FIELD_STORE(a->refcnt, aux_value);
