@@ -417,10 +417,11 @@ def _pair_images(k, cap=8):
 
 @pytest.mark.parametrize("k", [3, 6, 7, 8, 13, 14])
 def test_pair_write_every_prefix(k):
-    """A pair write stopped anywhere (not full, filling, full, wrapped): at most one torn
-    slot; every decoded record has the fields its position was written with, except, in a
-    full ring with both records committed before head, the AUX shown unattached at the
-    oldest position (documented); after head, the new window with the AUX attached."""
+    """A pair write stopped anywhere (not full, one short of full, full, wrapped): at most
+    one torn slot; every decoded record has the fields its position was written with,
+    except, in a full ring or one short of full with both records committed before head,
+    the AUX shown unattached at the oldest position (documented); after head, the new
+    window with the AUX attached."""
     cap = 8
     seen = set()
     for done, ring in _pair_images(k, cap):

@@ -45,7 +45,8 @@ its commit and its `head` update. The window is then taken as positions
 `[head - capacity + 1, head]` and that record decodes at position `head`. When the writer
 was inside a pair (an origin and its AUX written as one sequence) with both committed, the
 AUX sits in the slot after it, which the shifted window reads as its oldest position: it
-decodes there unattached, fields intact. (Shifting by two for it would also move the oldest
+decodes there unattached, fields intact (likewise in a ring one record short of full, whose
+window starts at the slot the AUX took). (Shifting by two for it would also move the oldest
 record and its AUX whenever racing threads make seqs go back: the same pattern.) Counters keep
 `written == decoded + overwritten + torn + unreadable` either way.
 
