@@ -11,7 +11,7 @@ RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/inc
 DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-pytest \
         python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip
 
-.PHONY: all deps check test ctest pytest bench bench-compare clean demo
+.PHONY: all deps check test ctest pytest bench bench-compare clean demo capi
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 
 $(BUILD):
@@ -72,6 +72,12 @@ bench-compare: all
 # Crash each demo scenario and print pyref's post-mortem report (PYTHON=... to choose).
 demo: all
 	@demo/run.sh $(or $(PYTHON),python3.11d)
+
+# Regenerates the C-API wrappers (c_helpers/shim/pyref_capi.h) and their table
+# (gdbext/pyref/rules/_capi_data.py) from the inputs in c_helpers/capi/;
+# tests/test_capi_gen.py checks that the committed files are what this writes.
+capi:
+	$(PY) $(CH)/capi/gen_capi.py
 
 clean:
 	rm -rf $(BUILD)

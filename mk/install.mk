@@ -13,6 +13,7 @@
 #   lib/libpyref.so-gdb.py        GDB auto-load hook: loads pyref when libpyref.so is mapped
 #   lib/pkgconfig/pyref.pc        for meson's dependency('pyref') and pkg-config users
 #   share/pyref/gdbext/           the GDB extension: pyref-gdb.py and the pyref package
+#                                 (with its subpackages)
 #   share/pyref/VERSION
 #   share/doc/pyref/              README.md, ring-format.md
 #
@@ -53,7 +54,8 @@ install: install-check-prefix $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 	    > $(DESTDIR)$(pkgconfigdir)/pyref.pc
 	chmod 644 $(DESTDIR)$(pkgconfigdir)/pyref.pc
 	$(INSTALL) -m 644 gdbext/pyref-gdb.py $(DESTDIR)$(pyrefdatadir)/gdbext/
-	$(INSTALL) -m 644 gdbext/pyref/*.py $(DESTDIR)$(pyrefdatadir)/gdbext/pyref/
+	cd gdbext && for f in $$(find pyref -name '*.py' | sort); do \
+	    $(INSTALL) -D -m 644 $$f $(DESTDIR)$(pyrefdatadir)/gdbext/$$f || exit 1; done
 	echo "$(PYREF_VERSION)" > $(DESTDIR)$(pyrefdatadir)/VERSION
 	$(INSTALL) -m 644 README.md docs/ring-format.md $(DESTDIR)$(docdir)/
 

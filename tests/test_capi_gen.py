@@ -1,8 +1,8 @@
-"""c_helpers/gen_capi.py: the committed pyref_capi.h and capi_table.py are exactly what the
-generator makes from CPython's reference data and capi_overrides.txt; the curated facts
-(which versions declare an API, which are in the limited API) agree with the installed
-headers; the table says the right thing about the APIs the C-API rules are famous for."""
-import importlib.util
+"""c_helpers/capi/gen_capi.py: the committed pyref_capi.h and rules/_capi_data.py are exactly
+what the generator makes from the reference data in the tree (c_helpers/capi/data/) and
+capi_overrides.txt; the curated facts (which versions declare an API, which are in the
+limited API) agree with the installed headers; the table says the right thing about the APIs
+the C-API rules are famous for."""
 import os
 import re
 import subprocess
@@ -11,22 +11,25 @@ import sys
 import pytest
 
 import pyreftest
+from pyref.rules import _capi_data, capi
 
-GEN = os.path.join(pyreftest.ROOT, "c_helpers", "gen_capi.py")
-OVERRIDES = os.path.join(pyreftest.ROOT, "c_helpers", "capi_overrides.txt")
-HEADER = os.path.join(pyreftest.ROOT, "c_helpers", "shim", "pyref_capi.h")
-TABLE = os.path.join(pyreftest.ROOT, "gdbext", "pyref", "capi_table.py")
-DATA = os.path.join(os.path.dirname(pyreftest.ROOT), "shared", "data")
-needs_data = pytest.mark.skipif(
-    not os.path.exists(os.path.join(DATA, "refcounts-main.dat")),
-    reason="CPython reference data not at %s: the committed generated files are what builds"
-    % DATA)
+CAPI = os.path.join(pyreftest.ROOT, "c_helpers", "capi")
+GEN = os.path.join(CAPI, "gen_capi.py")
+OVERRIDES = os.path.join(CAPI, "capi_overrides.txt")
+SHIM = os.path.join(pyreftest.ROOT, "c_helpers", "shim")
+HEADER = os.path.join(SHIM, "pyref_capi.h")
+PRELUDE = os.path.join(SHIM, "pyref_capi_prelude.h")
+RULES = os.path.join(pyreftest.GDBEXT, "pyref", "rules")
+TABLE = os.path.join(RULES, "_capi_data.py")
 
 
-def generate(outdir, overrides=OVERRIDES, seed="0"):
-    header, table = os.path.join(outdir, "pyref_capi.h"), os.path.join(outdir, "capi_table.py")
-    p = subprocess.run([sys.executable, GEN, "--data", DATA, "--overrides", overrides,
-                        "--header", header, "--table", table], capture_output=True, text=True,
+def generate(outdir, overrides=None, seed="0"):
+    """Runs the generator on its default inputs (or `overrides`), writing into `outdir`."""
+    header, table = os.path.join(outdir, "pyref_capi.h"), os.path.join(outdir, "_capi_data.py")
+    cmd = [sys.executable, GEN, "--header", header, "--table", table]
+    if overrides:
+        cmd += ["--overrides", overrides]
+    p = subprocess.run(cmd, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONHASHSEED=seed))
     return p, header, table
 
@@ -37,24 +40,19 @@ def read(path):
 
 
 def load_table():
-    spec = importlib.util.spec_from_file_location("capi_table_under_test", TABLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return capi
 
 
 # ---------------------------------------------------------------------------------------
 # The committed outputs are the generator's
 # ---------------------------------------------------------------------------------------
-@needs_data
 def test_committed_files_are_generated(tmp_path):
     p, header, table = generate(str(tmp_path))
     assert p.returncode == 0, p.stderr
-    assert read(header) == read(HEADER), "pyref_capi.h is stale: run python3 c_helpers/gen_capi.py"
-    assert read(table) == read(TABLE), "capi_table.py is stale: run python3 c_helpers/gen_capi.py"
+    assert read(header) == read(HEADER), "pyref_capi.h is stale: run make capi"
+    assert read(table) == read(TABLE), "rules/_capi_data.py is stale: run make capi"
 
 
-@needs_data
 def test_deterministic_across_hash_seeds(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
@@ -64,7 +62,6 @@ def test_deterministic_across_hash_seeds(tmp_path):
     assert read(ha) == read(hb) and read(ta) == read(tb)
 
 
-@needs_data
 @pytest.mark.parametrize("line,message", [
     ("steal NoSuchApi x always : r", "NoSuchApi is not in the reference data"),
     ("steal PyList_SetItem nosuch always : r", "has no parameter 'nosuch'"),
@@ -92,9 +89,12 @@ def test_every_override_has_a_reason():
 # The table
 # ---------------------------------------------------------------------------------------
 def test_table_is_pure_data():
-    with open(TABLE) as f:
-        text = f.read()
-    assert "import gdb" not in text
+    """The generated module is the table alone; the accessors import no gdb."""
+    for path in (TABLE, os.path.join(RULES, "capi.py")):
+        with open(path) as f:
+            assert "import gdb" not in f.read(), path
+    assert sorted(n for n in vars(_capi_data) if not n.startswith("__")) == ["TABLE"]
+    assert all(len(row) == len(capi.Api._fields) - 1 for row in _capi_data.TABLE.values())
     t = load_table()
     assert t.get("NoSuchApi") is None and t.rule("NoSuchApi") is None
     assert t.names() == sorted(t.names()) and len(t.names()) > 700
@@ -144,8 +144,16 @@ def test_table_versions_and_wrappers():
 
 
 def test_header_wraps_what_the_table_says():
+    """Generated wrappers and the prelude's hand-written parser wrappers together define
+    exactly the names the table says are wrapped; the generated header holds no helper."""
     with open(HEADER) as f:
-        header = f.read()
+        generated = f.read()
+    with open(PRELUDE) as f:
+        prelude = f.read()
+    assert "static inline int pyref__argfmt_outputs" not in generated
+    assert '#include "pyref_capi_prelude.h"' in generated
+    assert "@" not in prelude
+    header = generated + prelude
     t = load_table()
     for name in t.names():
         a = t.get(name)

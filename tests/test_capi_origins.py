@@ -273,14 +273,14 @@ def bound_checks():
     """C source: for each function wrapper that binds arguments (container, stolen or output
     arguments), a call with the reference data's parameter types, and a check that the
     wrapped call has the type of the real one (`(NAME)(...)` bypasses the macro)."""
-    from pyref import capi_table
+    from pyref.rules import capi
     out = ["#include <Python.h>", "#ifdef __cplusplus", "#include <type_traits>",
            "#define SAME(a, b) __extension__({ typedef decltype(a) ta_; "
            "typedef decltype(b) tb_; std::is_same<ta_, tb_>::value; })",
            "#else", "#define SAME(a, b) __builtin_types_compatible_p(__typeof__(a), "
            "__typeof__(b))", "#endif", "int checked;"]
-    for name in capi_table.names():
-        a = capi_table.get(name)
+    for name in capi.names():
+        a = capi.get(name)
         if a.wrapper != "function" or not (
                 a.steals or a.outs or (a.container and a.returns == "borrowed")):
             continue

@@ -1,6 +1,6 @@
 """`pyref explain`: the reference rules of a C-API call, in plain words, where the user is.
 
-The facts come from the generated table capi_table.py (CPython's refcounts.dat for 3.11
+The facts come from the C-API table, pyref.rules.capi (CPython's refcounts.dat for 3.11
 and main, plus pyref's curated corrections). With no NAME, the calls of the current C
 frame's function: the C-API functions it calls (from its machine code: one disassembly of
 the function, no inferior call) and the calls the ring recorded at sites in it (macros
@@ -12,7 +12,8 @@ import re
 
 import gdb
 
-from pyref import capi_table, commands, decode, ringcmd, target
+from pyref import commands, decode, ringcmd, target
+from pyref.rules import capi
 from pyref.target import PyrefError
 
 # The reference-count macros are not in refcounts.dat as rules a caller follows.
@@ -40,7 +41,7 @@ def explain(name):
         return {"name": name, "kind": "macro", "rule": MACROS[name], "returns": None,
                 "steals": [], "container": None, "versions": [], "notes": [],
                 "recorded": "INCREF" if "INC" in name or "New" in name else "DECREF"}
-    api = capi_table.get(name)
+    api = capi.get(name)
     if api is None:
         return None
     return {
@@ -91,7 +92,7 @@ def format_facts(f):
 
 
 def nearest(name, n=5):
-    names = capi_table.names() + sorted(MACROS)
+    names = capi.names() + sorted(MACROS)
     lower = {x.lower(): x for x in names}
     hits = [lower[name.lower()]] if name.lower() in lower else []
     hits += [x for x in difflib.get_close_matches(name, names, n=n, cutoff=0.6)
@@ -157,7 +158,7 @@ def calls_in_current_function():
     for api in static_site_apis(fn):
         if api not in names:
             names.append(api)
-    known = [n for n in names if n in MACROS or capi_table.get(n) is not None]
+    known = [n for n in names if n in MACROS or capi.get(n) is not None]
     return fn.name, known[:MAX_CALLS]
 
 
@@ -183,7 +184,7 @@ CPython's refcounts.dat (3.11 and main) with pyref's curated corrections."""
     def complete(self, text, word):
         if text.strip().startswith("-"):
             return super().complete(text, word)
-        return [n for n in capi_table.names() + sorted(MACROS) if n.startswith(word or "")]
+        return [n for n in capi.names() + sorted(MACROS) if n.startswith(word or "")]
 
     def run(self, args, from_tty):
         if args.name:

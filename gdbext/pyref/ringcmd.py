@@ -10,7 +10,8 @@ the cache is dropped when the inferior runs or objfiles change.
 """
 import json
 
-from pyref import capi_table, decode, target
+from pyref import decode, target
+from pyref.rules import capi
 from pyref.target import PyrefError
 
 
@@ -254,7 +255,7 @@ def record_line(ring, rec):
         flags += " (not the owner thread: ob_ref_shared)"
     if rec.op_name in ("NEW", "BORROW", "STEAL"):
         s = site_of(rec.site)
-        rule = s and s[3] and capi_table.rule(s[3])
+        rule = s and s[3] and capi.rule(s[3])
         if rule:
             flags += "  [%s: %s]" % (s[3], rule)
     if rec.op_name == "FREE":

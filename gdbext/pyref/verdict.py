@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from itertools import compress, islice
 from operator import le
 
-from pyref import capi_table, decode
+from pyref import decode
+from pyref.rules import capi
 
 ACQUIRE = ("NEW", "INCREF")
 RELEASE = ("DECREF", "DEALLOC")
@@ -91,7 +92,7 @@ class Verdict:
 def api_rule(e):
     """The rule the event's call follows, in the table's words when the call is known."""
     if e.op in ("NEW", "BORROW", "STEAL") and e.api:
-        r = capi_table.rule(e.api)
+        r = capi.rule(e.api)
         if r:
             return "%s: %s" % (e.api, r)
     return RULES.get(e.op)

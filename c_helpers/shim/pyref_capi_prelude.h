@@ -1,0 +1,403 @@
+/*
+ * pyref_capi_prelude.h — reference origins: the C-API calls a traced extension makes,
+ * recorded. The hand-written half: what the wrappers promise, the helpers they call and
+ * the PyArg_* parser wrappers. The per-API wrappers are generated into pyref_capi.h
+ * (c_helpers/capi/gen_capi.py), which includes this file first.
+ *
+ * USE
+ *   Included through pyref_capi.h by the Python.h shim (c_helpers/shim/Python.h), after the
+ *   real Python.h and the shim's Py_INCREF/Py_DECREF. Nothing to do in the extension: each
+ *   wrapped call becomes a macro that performs the real call and records where the
+ *   reference came from:
+ *     NEW     a call returned a new reference (obj, count at return)          [op 4]
+ *     BORROW  a call returned a borrowed reference; an AUX record (kind
+ *             PYREF_AUX_CONTAINER) follows naming the container when the call
+ *             names one (PyTuple_GetItem's tuple, PyDict_GetItem's dict, ...)   [op 5]
+ *     STEAL   a call took the caller's reference (PyList_SetItem, PyTuple_SET_ITEM,
+ *             PyModule_AddObject on success, ...); count read before the call,
+ *             AUX names the container that took it                             [op 6]
+ *   PyArg_ParseTuple, PyArg_ParseTupleAndKeywords and PyArg_UnpackTuple record BORROW for
+ *   each "O", "O!", "S", "Y", "U" output after a successful parse, with the argument tuple
+ *   (or keyword dict, or the sequence of a "(...)" unit) as container. Output arguments
+ *   record the same way: PyDict_Next's key and value (BORROW, container the dict),
+ *   PyErr_Fetch's, PyDict_GetItemRef's and the other *Ref calls' results (NEW). Nothing is
+ *   recorded for a NULL result or a failed call (except steals that happen on failure too).
+ *
+ * SEMANTICS
+ *   Each wrapper evaluates every argument exactly once and yields exactly what the real call
+ *   yields (same type, same value; lvalue macros such as PyTuple_GET_ITEM stay lvalues).
+ *   Functions are wrapped by a function-like macro of the same name that calls the function
+ *   (a macro does not expand inside itself); taking the address (`tp_getattro =
+ *   PyObject_GenericGetAttr`) or calling `(PyList_New)(n)` reaches the function unrecorded.
+ *   A name that is a macro in the headers is only wrapped by a recipe written for it
+ *   (captured into a static inline function first); any other macro is left alone, so an
+ *   unexpected header keeps its own semantics. Object-like aliases (Py_BuildValue ->
+ *   _Py_BuildValue_SizeT under PY_SSIZE_T_CLEAN on 3.10-3.12, PyModule_Create2 ->
+ *   PyModule_Create2TraceRefs under Py_TRACE_REFS) are wrapped on the alias target.
+ *
+ * Py_LIMITED_API
+ *   APIs outside the limited API are not wrapped; the limited ones are, and the extension
+ *   still calls only stable-ABI functions of Python (plus libpyref).
+ *
+ * REQUIREMENTS AND LIMITS
+ *   GNU C (gcc, clang) or C++11 (g++, clang++): statement expressions, __auto_type/auto,
+ *   __COUNTER__; before C++11 no wrapper is defined. As for the shim's Py_INCREF, a wrapped
+ *   call cannot appear where a statement expression cannot (file-scope initialisers in
+ *   C++). A struct member named like a wrapped API and called as `s->PyList_New(...)`
+ *   expands the wrapper; define PYREF_CAPI_OFF for such a file. PyArg_UnpackTuple takes at
+ *   most 32 outputs.
+ *
+ * CONFIGURATION
+ *   PYREF_CAPI_OFF defined before including Python.h: reference counts are recorded, C-API
+ *   calls are not (no wrapper is defined). PYREF_CAPI_ACTIVE is defined when it is on.
+ *
+ * Tested by tests/test_capi_origins.py (records from real cores, the wrappers' semantics,
+ * a -Wall -Wextra -Werror compile matrix, the PyArg_* format walker).
+ */
+#ifndef PYREF_CAPI_PRELUDE_H
+#define PYREF_CAPI_PRELUDE_H
+#if !defined(PYREF_CAPI_OFF) && (!defined(__cplusplus) || __cplusplus >= 201103L)
+#define PYREF_CAPI_ACTIVE 1
+#include <stdarg.h>
+#include <stdint.h>
+
+/* AUX record kinds (record.site of an AUX record; docs/ring-format.md). */
+#define PYREF_AUX_CONTAINER 1 /* obj = the container of the previous record's object;
+                                 refcnt = its index there, -1 when the call names no index */
+
+#define PYREF__CAT_(a, b) a##b
+#define PYREF__CAT(a, b) PYREF__CAT_(a, b)
+/* A local of one expansion: unique per use (__COUNTER__), so nested wrappers do not shadow. */
+#define PYREF__V(v, n) PYREF__CAT(pyref__##v##_, n)
+#ifdef __cplusplus
+#define PYREF__AUTO auto
+#else
+#define PYREF__AUTO __auto_type
+#endif
+
+/* Records NEW or BORROW for a reference a call returned (nothing for NULL), then, when
+ * `container` is not NULL, an AUX record naming it. `index` is the position in the
+ * container, -1 when there is none. Cannot fail; does not touch the container. */
+static inline __attribute__((always_inline)) void
+pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
+              const void *container, int64_t index)
+{
+    if (obj == NULL)
+        return;
+    PyObject *o = (PyObject *)(uintptr_t)obj;
+    unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
+    int written = container != NULL /* both records in one write (ring.h) */
+                      ? pyref_record_pair(o, site, (int64_t)Py_REFCNT(o), f, 0, container,
+                                          PYREF_AUX_CONTAINER, index)
+                      : pyref_record(o, site, (int64_t)Py_REFCNT(o), f, 0);
+    if (written)
+        pyref__after_record(o); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
+}
+
+/* The count of a reference about to be stolen, read before the call: after it the
+ * container may have released (freed) the object. */
+struct pyref__pre {
+    int64_t refcnt;  /* Py_REFCNT() before the call */
+    unsigned flags;  /* PYREF_OP_IMMORTAL or 0 */
+};
+
+static inline __attribute__((always_inline)) struct pyref__pre pyref__before(const void *obj)
+{
+    struct pyref__pre p = {0, 0u};
+    if (obj != NULL) {
+        PyObject *o = (PyObject *)(uintptr_t)obj;
+        p.refcnt = (int64_t)Py_REFCNT(o);
+        p.flags = pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u;
+        pyref__after_record(o); /* noted while alive: the taker may free it later */
+    }
+    return p;
+}
+
+/* Records STEAL of `obj` (count as read by pyref__before) and the container that took it.
+ * Never dereferences obj: it may be gone. */
+static inline __attribute__((always_inline)) void
+pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
+              const void *container, int64_t index)
+{
+    if (obj == NULL)
+        return;
+    if (container != NULL)
+        pyref_record_pair(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0, container,
+                          PYREF_AUX_CONTAINER, index);
+    else
+        pyref_record(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0);
+}
+
+/* Evaluates `call` once, records its result as NEW or BORROW, yields it unchanged (same
+ * type, same value). */
+#define PYREF__NEW(api, call) PYREF__ORIGIN_(api, call, PYREF_OP_NEW, __COUNTER__)
+#define PYREF__BORROW(api, call) PYREF__ORIGIN_(api, call, PYREF_OP_BORROW, __COUNTER__)
+#define PYREF__ORIGIN_(api, call, op, n)                                                   \
+    __extension__({                                                                        \
+        PYREF__AUTO PYREF__V(r, n) = (call);                                               \
+        pyref__origin(PYREF__V(r, n), PYREF__SITE(api), op, NULL, 0);                      \
+        PYREF__V(r, n);                                                                    \
+    })
+
+/* ---- PyArg_* outputs ------------------------------------------------------------------ */
+
+/* One object output of a PyArg_Parse* format. */
+struct pyref__argout {
+    PyObject **out; /* the caller's variable */
+    int arg;        /* top-level format unit: the argument's position (and kwlist index) */
+    int pos;        /* position inside a "(...)" argument at depth 1; -1 at top level */
+    int depth;      /* 0 top level, 1 inside "(...)", 2 deeper */
+};
+#define PYREF__ARGOUT_MAX 64
+
+/*
+ * Walks a PyArg_Parse* format (Doc: "Parsing arguments and building values") in step with
+ * the caller's pointers and stores the PyObject ** outputs of "O", "O!", "S", "Y" and "U" in
+ * outs (not "O&": its converter decides what it stores). Returns how many were stored (the
+ * walk stops at `max`), or -1 at a format unit it does not know, in which case the caller
+ * records nothing. Consumes *va. Reads each pointer as void * (the SysV x86-64 and AAPCS64
+ * ABIs pass all data pointers alike) and the "O&" converter as a function pointer. Pure: no
+ * Python API, no allocation; safe to call with any format that just parsed successfully.
+ */
+static inline int pyref__argfmt_outputs(const char *f, va_list *va, struct pyref__argout *outs,
+                                        int max)
+{
+    int n = 0, arg = 0, depth = 0, pos = -1;
+    for (;;) {
+        char c = *f++;
+        int ptrs = 1, obj = -1; /* pointers this unit takes; which one is the object */
+        switch (c) {
+        case '\0': case ':': case ';':
+            return n;
+        case '|': case '$':
+            continue;
+        case '(':
+            if (++depth == 1)
+                pos = 0;
+            continue;
+        case ')':
+            if (--depth == 0) {
+                arg++;
+                pos = -1;
+            } else if (depth == 1) {
+                pos++;
+            }
+            continue;
+        case 'b': case 'B': case 'h': case 'H': case 'i': case 'I': case 'l': case 'k':
+        case 'L': case 'K': case 'n': case 'c': case 'C': case 'f': case 'd': case 'D':
+        case 'p':
+            break;
+        case 's': case 'z': case 'y':
+            if (*f == '*')
+                f++;
+            else if (*f == '#')
+                f++, ptrs = 2;
+            break;
+        case 'u': case 'Z': /* 3.10, 3.11 */
+            if (*f == '#')
+                f++, ptrs = 2;
+            break;
+        case 'e': /* es, et, es#, et#: encoding, buffer[, length] */
+            if (*f != 's' && *f != 't')
+                return -1;
+            f++, ptrs = 2;
+            if (*f == '#')
+                f++, ptrs = 3;
+            break;
+        case 'w':
+            if (*f != '*')
+                return -1;
+            f++;
+            break;
+        case 'S': case 'Y': case 'U':
+            obj = 0;
+            break;
+        case 'O':
+            if (*f == '!')
+                f++, ptrs = 2, obj = 1; /* type, then the output */
+            else if (*f == '&')
+                f++, ptrs = 0;          /* converter, then its argument: below */
+            else
+                obj = 0;
+            break;
+        default:
+            return -1;
+        }
+        if (ptrs == 0) {
+            (void)va_arg(*va, int (*)(PyObject *, void *));
+            (void)va_arg(*va, void *);
+        }
+        for (int k = 0; k < ptrs; k++) {
+            void *p = va_arg(*va, void *);
+            if (k == obj) {
+                if (n == max)
+                    return n;
+                outs[n].out = (PyObject **)p;
+                outs[n].arg = arg;
+                outs[n].pos = depth == 1 ? pos : -1;
+                outs[n].depth = depth < 2 ? depth : 2;
+                n++;
+            }
+        }
+        if (depth == 0)
+            arg++;
+        else if (depth == 1)
+            pos++;
+    }
+}
+
+/* The value of keyword `name` in `kwargs` (a dict), or NULL. Compares keys as C strings
+ * (PyUnicode_CompareWithASCIIString): runs no Python code and raises nothing. */
+static inline PyObject *pyref__kwarg(PyObject *kwargs, const char *name)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    if (kwargs == NULL || name == NULL || *name == '\0')
+        return NULL;
+    while (PyDict_Next(kwargs, &pos, &key, &value))
+        if (PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, name) == 0)
+            return value;
+    return NULL;
+}
+
+/* After a successful parse: BORROW for each object output, with the container it came
+ * from: the args tuple (index = position), the kwargs dict (index -1), or for a unit inside
+ * "(...)" the sequence passed for it (index = position at depth 1, else -1). Units the
+ * call did not receive (optional, absent) are not recorded: their variable still holds the
+ * caller's default. */
+static inline void pyref__record_parsed(const struct pyref_site *site, PyObject *args,
+                                        PyObject *kwargs, const char *const *kwlist,
+                                        const char *format, va_list *va)
+{
+    struct pyref__argout outs[PYREF__ARGOUT_MAX];
+    int n = pyref__argfmt_outputs(format, va, outs, PYREF__ARGOUT_MAX);
+    Py_ssize_t nargs = PyTuple_Size(args);
+    for (int k = 0; k < n; k++) {
+        PyObject *obj = *outs[k].out, *item, *container;
+        int64_t index;
+        if (outs[k].arg < nargs) {
+            item = PyTuple_GetItem(args, outs[k].arg);
+            container = args;
+            index = outs[k].arg;
+        } else {
+            item = kwlist ? pyref__kwarg(kwargs, kwlist[outs[k].arg]) : NULL;
+            container = kwargs;
+            index = -1;
+        }
+        if (item == NULL || obj == NULL)
+            continue; /* not received: *out is the caller's default */
+        if (outs[k].depth == 0) {
+            if (obj == item)
+                pyref__origin(obj, site, PYREF_OP_BORROW, container, index);
+        } else {
+            pyref__origin(obj, site, PYREF_OP_BORROW, item, outs[k].depth == 1 ? outs[k].pos : -1);
+        }
+    }
+}
+
+/* PyArg_ParseTupleAndKeywords' keyword list type, as the interpreter declares it. */
+#if PY_VERSION_HEX >= 0x030D0000
+#define PYREF__KWLIST PY_CXX_CONST char *const *
+#else
+#define PYREF__KWLIST char **
+#endif
+
+/* PyArg_ParseTuple through PyArg_VaParse (the same parser, vgetargs1): under
+ * PY_SSIZE_T_CLEAN on 3.10-3.12 both names are the interpreter's _SizeT aliases, so the
+ * flavour matches the caller's. Returns what the parser returns. */
+static inline int pyref__parse_tuple(const struct pyref_site *site, PyObject *args,
+                                     const char *format, ...)
+{
+    va_list va, walk;
+    va_start(va, format);
+    va_copy(walk, va);
+    int ok = PyArg_VaParse(args, format, va);
+    if (ok)
+        pyref__record_parsed(site, args, NULL, NULL, format, &walk);
+    va_end(walk);
+    va_end(va);
+    return ok;
+}
+
+static inline int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject *args,
+                                        PyObject *kw, const char *format,
+                                        PYREF__KWLIST kwlist, ...)
+{
+    va_list va, walk;
+    va_start(va, kwlist);
+    va_copy(walk, va);
+    int ok = PyArg_VaParseTupleAndKeywords(args, kw, format, kwlist, va);
+    if (ok)
+        pyref__record_parsed(site, args, kw, (const char *const *)kwlist, format, &walk);
+    va_end(walk);
+    va_end(va);
+    return ok;
+}
+
+/* PyArg_UnpackTuple has no va_list form: the wrapper collects the caller's pointers in an
+ * array (each argument evaluated once) and passes PYREF__UNPACK_MAX of them; the parser
+ * reads only as many as the tuple has items (at most `max`). */
+#define PYREF__UNPACK_MAX 32
+static inline void pyref__unpack_copy(PyObject ***dst, void *const *src, size_t n)
+{
+    for (size_t i = 0; i < PYREF__UNPACK_MAX; i++)
+        dst[i] = i < n ? (PyObject **)src[i + 1] : (PyObject **)NULL;
+}
+
+static inline void pyref__record_unpacked(const struct pyref_site *site, PyObject *args,
+                                          PyObject ***outs, size_t n)
+{
+    Py_ssize_t nargs = PyTuple_Size(args);
+    for (Py_ssize_t i = 0; i < nargs && (size_t)i < n; i++)
+        if (outs[i] != NULL)
+            pyref__origin(*outs[i], site, PYREF_OP_BORROW, args, i);
+}
+#define PYREF__SPREAD32(p)                                                                 \
+    p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],  \
+        p[14], p[15], p[16], p[17], p[18], p[19], p[20], p[21], p[22], p[23], p[24], p[25], \
+        p[26], p[27], p[28], p[29], p[30], p[31]
+
+/* ---- PyArg_*: borrowed outputs ------------------------------------------- */
+
+/* PyArg_ParseTuple, PyArg_ParseTupleAndKeywords: BORROW for each object output after a
+ * successful parse. Under PY_SSIZE_T_CLEAN on 3.10-3.12 the names are aliases of the _SizeT
+ * functions: the wrapper goes on the alias target. */
+#if !defined(PyArg_ParseTuple)
+#define PyArg_ParseTuple(...) pyref__parse_tuple(PYREF__SITE("PyArg_ParseTuple"), __VA_ARGS__)
+#elif defined(PYREF__SIZE_T_ALIASES) && defined(PyArg_VaParse)
+#define _PyArg_ParseTuple_SizeT(...)                                                       \
+    pyref__parse_tuple(PYREF__SITE("PyArg_ParseTuple"), __VA_ARGS__)
+#endif
+#if !defined(PyArg_ParseTupleAndKeywords)
+#define PyArg_ParseTupleAndKeywords(...)                                                   \
+    pyref__parse_tuple_kw(PYREF__SITE("PyArg_ParseTupleAndKeywords"), __VA_ARGS__)
+#elif defined(PYREF__SIZE_T_ALIASES) && defined(PyArg_VaParseTupleAndKeywords)
+#define _PyArg_ParseTupleAndKeywords_SizeT(...)                                            \
+    pyref__parse_tuple_kw(PYREF__SITE("PyArg_ParseTupleAndKeywords"), __VA_ARGS__)
+#endif
+
+/* PyArg_UnpackTuple(args, name, min, max, &a, &b, ...): at most PYREF__UNPACK_MAX outputs
+ * (more fail to compile: negative array size). */
+#if !defined(PyArg_UnpackTuple)
+#define PyArg_UnpackTuple(a0, a1, a2, a3, ...)                                             \
+    pyref__w_PyArg_UnpackTuple(a0, a1, a2, a3, __COUNTER__, __VA_ARGS__)
+#define pyref__w_PyArg_UnpackTuple(a0, a1, a2, a3, n, ...)                                 \
+    __extension__({                                                                        \
+        PyObject *PYREF__V(c, n) = (a0);                                                   \
+        void *PYREF__V(v, n)[] = {NULL, __VA_ARGS__};                                      \
+        PyObject **PYREF__V(p, n)[PYREF__UNPACK_MAX];                                      \
+        (void)sizeof(char[sizeof PYREF__V(v, n) <= sizeof(void *) * (PYREF__UNPACK_MAX + 1)  \
+                              ? 1 : -1]);                                                  \
+        size_t PYREF__V(k, n) = sizeof PYREF__V(v, n) / sizeof(void *) - 1;                \
+        pyref__unpack_copy(PYREF__V(p, n), PYREF__V(v, n), PYREF__V(k, n));                \
+        int PYREF__V(r, n) = PyArg_UnpackTuple(PYREF__V(c, n), a1, a2, a3,                 \
+                                               PYREF__SPREAD32(PYREF__V(p, n)));           \
+        if (PYREF__V(r, n))                                                                \
+            pyref__record_unpacked(PYREF__SITE("PyArg_UnpackTuple"), PYREF__V(c, n),       \
+                                   PYREF__V(p, n), PYREF__V(k, n));                        \
+        PYREF__V(r, n);                                                                    \
+    })
+#endif
+
+#endif /* !PYREF_CAPI_OFF && (C || C++11) */
+#endif /* PYREF_CAPI_PRELUDE_H */
