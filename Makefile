@@ -17,7 +17,7 @@ all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 $(BUILD):
 	@mkdir -p $@
 
-RT_OBJS := $(BUILD)/ring.o $(BUILD)/frees.o $(BUILD)/context.o
+RT_OBJS := $(BUILD)/ring.o $(BUILD)/hot.o $(BUILD)/frees.o $(BUILD)/context.o
 $(BUILD)/%.o: $(CH)/%.c $(CH)/include/pyref/ring.h $(CH)/include/pyref/hooks.h | $(BUILD)
 	$(CC) $(RT_CFLAGS) -c $< -o $@
 

@@ -28,17 +28,6 @@ intptr_t pyref_pyctx_tss_off;
 
 static int pyctx_decided;
 
-void pyref_hooks_set(uint32_t bits, uint32_t py_version)
-{
-    pyref_ring_init();
-    struct pyref_ring_header *h = __atomic_load_n(&pyref_ring, __ATOMIC_ACQUIRE);
-    if (h == NULL)
-        return;
-    __atomic_or_fetch(&h->hooks, bits, __ATOMIC_RELAXED);
-    if (py_version != 0)
-        h->py_version = py_version;
-}
-
 void pyref_pyctx_emit(const void *code, int64_t offset, const void *key_code,
                       const void *key_instr)
 {

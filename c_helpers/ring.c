@@ -167,11 +167,22 @@ __attribute__((constructor)) static void pyref_constructor(void)
     pthread_once(&pyref_once, ring_init);
 }
 
-/* pyref_hooks (issue 4): a traced extension's constructor runs before this file's when
+/* A traced extension's constructor (the shim's pyref_hooks.h) runs before this file's when
  * libpyref.a is linked into the extension; it creates the ring set first through this. */
 void pyref_ring_init(void)
 {
     pthread_once(&pyref_once, ring_init);
+}
+
+void pyref_hooks_set(uint32_t bits, uint32_t py_version)
+{
+    pyref_ring_init();
+    struct pyref_ring_header *h = __atomic_load_n(&pyref_ring, __ATOMIC_ACQUIRE);
+    if (h == NULL)
+        return;
+    __atomic_or_fetch(&h->hooks, bits, __ATOMIC_RELAXED);
+    if (py_version != 0)
+        h->py_version = py_version;
 }
 
 /* Claims a descriptor for the calling thread: a free one, else the exited one with the

@@ -2,7 +2,8 @@
  * pyref/hooks.h — the interpreter-agnostic half of deallocation capture and Python context.
  *
  * Audience: the shim's pyref_hooks.h (compiled into each traced extension, knows the
- * interpreter's layout) and the runtime files c_helpers/frees.c and c_helpers/context.c.
+ * interpreter's layout) and the runtime files c_helpers/hot.c (the shared state),
+ * c_helpers/frees.c and c_helpers/context.c.
  * Nothing here includes Python.h: what depends on the interpreter reaches the runtime as
  * numbers (offsets) filled in by pyref_hooks.h.
  *
@@ -31,7 +32,7 @@ extern "C" {
 #define PYREF_HOOK_PYCTX 0x4        /* PYCTX records are written (PYREF_PYCONTEXT) */
 
 /* ---------------------------------------------------------------------------------------
- * Interest table (frees.c)
+ * Interest table (mapped by hot.c, written by the shim, read by frees.c)
  *
  * Direct-mapped, indexed by (object address >> 4) & mask. The shim writes an entry for
  * every object it records (two relaxed 8-byte stores, no read); the free hook reads the
@@ -47,7 +48,8 @@ struct pyref_interest {
     uint64_t type; /* ob_type at the object's last record */
 };
 
-/* What the shim reads after every record, together: one GOT load reaches all of it. */
+/* What the shim reads after every record, together: one GOT load reaches all of it
+ * (hot.c). */
 struct pyref_hot {
     struct pyref_interest *interest_table; /* never NULL (a 1-entry dummy at worst) */
     uint64_t interest_mask; /* (entries - 1) * 16: a byte offset, see pyref_interest_entry */
@@ -63,7 +65,7 @@ struct pyref_hot {
 extern struct pyref_hot pyref_hot;
 
 /* Points note_table at the interest table, or at the table of zeros when pyctx_on (mapping
- * it the first time). Called by frees.c's init and when PYCTX is switched on (both at
+ * it the first time). Called by hot.c's init and when PYCTX is switched on (both at
  * load time, serialised by the loader or the GIL). */
 void pyref_hot_retarget(void);
 
@@ -80,7 +82,7 @@ static inline __attribute__((always_inline)) int pyref_note_fast(const void *obj
 
 /* The entry of address `a`: entry (a >> 4) & (entries - 1), i.e. the byte offset
  * a & interest_mask (entries are 16 bytes). The mask is loaded before the table: the table
- * is published first (frees.c), so a new mask always comes with the new table; an old mask
+ * is published first (hot.c), so a new mask always comes with the new table; an old mask
  * (0) is in bounds of either. */
 static inline __attribute__((always_inline)) struct pyref_interest *
 pyref_interest_entry(uint64_t a)
@@ -188,10 +190,6 @@ int pyref_pyctx_init(const void *getter, const void *tstate, int want_tss);
  */
 void pyref_pyctx_emit(const void *code, int64_t offset, const void *key_code,
                       const void *key_instr);
-
-/* Sets bits in header.hooks, and py_version when nonzero (creating the ring set first if
- * needed; a no-op if it cannot be had). */
-void pyref_hooks_set(uint32_t bits, uint32_t py_version);
 
 #ifdef __cplusplus
 }

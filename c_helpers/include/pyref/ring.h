@@ -104,7 +104,7 @@ struct pyref_ring_header {
     uint64_t lost_nothread;      /* records dropped: no slot or no ring memory */
     uint64_t init_time_ns;       /* CLOCK_REALTIME at init */
     uint64_t forks;              /* fork children that inherited this ring */
-    /* pyref_hooks (issue 4): */
+    /* what the hooks record (pyref/hooks.h), set through pyref_hooks_set(): */
     uint32_t hooks;              /* PYREF_HOOK_* bits (pyref/hooks.h): FREE capture, PYCTX */
     uint32_t py_version;         /* PY_VERSION_HEX of the extension that installed hooks */
     uint8_t reserved0[24];
@@ -150,10 +150,16 @@ int pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64
                             unsigned op, int delta, const void *aux_obj, uint64_t aux_kind,
                             int64_t aux_value);
 
-/* pyref_hooks (issue 4): creates the ring set now if it does not exist yet (it normally is
- * created when the library loads). Idempotent, thread-safe; pyref_ring may stay NULL if
- * memory cannot be had. */
+/* Creates the ring set now if it does not exist yet (it normally is created when the
+ * library loads; a traced extension's constructor may run first). Idempotent,
+ * thread-safe; pyref_ring may stay NULL if memory cannot be had. */
 void pyref_ring_init(void);
+
+/* Sets `bits` (PYREF_HOOK_*, pyref/hooks.h) in header.hooks, and header.py_version when
+ * `py_version` is nonzero, creating the ring set first if needed; a no-op when it cannot
+ * be had. Thread-safe for the bits (atomic OR); py_version is written by load-time callers
+ * that hold the GIL. */
+void pyref_hooks_set(uint32_t bits, uint32_t py_version);
 
 /* Writes an AUX record carrying the seq of the calling thread's previous record.
  * Same contract as pyref_record(). */
