@@ -13,8 +13,6 @@ Extra rows, on the first interpreter only: the traced loop with a ring that fits
 
   bench/run.py              print the table
   bench/run.py --update     ... and rewrite the generated part of bench/RESULTS.md
-  bench/run.py --profile    ... and the fast-path variants of bench/proto_record.c
-                            (cycles, and instructions under callgrind if valgrind is here)
 """
 import argparse
 import datetime
@@ -211,41 +209,9 @@ def update_results(text_block):
         f.write(pre + BEGIN + "\n" + text_block.rstrip("\n") + "\n" + END + post)
 
 
-# ---------------------------------------------------------------------------------------
-# Profile: the fast-path variants without an interpreter
-# ---------------------------------------------------------------------------------------
-def profile(pys, args):
-    """Prints the fast-path variants of bench/proto_record.c at four ring sizes and their
-    instruction counts under callgrind."""
-    exe = os.path.join(BUILD, "proto_record")
-    subprocess.run(["gcc", "-O2", "-g", "-Wall",
-                    "-I" + os.path.join(ROOT, "c_helpers", "include"), "-pthread", os.path.join(HERE, "proto_record.c"),
-                    os.path.join(ROOT, "build", "libpyref.a"), "-o", exe], check=True)
-    print("\n== bench/proto_record.c: the pair loop on fake objects, fast-path variants")
-    for cap in ("256", "4096", "65536", "1048576"):
-        env = dict(os.environ, PYREF_RING_RECORDS=cap)
-        print(subprocess.run([exe, "500000", "41"], env=env, check=True, capture_output=True,
-                             text=True).stdout)
-    if shutil.which("valgrind"):
-        with open(os.path.join(HERE, "proto_record.c")) as f:
-            loops = re.findall(r'"(loop_\w+)", \{0\}', f.read())
-        pairs = 100000
-        print("instructions per transition (callgrind --toggle-collect, %d pairs):" % pairs)
-        for loop in loops:
-            cg = os.path.join(BUILD, "proto.callgrind")
-            subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=" + loop,
-                            "--callgrind-out-file=" + cg, exe, str(pairs), "1", loop],
-                           check=True, capture_output=True,
-                           env=dict(os.environ, PYREF_RING_RECORDS="4096"))
-            with open(cg) as f:
-                total = re.search(r"^(?:summary|totals):\s*(\d+)", f.read(), re.M)
-            print("  %-16s %6.1f" % (loop, int(total.group(1)) / (2.0 * pairs)))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--update", action="store_true", help="rewrite bench/RESULTS.md")
-    ap.add_argument("--profile", action="store_true", help="also run bench/proto_record.c")
     ap.add_argument("--pairs", type=int, default=250000, help="INCREF/DECREF pairs per round")
     ap.add_argument("--rounds", type=int, default=61, help="rounds per build")
     args = ap.parse_args()
@@ -316,8 +282,6 @@ def main():
     if args.update:
         update_results(block)
         print("bench: wrote %s" % os.path.relpath(RESULTS, ROOT))
-    if args.profile:
-        profile(pys, args)
     if any("error" in r for r in rows):
         sys.exit("bench: a build failed")
     if any(not r["ok"] for r in rows):
