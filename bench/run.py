@@ -6,7 +6,7 @@ builds bench/micro_ext.c twice into build/bench/<interpreter>/ — untraced (the
 interpreter's Python.h) and traced (pyref's shim, `bin/pyref-config --cflags/--libs`) —
 with the same compiler flags, then times both in one process, rounds interleaved
 (bench/driver.py), and prints the median ns per transition of each and the difference:
-the cost of recording one transition. Issue target: <= 3 ns per recorded transition.
+the cost of recording one transition. The target: <= 3 ns per recorded transition.
 
 Extra rows, on the first interpreter only: the traced loop with a ring that fits in L2
 (PYREF_RING_RECORDS=4096) and with PYREF=off.
@@ -150,7 +150,7 @@ def summarise(label, res, recording=True):
 
 
 def verdict(r):
-    """Against the issue's target, on the median; says so when only the best round met it
+    """Against the target (TARGET_NS), on the median; says so when only the best round met it
     (the machine was shared: see the load average)."""
     if r["cost"] <= TARGET_NS:
         return "met"

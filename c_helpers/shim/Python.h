@@ -105,8 +105,8 @@ static inline __attribute__((always_inline)) int pyref__is_immortal(PyObject *op
 #define pyref__real_decref(op, site) _Py_DECREF(op)
 #endif
 
-/* pyref_hooks.h (issue 4): after each record, note the object for the free hook and
- * record the Python context. Defined at the end of this file. */
+/* After each record: note the object for the free hook and record the Python context.
+ * Defined in pyref_hooks.h, included at the end of this file. */
 static inline void pyref__after_record(PyObject *op);
 
 /* Records then performs Py_INCREF(op). op must be non-NULL, as for Py_INCREF. */
