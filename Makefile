@@ -11,7 +11,7 @@ RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/inc
 DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-pytest \
         python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip
 
-.PHONY: all deps check test ctest pytest bench bench-compare clean demo capi
+.PHONY: all deps deps-debs check test ctest pytest bench bench-compare clean demo capi
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 
 $(BUILD):
@@ -27,8 +27,11 @@ $(BUILD)/libpyref.a: $(RT_OBJS)
 $(BUILD)/libpyref.so: $(RT_OBJS)
 	$(CC) -shared -pthread -Wl,-soname,libpyref.so -o $@ $^ -ldl
 
-# Idempotent and quiet when everything is there; apt-get only for what is missing.
-deps:
+# Idempotent and quiet when everything is there; apt-get only for what is missing, then
+# the interpreters of mk/interpreters.mk.
+deps: deps-debs interpreters
+
+deps-debs:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	    grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -83,6 +86,7 @@ clean:
 	rm -rf $(BUILD)
 
 include mk/install.mk
+include mk/interpreters.mk
 
 # ---- reliability (docs/reliability.md) ---------------------------------------------------
 # Sanitizer builds: the runtime and every C unit test built with AddressSanitizer + UBSan

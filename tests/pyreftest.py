@@ -4,6 +4,7 @@ Everything here drives real parts: gcc with `bin/pyref-config` flags, real inter
 kernel core dumps (`ulimit -c unlimited` + a real crash) or gdb's gcore, `gdb -batch -nx`.
 """
 import glob
+import json
 import os
 import re
 import resource
@@ -32,16 +33,75 @@ def _pyenv(minor):
     return hits[-1] if hits else None
 
 
-def interpreters():
-    """pytest params, one per supported interpreter; a missing pyenv one is skipped with a
-    reason, python3.11d is required (make deps installs it)."""
-    params = [pytest.param("/usr/bin/python3.11d", id="3.11d")]
-    for minor in (10, 11, 12, 13):
-        exe = _pyenv(minor)
-        marks = () if exe else pytest.mark.skip(
-            reason="pyenv interpreter 3.%d not installed under ~/.pyenv/versions" % minor)
-        params.append(pytest.param(exe or "missing-3.%d" % minor, id="3.%d" % minor,
-                                   marks=marks))
+# `make interpreters` (mk/interpreters.mk) prepares 3.13t, 3.14(d), 3.15(d) and GDB 18 into
+# this cache and describes them in its interpreters.json.
+CACHE = os.environ.get("PYREF_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyref")
+ALL = ("3.10", "3.11", "3.11d", "3.12", "3.13", "3.13t", "3.14", "3.14d", "3.15", "3.15d")
+# What interpreters() gives by default: the versions pyref's shim builds on today.
+CURRENT = ("3.10", "3.11", "3.11d", "3.12", "3.13")
+_manifest = None
+
+
+def manifest():
+    """The cache's interpreters.json ({} entries when `make interpreters` has not run)."""
+    global _manifest
+    if _manifest is None:
+        try:
+            with open(os.path.join(CACHE, "interpreters.json")) as f:
+                _manifest = json.load(f)
+        except (OSError, ValueError):
+            _manifest = {}
+        for key in ("interpreters", "debuggers", "skipped"):
+            _manifest.setdefault(key, {})
+    return _manifest
+
+
+def interpreter(ident):
+    """(executable, None) for an interpreter id of ALL, or (None, why it is missing)."""
+    if ident == "3.11d":
+        return "/usr/bin/python3.11d", None
+    m = re.match(r"3\.(\d+)$", ident)
+    if m and int(m.group(1)) <= 13:
+        exe = _pyenv(int(m.group(1)))
+        return (exe, None) if exe else (
+            None, "pyenv interpreter %s not installed under ~/.pyenv/versions" % ident)
+    info = manifest()["interpreters"].get(ident)
+    if info and os.path.exists(info["executable"]):
+        return info["executable"], None
+    return None, "%s: %s" % (ident, manifest()["skipped"].get(
+        ident, "not prepared (make interpreters; cache %s)" % CACHE))
+
+
+def interpreters(ids=CURRENT):
+    """pytest params, one per interpreter id (CURRENT, or ALL); a missing one is skipped
+    with the reason, python3.11d is required (make deps installs it)."""
+    params = []
+    for ident in ids:
+        exe, reason = interpreter(ident)
+        marks = pytest.mark.skip(reason=reason) if reason else ()
+        params.append(pytest.param(exe or "missing-" + ident, id=ident, marks=marks))
+    return params
+
+
+def interpreter_info(python):
+    """The manifest's entry for an executable (cflags, gdb_init, ...), {} for one it does
+    not describe (pyenv's and Debian 12's need nothing extra)."""
+    real = os.path.realpath(python)
+    for info in manifest()["interpreters"].values():
+        if os.path.realpath(info["executable"]) == real:
+            return info
+    return {}
+
+
+def gdbs():
+    """pytest params, one per debugger: GDB 13 (/usr/bin/gdb) and the prepared GDB 18."""
+    params = [pytest.param("/usr/bin/gdb", id="gdb13")]
+    info = manifest()["debuggers"].get("gdb18")
+    reason = None if info and os.path.exists(info["path"]) else "gdb18: %s" % manifest()[
+        "skipped"].get("gdb18", "not prepared (make interpreters; cache %s)" % CACHE)
+    params.append(pytest.param(info["path"] if not reason else "missing-gdb18", id="gdb18",
+                               marks=pytest.mark.skip(reason=reason) if reason else ()))
     return params
 
 
@@ -84,6 +144,7 @@ def build_ext(src, python, outdir, modname=None, traced=True, cc="gcc", extra_cf
         cmd += pyref_flags(python, "--cflags")
     else:
         cmd += ["-I" + inc]
+    cmd += interpreter_info(python).get("cflags", [])
     cmd += list(extra_cflags) + [src, "-o", out]
     if traced:
         cmd += pyref_flags(python, "--static-libs" if static else "--libs")
@@ -118,10 +179,11 @@ def _find_core(cwd, pid):
     return hits[0] if hits else None
 
 
-def run_to_core(python, args, cwd, env=None, timeout=120):
+def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
     """Runs `python args...` in `cwd` until it dies of a signal and returns
     (core_path, CompletedProcess). Uses the kernel's core dump when core_pattern writes
-    to the cwd, else runs the program under gdb and takes gcore at the fatal signal."""
+    to the cwd, else runs the program under `gdb` (default /usr/bin/gdb) and takes gcore
+    at the fatal signal."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     if kernel_cores_here():
@@ -138,7 +200,8 @@ def run_to_core(python, args, cwd, env=None, timeout=120):
         assert core, "no core file in %s (core_pattern?)" % cwd
         return core, p
     core = os.path.join(cwd, "core.gcore")
-    cmd = ["gdb", "-batch", "-nx", "-ex", "set pagination off",
+    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"] + _gdb_init(python) + [
+           "-ex", "set pagination off",
            "-ex", "handle SIGABRT stop nopass", "-ex", "handle SIGSEGV stop nopass",
            "-ex", "run", "-ex", "generate-core-file " + core, "--args", python] + list(args)
     p = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
@@ -150,10 +213,26 @@ def run_to_core(python, args, cwd, env=None, timeout=120):
 # ---------------------------------------------------------------------------------------
 # gdb
 # ---------------------------------------------------------------------------------------
-def gdb_batch(commands, args=(), load_pyref=True, timeout=300, cwd=None):
-    """Runs `gdb -batch -nx` with pyref loaded and may-call-functions off, then each
-    command. Returns combined stdout+stderr."""
-    cmd = ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
+def _gdb_init(*programs):
+    """-iex options (before gdb loads anything) with the gdb commands the manifest gives
+    for the first of `programs` it describes (a prepared interpreter's debug-file
+    directory, ...)."""
+    for p in programs:
+        if isinstance(p, str) and os.path.isabs(p):
+            init = interpreter_info(p).get("gdb_init")
+            if init is not None:
+                return [a for c in init for a in ("-iex", c)]
+    return []
+
+
+def gdb_batch(commands, args=(), load_pyref=True, timeout=300, cwd=None, gdb=None,
+              python=None):
+    """Runs `gdb -batch -nx` (`gdb`: a path, default /usr/bin/gdb; see gdbs()) with pyref
+    loaded and may-call-functions off, then each command. The gdb commands a prepared
+    interpreter needs come first: `python`'s, else those of the first of `args` that is
+    one. Returns combined stdout+stderr."""
+    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"] + _gdb_init(python, *args) + [
+           "-ex", "set pagination off", "-ex", "set width 0",
            "-ex", "set may-call-functions off", "-ex", "set debuginfod enabled off"]
     if load_pyref:
         cmd += ["-x", LOADER]

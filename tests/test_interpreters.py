@@ -1,0 +1,102 @@
+"""The interpreters and GDB that `make interpreters` prepares (tools/interpreters.py), used
+the way the other suites use them: for each, an untraced extension (tests/ext/
+interp_probe_ext.c) built by build_ext with the manifest's flags, run, crashed into a real
+core, and the core read by GDB 13 and GDB 18 with the manifest's gdb init commands: a
+PyObject field from DWARF, the interpreter's own frame type (its debug symbols), its own
+-gdb.py's py-bt, and pyref's loader with `pyref show`."""
+import os
+import re
+
+import pytest
+
+import pyreftest
+
+SRC = os.path.join(pyreftest.ROOT, "tests", "ext", "interp_probe_ext.c")
+NEW = ("3.13t", "3.14", "3.14d", "3.15", "3.15d")
+DRIVER = """
+import sys, interp_probe_ext
+interp_probe_ext.hold(["probe", 42])
+print("none-refcount", sys.getrefcount(None))
+def inner():
+    interp_probe_ext.crash()
+def outer():
+    inner()
+outer()
+"""
+# sys.getrefcount(None): the immortal count each version's headers define
+# (_Py_IMMORTAL_INITIAL_REFCNT = 3 << 30 on 3.14+; _Py_IMMORTAL_REFCNT = UINT_MAX on 3.13t).
+NONE_REFCOUNT = {"3.13t": 2 ** 32 - 1, "3.14": 3 << 30, "3.14d": 3 << 30, "3.15": 3 << 30,
+                 "3.15d": 3 << 30}
+
+
+def ident_of(python):
+    return next(i for i, info in pyreftest.manifest()["interpreters"].items()
+                if info["executable"] == python)
+
+
+@pytest.fixture(scope="module", params=pyreftest.interpreters(NEW))
+def crashed(request, tmp_path_factory):
+    """(id, executable, core, stdout) of the driver crashed on one interpreter."""
+    python = request.param
+    d = str(tmp_path_factory.mktemp("interp"))
+    pyreftest.build_ext(SRC, python, d, traced=False)
+    core, p = pyreftest.run_to_core(python, ["-c", DRIVER], cwd=d, env={"PYTHONPATH": d})
+    return ident_of(python), python, core, p.stdout
+
+
+def sections(out):
+    """{marker: text} from '@@ marker' lines."""
+    parts = re.split(r"^@@ (\w+)$", out, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_manifest_entry_is_the_interpreter(crashed):
+    ident, python, _, stdout = crashed
+    info = pyreftest.interpreter_info(python)
+    assert info["version"].startswith(ident.rstrip("dt") + ".")
+    assert info["debug"] == (ident.endswith("d") or ident == "3.13t")
+    assert info["free_threaded"] == ident.endswith("t")
+    if not info["debug"]:     # a release build's symbols are a separate file, by build-id
+        assert info["debug_symbols"] and os.path.exists(info["debug_symbols"])
+    assert "none-refcount %d" % NONE_REFCOUNT[ident] in stdout
+
+
+@pytest.mark.parametrize("gdb", pyreftest.gdbs())
+def test_gdb_reads_the_core(crashed, gdb):
+    ident, python, core, _ = crashed
+    info = pyreftest.interpreter_info(python)
+    cmds = ["echo @@ field\\n", "print interp_probe_held->ob_type->tp_name",
+            "echo @@ frame\\n", "ptype struct _PyInterpreterFrame",
+            "echo @@ show\\n", "pyref show interp_probe_held"]
+    if info["gdb_script"]:
+        cmds += ["source " + info["gdb_script"], "echo @@ pybt\\n", "py-bt"]
+    cmds += ["echo @@ end\\n"]
+    out = pyreftest.gdb_batch(cmds, args=[python, core], gdb=gdb)
+    assert "Python Exception" not in out, out
+    s = sections(out)
+    assert '"list"' in s["field"], out
+    assert re.search(r"\*previous;", s["frame"]), out          # the interpreter's own DWARF
+    assert re.search(r"^type:\s+list\b", s["show"], re.M), out   # pyref loaded, read it
+    if info["gdb_script"]:
+        frames = re.findall(r'File "<string>", line \d+, in (\w+)', s["pybt"])
+        if frames or info["debug"] or gdb != "/usr/bin/gdb":
+            assert frames[:2] == ["inner", "outer"], out
+        else:
+            # GDB 13 cannot load unstable's libthread_db (built for a newer libc), so no
+            # thread-local thread state, and a release build's frame is optimized out
+            assert "unable to read python frame information" in s["pybt"], out
+
+
+def test_gdb18_keeps_its_python_home_from_the_inferior():
+    gdb18 = pyreftest.gdbs()[1]
+    if gdb18.marks:
+        pytest.skip(gdb18.marks[0].kwargs["reason"])
+    python, reason = pyreftest.interpreter("3.14d")
+    if reason:
+        pytest.skip(reason)
+    out = pyreftest.gdb_batch(
+        ["python import sys; print('@@ gdb python', *sys.version_info[:2])", "run"],
+        args=["--args", python, "-c", "import os; print('@@ home', os.environ.get("
+              "'PYTHONHOME'))"], gdb=gdb18.values[0], load_pyref=False)
+    assert re.search(r"^@@ gdb python 3 \d+$", out, re.M), out
+    assert "@@ home None" in out, out
