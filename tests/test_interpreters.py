@@ -91,9 +91,10 @@ def test_gdb18_keeps_its_python_home_from_the_inferior():
     gdb18 = pyreftest.gdbs()[1]
     if gdb18.marks:
         pytest.skip(gdb18.marks[0].kwargs["reason"])
-    python, reason = pyreftest.interpreter("3.14d")
-    if reason:
-        pytest.skip(reason)
+    found = [pyreftest.interpreter(i) for i in NEW if i != "3.13t"]
+    python = next((exe for exe, _ in found if exe), None)
+    if not python:
+        pytest.skip("; ".join(reason for _, reason in found))
     out = pyreftest.gdb_batch(
         ["python import sys; print('@@ gdb python', *sys.version_info[:2])", "run"],
         args=["--args", python, "-c", "import os; print('@@ home', os.environ.get("

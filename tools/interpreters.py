@@ -294,6 +294,8 @@ def prepare_sid(cache, log):
             except Skip as e:
                 skipped[gid] = str(e)
     done -= set(skipped)
+    for a in glob.glob(os.path.join(new, "usr", "lib", "**", "*.a"), recursive=True):
+        os.unlink(a)    # static libraries, for embedding or sid's own toolchain: 230 MB
     os.rename(new, root)
     for d in glob.glob(os.path.join(apt.archives, "*.deb")):
         os.unlink(d)    # extracted; a redo downloads again (seconds)
@@ -352,8 +354,8 @@ def prepare_ft(cache, log):
     if os.path.exists(gdbpy):   # beside nothing gdb auto-loads: tests source it by name
         os.makedirs(os.path.join(prefix, "share", "gdb"), exist_ok=True)
         shutil.copy(gdbpy, ft_gdb_script(prefix, exe))
-    for a in glob.glob(os.path.join(prefix, "lib", "**", "libpython*.a"), recursive=True):
-        os.unlink(a)    # for embedding only: 60 MB
+    for a in glob.glob(os.path.join(prefix, "lib", "**", "*.a"), recursive=True):
+        os.unlink(a)    # libpython for embedding: 60 MB
     rm(build)
     rm(os.path.dirname(build))
     return {"source": "Debian %s %s %s" % (suite, source, version)}
@@ -547,10 +549,8 @@ def part(cache, name, where, prepare, log):
         result = {"ok": prepare(cache, log)}
     except Skip as e:
         result = {"skipped": str(e)}
-        say("skipped %s: %s" % (name, e))
     except Exception as e:      # an unexpected failure skips the part too: never fail make
         result = {"skipped": "%s: %s (log: %s)" % (type(e).__name__, e, log.path)}
-        say("skipped %s: %s" % (name, result["skipped"]))
     write_json(stamp, result)
     return result, True
 
@@ -593,8 +593,9 @@ def main():
             say("skipped %s (reasons in %s; make interpreters-refresh retries)"
                 % (", ".join(sorted(skipped)), manifest))
         elif skipped:
-            for k, v in sorted(skipped.items()):
-                say("skipped %s: %s" % (k, v))
+            for reason in sorted(set(skipped.values())):
+                say("skipped %s: %s" % (", ".join(
+                    sorted(k for k, v in skipped.items() if v == reason)), reason))
     return 0
 
 
