@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from pyref import decode                                      # noqa: E402
 from pyref.decode import (AUX, DEALLOC, DECREF, IMMORTAL, INCREF, RingError,  # noqa: E402
-                          build_index, lifetimes)
+                          build_index)
+from pyref.rules.events import lifetimes                      # noqa: E402
 from test_decode import Mem, Writer                           # noqa: E402
 
 DEFAULT_SEED = 0x5EED

@@ -11,6 +11,7 @@ import pytest
 
 from pyreftest import BUILD, ROOT, ensure_runtime, run_to_core
 from pyref import decode
+from pyref.rules import events
 from pyref.corefile import Core, CoreError
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -249,7 +250,7 @@ def test_ring_from_core(ring_core):
         assert [r.refcnt for r in work] == list(range(745, 1001))
         assert [r.pos for r in work] == list(range(744, 1000))
         assert ring.records_for(addr["objs"] + 8) == work
-        assert [len(x) for x in decode.lifetimes(ring.records_for(addr["objs"]))] == [3]
+        assert [len(x) for x in events.lifetimes(ring.records_for(addr["objs"]))] == [3]
         site = decode.read_site(core.read, work[0].site)
         assert (site.file, site.line, site.func, site.api) == \
             ("ringprog.c", 4242, "worker", "Py_INCREF")

@@ -10,8 +10,9 @@ import pytest
 import pyreftest  # noqa: F401  (puts gdbext/ on sys.path)
 from pyref import decode
 from pyref.decode import (AUX, BORROW, DEALLOC, DECREF, FREE, IMMORTAL, INCREF, SHARED,
-                          RingError, build_index, decode_ring, lifetimes, parse_header,
-                          parse_threads, read_site, restore_seq, scan_for_headers)
+                          RingError, build_index, decode_ring, parse_header, parse_threads,
+                          read_site, restore_seq, scan_for_headers)
+from pyref.rules.events import lifetimes
 
 PAGE = 4096
 HDR = struct.Struct("<QIIIIBBHI16sIIIIQQQQ32xQ120x")
@@ -324,14 +325,20 @@ def test_in_flight_before_full_is_ignored():
     assert ring.written == 3
 
 
-def test_in_flight_in_full_ring_decodes_last():
+def full_ring_in_flight():
+    """A full ring of 8 whose writer committed a 12th record (0x999) and stopped before
+    its head update: the record replaced the oldest one (position 3)."""
     w = Writer(capacity=8)
     w.register(0)
     for n in range(11):
         w.record(0, 0x100 + n)
     w.threads[0]["busy"] = 1
-    w.record(0, 0x999, advance=False)                      # replaced the oldest (pos 3)
-    ring = invariant(w.decode())
+    w.record(0, 0x999, advance=False)
+    return w
+
+
+def test_in_flight_in_full_ring_decodes_last():
+    ring = invariant(full_ring_in_flight().decode())
     assert ring.in_flight == 1
     assert [r.pos for r in ring.records] == list(range(4, 12))
     assert ring.records[-1].obj == 0x999 and ring.records[-1].seq == 11
@@ -777,6 +784,57 @@ def test_records_of_and_slot_columns_agree_with_full_decode(seed, monkeypatch):
     assert sorted(flat) == sorted(want) and len(flat) == ring.decoded
 
 
+def _expected_tail(ring, t, n):
+    """What decode.tail must give for thread `t` (not busy): the full decode's records of
+    that thread in the window's last n positions, an AUX whose record lies before them
+    unattached."""
+    first = t.head - n
+    out = []
+    for r in ring.records:
+        if r.thread != t.index:
+            continue
+        if r.pos >= first:
+            out.append(r)
+        else:
+            out += [a for a in r.aux if a.pos >= first]
+    return sorted(out, key=lambda r: r.seq)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_tail_is_the_decoders_newest_records(seed):
+    """decode.tail (what `pyref watch` reads per change) gives what the full decode gives
+    for the thread's newest positions: same validity checks (torn and corrupt slots left
+    out), same records, AUX attached."""
+    w, _ = random_ring(seed)
+    ring = invariant(w.decode())
+    for t in ring.threads[:3]:
+        for n in (1, 5, 32, 64, 1000):
+            got = decode.tail(w.mem.read, ring.header, t, n)
+            assert got == _expected_tail(ring, t, min(n, 64)), (t.index, n)
+
+
+def test_tail_follows_the_in_flight_rule():
+    w = full_ring_in_flight()
+    ring = w.decode()
+    t = ring.threads[0]
+    got = decode.tail(w.mem.read, ring.header, t, 3)
+    assert [(r.pos, r.obj) for r in got] == [(9, 0x109), (10, 0x10A), (11, 0x999)]
+    assert got == ring.records[-3:]
+    w.threads[0]["busy"] = 0                               # not busy: the window ends at 10
+    w.flush()
+    ring = w.decode()
+    assert [r.pos for r in decode.tail(w.mem.read, ring.header, ring.threads[0], 2)] == \
+        [9, 10]
+
+
+def test_tail_of_an_empty_or_unregistered_thread():
+    w = Writer(capacity=8)
+    w.register(0)
+    ring = w.decode()
+    assert decode.tail(w.mem.read, ring.header, ring.threads[0], 5) == []
+    assert decode.tail(w.mem.read, ring.header, ring.threads[1], 5) == []
+
+
 def test_portable_columns_match_fast_path():
     w, _ = random_ring(7)
     for buf in (w.ring_buf(0), w.ring_buf(1)):
@@ -856,7 +914,7 @@ def test_read_site():
     cache = {}
     s = read_site(mem.read, 0x8000, cache)
     assert (s.file, s.line, s.func, s.api) == ("ext.c", 42, "do_\ufffdwork", "Py_INCREF")
-    assert str(s) == "ext.c:42 in do_\ufffdwork (Py_INCREF)"
+    assert s.short() == "ext.c:42 (do_\ufffdwork)"
     assert read_site(mem.read, 0x8040).api is None
     assert read_site(mem.read, 0x8080) is None
     assert read_site(mem.read, 0) is None

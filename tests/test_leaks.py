@@ -11,6 +11,7 @@ import pytest
 
 import pyreftest
 from pyref import decode, verdict
+from pyref.rules import events
 
 SRC = os.path.join(pyreftest.ROOT, "tests", "ext", "owners_ext.c")
 TARGET = os.path.join(pyreftest.ROOT, "tests", "gdb_targets", "owners_target.py")
@@ -24,9 +25,10 @@ COMMANDS = ["echo @@ text\\n", "pyref leaks", "echo @@ json\\n", "pyref leaks --
 # ---------------------------------------------------------------------------------------
 def ev(op, func="f", line=1, before=1, after=None, file="ext.c", immortal=False):
     delta = {"INCREF": 1, "DECREF": -1, "DEALLOC": -1}.get(op, 0)
-    return verdict.Event(seq=0, op=op, before=before,
-                         after=before + delta if after is None else after, file=file,
-                         line=line, func=func, api=op, immortal=immortal)
+    return events.Event(seq=0, op=op, before=before,
+                        after=before + delta if after is None else after,
+                        site=decode.Site(0, file, line, func, op) if file else None,
+                        immortal=immortal)
 
 
 def test_unreleased_matches_releases_by_function():
@@ -104,9 +106,10 @@ def test_unbalanced_agrees_with_unreleased(seed):
     got = verdict.unbalanced(runs, lambda s: sites[s] is not None)
     by_obj = {}
     for r in sorted(recs, key=lambda r: r[5]):
-        by_obj.setdefault(r[0], []).append(verdict.Event(
-            seq=r[5], op=r[1], before=r[3], after=r[3], file=sites[r[2]], line=r[2],
-            func="f%d" % (r[2] % 3), api=r[1], immortal=r[4]))
+        site = decode.Site(r[2], sites[r[2]], r[2], "f%d" % (r[2] % 3), r[1]) \
+            if sites[r[2]] else None
+        by_obj.setdefault(r[0], []).append(events.Event(
+            seq=r[5], op=r[1], before=r[3], after=r[3], site=site, immortal=r[4]))
     want = {o for o, evs in by_obj.items() if verdict.unreleased(evs)}
     assert got == want and want, (got, want)
 

@@ -769,15 +769,7 @@ def _decode_thread(ring, read, t, chunk):
                 return struct.unpack_from("<IBb", p, k + 24)
         return None
 
-    shift = 0
-    if t.busy == 1 and head >= cap >= 2:
-        newest, oldest = commit_at((head - 1) & mask), commit_at(head & mask)
-        if newest and oldest and _VALID[newest[1] | (newest[2] & 0xFF) << 8] and \
-                _VALID[oldest[1] | (oldest[2] & 0xFF) << 8]:
-            s_new, s_old = restore_seq(h.seq, newest[0]), restore_seq(h.seq, oldest[0])
-            if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
-                shift = 1
-    base = head - n + shift                      # position of the window's first slot
+    base = head - n + _in_flight(h, t, commit_at)   # position of the window's first slot
     r0 = base & mask
     runs = []
     for off, p in pieces:
@@ -811,6 +803,59 @@ def _decode_thread(ring, read, t, chunk):
         ring.first_seq = lo if ring.first_seq is None else min(ring.first_seq, lo)
         ring.last_seq = hi if ring.last_seq is None else max(ring.last_seq, hi)
     ring._windows.append(tw)
+
+
+def _in_flight(h, t, commit_at) -> int:
+    """1 when the slot at position `head` of thread `t` holds an in-flight record (module
+    docstring): the window then ends at `head`, else 0. `commit_at(slot)` gives a slot's
+    (seq32, op byte, delta) or None when unreadable."""
+    cap, mask, head = h.capacity, h.capacity - 1, t.head
+    if t.busy != 1 or not head >= cap >= 2:
+        return 0
+    newest, oldest = commit_at((head - 1) & mask), commit_at(head & mask)
+    if newest and oldest and _VALID[newest[1] | (newest[2] & 0xFF) << 8] and \
+            _VALID[oldest[1] | (oldest[2] & 0xFF) << 8]:
+        s_new, s_old = restore_seq(h.seq, newest[0]), restore_seq(h.seq, oldest[0])
+        if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
+            return 1
+    return 0
+
+
+def tail(read, header: Header, thread: Thread, n: int) -> list:
+    """The newest `n` records of one thread's ring, oldest first: the last `n` positions of
+    the window decode_ring reads for that thread (same in-flight rule, same validity
+    checks, AUX records attached to a record among them), without reading the rest of the
+    ring (a watch looks at every change; a whole 64K-record ring costs ~30 ms to decode,
+    this ~0.1 ms). An AUX whose record is older than those `n` stays unattached. Errors
+    of `read` propagate."""
+    h, t = header, thread
+    cap, rs, mask = h.capacity, h.record_size, h.capacity - 1
+    k = min(t.head, cap)
+    if k == 0 or n <= 0 or not t.ring:
+        return []
+
+    def commit_at(slot):
+        return struct.unpack("<IBb", bytes(read(t.ring + slot * rs + 24, 6)))
+
+    m = min(n, k)
+    first = t.head - m + _in_flight(h, t, commit_at)
+    runs = []
+    pos = first
+    while pos < first + m:
+        slot = pos & mask
+        cnt = min(first + m - pos, cap - slot)
+        runs.append(_Run(pos, bytes(read(t.ring + slot * rs, cnt * rs)), rs))
+        pos += cnt
+    tw = _ThreadWindow(t.index, runs, rs)
+    for run in runs:
+        _classify(run, rs)
+    _attach_aux(tw)
+    tw.attached = True
+    out = []
+    for run in runs:
+        out.extend(_run_records(tw, run, h.seq))
+    out.sort(key=_seq_of)
+    return out
 
 
 def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
@@ -935,15 +980,27 @@ def scan_for_headers(read, regions, rejects=None, chunk=CHUNK,
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Site:
+    """A C location: where a ring record was written (a `struct pyref_site`: `api` is the
+    C-API call or macro recorded there) or where gdb's debug info places an instruction
+    (`inline`: the innermost inline function it belongs to). `file` is as the debug info
+    names it, `line` None when unknown."""
     addr: int
     file: str
-    line: int
+    line: int | None
     func: str
-    api: str | None
+    api: str | None = None
+    inline: str | None = None
 
-    def __str__(self):
-        return "%s:%d in %s%s" % (self.file, self.line, self.func,
-                                  " (%s)" % self.api if self.api else "")
+    def short(self) -> str:
+        """'file.c:LINE (func)', the file without its directory: how every report names a
+        line of C."""
+        return "%s:%s (%s)" % (self.file.rsplit("/", 1)[-1], self.line, self.func)
+
+
+def where(site) -> str:
+    """site.short(), or 'inside CPython' for None: a record the runtime wrote without a
+    site (FREE, FORK)."""
+    return "inside CPython" if site is None else site.short()
 
 
 MAX_STRING = 4096
@@ -1015,26 +1072,3 @@ def build_index(ring: Ring) -> dict:
                 lst.append(r)
     return index
 
-
-def lifetimes(records) -> list:
-    """Splits one address's records (in ring order) into lifetimes: a DEALLOC or FREE ends
-    one, the next record starts another. A FREE right after a DEALLOC belongs to the
-    DEALLOC's lifetime (the allocator hook sees the memory of the object just
-    deallocated)."""
-    out = []
-    cur = []
-    ended_by = None
-    for r in records:
-        if not cur and ended_by == DEALLOC and r.op == FREE:
-            out[-1].append(r)
-            ended_by = FREE
-            continue
-        cur.append(r)
-        ended_by = None
-        if r.op in (DEALLOC, FREE):
-            out.append(cur)
-            cur = []
-            ended_by = r.op
-    if cur:
-        out.append(cur)
-    return out

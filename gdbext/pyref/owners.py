@@ -58,7 +58,8 @@ from itertools import islice, zip_longest
 
 import gdb
 
-from pyref import commands, objects, ringcmd, scan, target, verdict
+from pyref import commands, decode, objects, ringcmd, scan, target, verdict
+from pyref.rules import events
 from pyref.target import MemoryReadError, NoDebugInfoError, PyrefError
 
 # ---------------------------------------------------------------------------------------
@@ -1617,17 +1618,8 @@ def register_hits(mem, addr):
 # ---------------------------------------------------------------------------------------
 # The account and the ring
 # ---------------------------------------------------------------------------------------
-def _event(rec):
-    """The verdict.Event of a ring record, its site resolved."""
-    s = ringcmd.site_of(rec.site)
-    return verdict.Event(seq=rec.seq, op=rec.op_name, before=rec.refcnt, after=rec.after,
-                         file=s[0] if s else None, line=s[1] if s else None,
-                         func=s[2] if s else None, api=s[3] if s else None,
-                         immortal=bool(rec.immortal))
-
-
 def _events(rs, addr):
-    return [_event(rec) for rec in rs.records_for(addr)]
+    return events.from_records(rs.records_for(addr), ringcmd.site_of)
 
 
 def ring_holders(rs, addr):
@@ -1660,9 +1652,7 @@ def _ring_coverage(rs):
 
 
 def _site(file_, line, func):
-    if file_ is None:
-        return "inside CPython"
-    return "%s:%d (%s)" % (os.path.basename(file_), line, func)
+    return decode.where(decode.Site(0, file_, line, func) if file_ is not None else None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -2013,7 +2003,8 @@ def _candidates(rs):
         objs = cache["leaks.unbalanced"] = verdict.unbalanced(
             (c for ring in rs.rings for c in ring.slot_columns()),
             lambda site: ringcmd.site_of(site) is not None)
-    return {obj: [_event(r) for r in recs] for obj, recs in rs.records_of(objs).items()}
+    return {obj: events.from_records(recs, ringcmd.site_of)
+            for obj, recs in rs.records_of(objs).items()}
 
 
 def _module_init(func):

@@ -11,7 +11,7 @@ the cache is dropped when the inferior runs or objfiles change.
 import json
 
 from pyref import decode, target
-from pyref.rules import capi
+from pyref.rules import capi, events
 from pyref.target import PyrefError
 
 
@@ -157,23 +157,22 @@ def _truncated_core():
 # Sites
 # ---------------------------------------------------------------------------------------
 def site_of(addr):
-    """(file, line, func, api) of a site address, cached per objfile generation, or None."""
+    """The decode.Site at a site address, cached per objfile generation, or None."""
     if not addr:
         return None
     cache = target.objfile_cache()
     key = ("site", addr)
     if key not in cache:
-        s = decode.read_site(_read, addr)
-        cache[key] = None if s is None else (s.file, s.line, s.func, s.api)
+        cache[key] = decode.read_site(_read, addr)
     return cache[key]
 
 
-def site_text(addr, short=True):
+def site_text(addr):
+    """Site.short() of a record's site address; 'inside CPython' for none."""
     s = site_of(addr)
-    if s is None:
-        return "inside CPython" if not addr else "site 0x%x (unreadable)" % addr
-    f = s[0].rsplit("/", 1)[-1] if short else s[0]
-    return "%s:%d (%s)" % (f, s[1], s[2])
+    if s is None and addr:
+        return "site 0x%x (unreadable)" % addr
+    return decode.where(s)
 
 
 def thread_label(ring, rec):
@@ -228,15 +227,15 @@ def history(rs, addr, limit=None):
     total = len(recs)
     if limit is not None and total > limit:
         recs = recs[-limit:]
-    return decode.lifetimes(recs), len(recs), total
+    return events.lifetimes(recs), len(recs), total
 
 
 def record_dict(ring, rec):
     s = site_of(rec.site)
     d = {"seq": rec.seq, "thread": thread_label(ring, rec), "op": rec.op_name,
          "before": rec.refcnt, "after": rec.after, "immortal": bool(rec.immortal),
-         "file": s[0] if s else None, "line": s[1] if s else None,
-         "function": s[2] if s else None, "api": s[3] if s else None}
+         "file": s.file if s else None, "line": s.line if s else None,
+         "function": s.func if s else None, "api": s.api if s else None}
     return d
 
 
@@ -255,9 +254,9 @@ def record_line(ring, rec):
         flags += " (not the owner thread: ob_ref_shared)"
     if rec.op_name in ("NEW", "BORROW", "STEAL"):
         s = site_of(rec.site)
-        rule = s and s[3] and capi.rule(s[3])
+        rule = s and s.api and capi.rule(s.api)
         if rule:
-            flags += "  [%s: %s]" % (s[3], rule)
+            flags += "  [%s: %s]" % (s.api, rule)
     if rec.op_name == "FREE":
         change = "freed (%s)" % _type_name(rec.refcnt & 0xFFFFFFFFFFFFFFFF)
     else:

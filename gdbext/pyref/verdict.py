@@ -29,12 +29,11 @@ from operator import le
 
 from pyref import decode
 from pyref.rules import capi
+from pyref.rules.events import (ACQUIRE, ENDS_LIFE, RELEASE, Event, current_lifetime, end_of,
+                               lifetimes)
 
-ACQUIRE = ("NEW", "INCREF")
-RELEASE = ("DECREF", "DEALLOC")
-ENDS_LIFE = ("DEALLOC", "FREE")
-
-# What each kind of event means, in the words of the C-API rules (issue 10 reuses them).
+# What each kind of event means, in the words of the C-API rules (ledger notes, and the
+# rule `pyref history` and `pyref explain` show beside a record).
 RULES = {
     "NEW": "a new reference: the caller owns it and must release it",
     "INCREF": "a new reference made with Py_INCREF: the caller owns it",
@@ -45,34 +44,6 @@ RULES = {
     "DEALLOC": "releases the last reference: the object is freed here",
     "FREE": "the interpreter freed the object's memory",
 }
-
-
-@dataclass
-class Event:
-    """One recorded transition with its site resolved."""
-    seq: int
-    op: str                      # INCREF DECREF DEALLOC NEW BORROW STEAL FREE ...
-    before: int
-    after: int
-    file: str = None             # None: written by the runtime (inside CPython)
-    line: int = None
-    func: str = None
-    api: str = None              # the C-API call or macro at the site
-    container: int = None        # BORROW/STEAL: the container's address
-    thread: str = None
-    immortal: bool = False
-
-    def where(self):
-        if self.file is None:
-            return "inside CPython"
-        return "%s:%d (%s)" % (self.file.rsplit("/", 1)[-1], self.line, self.func)
-
-    def how(self):
-        """'borrowed from PyTuple_GetItem at ext.c:40' and the like."""
-        what = {"BORROW": "borrowed from", "STEAL": "stolen by", "NEW": "new reference from",
-                "INCREF": "reference taken with", "DECREF": "released with",
-                "DEALLOC": "last reference released with"}.get(self.op, self.op.lower())
-        return "%s %s at %s" % (what, self.api or self.op, self.where())
 
 
 @dataclass
@@ -131,21 +102,10 @@ def ledger(events):
     return out
 
 
-def _split_lifetimes(events):
-    lives, cur = [], []
-    for e in events:
-        cur.append(e)
-        if e.op in ENDS_LIFE:
-            lives.append(cur)
-            cur = []
-    if cur:
-        lives.append(cur)
-    return lives
-
-
-def _unowned_release(life, singleton):
-    """First release/steal in `life` by a function that owned nothing then, with the
-    evidence: (culprit, origin, kind, why) or None."""
+def unowned_release(life, singleton):
+    """The first release or steal in one lifetime's events by a function that owned
+    nothing then, with the evidence: (culprit, origin, kind, why), or None. `singleton`
+    as analyze() takes it."""
     owned, last = {}, {}
     for e in life:
         if e.file is None:                    # the runtime's own records (FREE ...)
@@ -196,17 +156,16 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
                          "the ring wrapped past it)")
         v.summary = "no recorded history"
         return v
-    lives = _split_lifetimes(events)
+    lives = lifetimes(events)
     immortal = any(e.immortal for e in events)
 
     # 1. A release without ownership, in the last lifetime that ended, else the current one.
     for life in reversed(lives):
-        found = _unowned_release(life, singleton)
+        found = unowned_release(life, singleton)
         if found:
             culprit, origin, kind, why = found
             v.kind, v.culprit, v.origin, v.why = kind, culprit, origin, why
-            end = next((e for e in life if e.op in ENDS_LIFE), None)
-            v.freed_at = end
+            v.freed_at = end_of(life)
             v.summary = "%s at %s %s" % (culprit.op, culprit.where(), why)
             break
 
@@ -214,7 +173,7 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
     #    the using function's last event before the free was an acquisition or a borrow.
     if v.culprit is None and len(lives) > 1:
         for i, life in enumerate(lives[:-1]):
-            end = life[-1]
+            end = end_of(life)
             later = [e for e in lives[i + 1] if e.file is not None]
             if not later:
                 continue
@@ -236,7 +195,7 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
     ended = lives[-1][-1].op in ENDS_LIFE
     if v.culprit is None and use_site is not None and (ended or state == "freed"):
         life = lives[-1] if ended else lives[-2] if len(lives) > 1 else lives[-1]
-        end = life[-1] if life[-1].op in ENDS_LIFE else None
+        end = end_of(life)
         mine = [e for e in life if e.op in ("BORROW", "NEW", "INCREF") and
                 _owner_key(e) == _owner_key(use_site)]
         anyb = [e for e in life if e.op == "BORROW"]
@@ -248,7 +207,7 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
         v.summary = "%s %s" % (use_site.where(), v.why)
 
     if v.culprit is None:
-        ends = [e for e in events if e.op in ENDS_LIFE]
+        ends = [end_of(life) for life in lives if end_of(life) is not None]
         if state == "freed" or ends:
             v.freed_at = ends[-1] if ends else None
             v.summary = ("the object was freed %s, but every recorded release was owned" %
@@ -271,19 +230,6 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
     return v
 
 
-def _current_life(events):
-    """The events of the object's current lifetime: after the last DEALLOC or FREE, and
-    after the last NEW whose count is 1 (a fresh object: whatever lived at the address
-    before is gone, even if its end was not recorded)."""
-    start = 0
-    for i, e in enumerate(events):
-        if e.op in ENDS_LIFE:
-            start = i + 1
-        elif e.op == "NEW" and e.before == 1 and not e.immortal:
-            start = i
-    return events[start:]
-
-
 def unreleased(events):
     """The acquisitions (NEW, INCREF) of the object's current lifetime that no later
     release (DECREF, DEALLOC) or steal of traced code matched, oldest first. A release is
@@ -292,7 +238,7 @@ def unreleased(events):
     match gave back a reference pyref did not see taken. Immortal transitions (3.12+) are
     not references and are skipped; so are the runtime's own records."""
     stack = []
-    for e in _current_life(events):
+    for e in current_lifetime(events):
         if e.file is None or e.immortal:
             continue
         if e.op in ACQUIRE:

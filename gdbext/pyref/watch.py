@@ -27,12 +27,11 @@ just before the decrement), so an INCREF's ring record is looked up at the next 
 stop; a change inside CPython has no record.
 """
 import re
-import struct
-from collections import namedtuple
 
 import gdb
 
 from pyref import commands, decode, objects, pystack, ringcmd, settings, target
+from pyref.decode import Site
 from pyref.target import MemoryReadError, PyrefError
 
 X86_DEBUG_REGISTERS = 4   # DR0-DR3 on x86 and x86-64
@@ -44,11 +43,6 @@ MAX_SITES = 1000          # distinct sites counted per watch for the summary
 # ---------------------------------------------------------------------------------------
 # Where a change was made
 # ---------------------------------------------------------------------------------------
-Site = namedtuple("Site", "file line func inline")
-Site.__doc__ = """A C location: file (as the debug info names it), line, the non-inline
-function, and the innermost inline function the instruction belongs to (or None)."""
-
-
 def _short(path):
     return path.rsplit("/", 1)[-1] if path else "??"
 
@@ -82,7 +76,8 @@ def _interpreter_objfile():
 
 
 def writer_site(pc):
-    """(Site, in_interpreter) of the instruction at `pc`; Site is None without debug info.
+    """(decode.Site, in_interpreter) of the instruction at `pc`, its `inline` the innermost
+    inline function the instruction belongs to.
     The line is the one in the outermost non-inline function: for an inlined Py_INCREF,
     the extension's line that used it."""
     try:
@@ -101,8 +96,8 @@ def writer_site(pc):
         sal = gdb.find_pc_line(pc)
         if sal.symtab is None:
             lib = gdb.solib_name(pc) or gdb.current_progspace().filename
-            return Site(lib, None, "?? (0x%x, no debug info)" % pc, None), False
-        return Site(sal.symtab.filename, sal.line, "??", None), False
+            return Site(pc, lib, None, "?? (0x%x, no debug info)" % pc), False
+        return Site(pc, sal.symtab.filename, sal.line, "??"), False
     outer = funcs[-1].function
     if len(funcs) == 1:
         sal = gdb.find_pc_line(pc)
@@ -116,7 +111,7 @@ def writer_site(pc):
         inline = funcs[0].function.name
     objfile = outer.symtab.objfile.filename if outer.symtab else None
     in_interp = objfile is not None and objfile == _interpreter_objfile()
-    return Site(file, line, outer.name, inline), in_interp
+    return Site(pc, file, line, outer.name, inline=inline), in_interp
 
 
 def caller_outside_interpreter():
@@ -139,7 +134,7 @@ def caller_outside_interpreter():
             fn = frame.function()
             if sal.symtab is None or fn is None:
                 return None
-            return Site(sal.symtab.filename, sal.line, fn.name, None)
+            return Site(frame.pc(), sal.symtab.filename, sal.line, fn.name)
         try:
             frame = frame.older()
         except gdb.error:
@@ -507,21 +502,16 @@ def _executing_backwards():
 # The newest ring records of one thread
 # ---------------------------------------------------------------------------------------
 TAIL_RECORDS = 32   # newest records of a thread's ring examined per change
-# A record as docs/ring-format.md lays it out (decode.FIELDS: obj site refcnt seq op delta
-# tid); parse_header rejects a ring whose field table differs.
-_RECORD = struct.Struct("<QQqIBbH")
-
 
 _slots = {}  # (ring_addr, lwp) -> index of the thread's descriptor, as last found
 
 
 def tail_records(ring_addr, lwp):
-    """The newest TAIL_RECORDS committed records (decode.Record, oldest first) of the ring
-    of thread `lwp` (its kernel thread id) in the ring set at `ring_addr`; [] when that
-    thread never recorded. Reads the header, the thread's descriptor (its slot is
-    remembered; the whole table only when it moved) and at most two runs of records: a
-    watch looks at every change, and decoding a whole 64K-record ring costs ~30 ms, this
-    ~0.1 ms. Raises decode.RingError or MemoryReadError."""
+    """The newest TAIL_RECORDS records (decode.Record, oldest first, decode.tail) of the
+    ring of thread `lwp` (its kernel thread id) in the ring set at `ring_addr`; [] when
+    that thread never recorded. Reads the header, the thread's descriptor (its slot is
+    remembered; the whole table only when it moved) and the newest records. Raises
+    decode.RingError or MemoryReadError."""
     h = decode.parse_header(target.read(ring_addr, decode.HEADER_FIXED), ring_addr)
     t = None
     index = _slots.get((ring_addr, lwp))
@@ -536,30 +526,7 @@ def tail_records(ring_addr, lwp):
         if t is None or not t.head:
             return []
         _slots[(ring_addr, lwp)] = t.index
-    cap, rs = h.capacity, h.record_size
-    # positions [head - n, head - 1]; and the slot at `head` while the thread is busy, as
-    # the writer may have stopped between its commit and its head update (spec, "Write
-    # protocol"); otherwise that slot holds the oldest record of a full ring
-    last = t.head if t.busy == 1 else t.head - 1
-    n = min(TAIL_RECORDS, t.head, cap - 1)
-    first = t.head - n
-    out = []
-    pos = first
-    while pos <= last:
-        slot = pos & (cap - 1)
-        run = min(last - pos + 1, cap - slot)
-        data = target.read(t.ring + slot * rs, run * rs)
-        for i in range(run):
-            obj, site, refcnt, seq32, opb, delta, tid = _RECORD.unpack_from(data, i * rs)
-            if seq32 == 0 and opb == 0 and delta == 0 and tid == 0:
-                continue  # commit word 0: empty or torn
-            out.append(decode.Record(obj, site, refcnt, delta, opb & decode.OP_MASK,
-                                     opb & (decode.SHARED | decode.IMMORTAL), seq32,
-                                     decode.restore_seq(h.seq, seq32), tid, t.index,
-                                     pos + i, ()))
-        pos += run
-    out.sort(key=lambda r: r.seq)
-    return out
+    return decode.tail(target.read, h, t, TAIL_RECORDS)
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import json
 import gdb
 
 from pyref import commands, decode, objects, ringcmd, target, verdict
+from pyref.rules import events
 from pyref.target import PyrefError
 
 MAX_FRAMES = 64        # frames examined for the dead object and the crash site
@@ -141,9 +142,8 @@ def find_in_ring(rs):
         checked += 1
         if checked > MAX_RING_CANDIDATES:
             break
-        events = events_for(rs, obj)
-        for life in reversed(verdict._split_lifetimes(events)):
-            found = verdict._unowned_release(life, singleton)
+        for life in reversed(events.lifetimes(events_for(rs, obj))):
+            found = verdict.unowned_release(life, singleton)
             if found:
                 if best is None or found[0].seq > best[1]:
                     best = (obj, found[0].seq)
@@ -160,8 +160,9 @@ def traced_use_site(traced_files):
     for f in _frames():
         where = _frame_where(f)
         if where and where[0] in traced_files:
-            return verdict.Event(seq=-1, op="USE", before=0, after=0, file=where[0],
-                                 line=where[1], func=where[2], api="crash")
+            return events.Event(seq=-1, op="USE", before=0, after=0,
+                                site=decode.Site(f.pc(), where[0], where[1], where[2],
+                                                 "crash"))
     return None
 
 
@@ -169,21 +170,9 @@ def traced_use_site(traced_files):
 # Building the events and the verdict
 # ---------------------------------------------------------------------------------------
 def events_for(rs, addr):
-    out = []
-    for rec in rs.records_for(addr):
-        ring = rs.ring_of(rec)
-        s = ringcmd.site_of(rec.site)
-        container = None
-        for aux in getattr(rec, "aux", None) or ():
-            container = aux.obj
-            break
-        out.append(verdict.Event(
-            seq=rec.seq, op=rec.op_name, before=rec.refcnt, after=rec.after,
-            file=s[0] if s else None, line=s[1] if s else None, func=s[2] if s else None,
-            api=s[3] if s else None, container=container,
-            thread=ringcmd.thread_label(ring, rec) if ring else None,
-            immortal=bool(rec.immortal)))
-    return out
+    """The Events of one object, its sites resolved and its threads named."""
+    return events.from_records(rs.records_for(addr), ringcmd.site_of,
+                               lambda rec: ringcmd.thread_label(rs.ring_of(rec), rec))
 
 
 def python_minor():
@@ -246,9 +235,9 @@ def diagnose(expr=None):
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
                         "state": state["state"], "reason": state["reason"],
                         "found": how}
-    events = events_for(rs, addr) if rs.rings else []
-    freed_types = [t for t in (decode_type(e) for e in events if e.op == "FREE") if t]
-    if events and events[-1].op in verdict.ENDS_LIFE and state["state"] == objects.LIVE:
+    evs = events_for(rs, addr) if rs.rings else []
+    freed_types = [t for t in (decode_type(e) for e in evs if e.op == "FREE") if t]
+    if evs and evs[-1].op in events.ENDS_LIFE and state["state"] == objects.LIVE:
         # the recorded free is the truth about this object; the memory holds another now
         report["object"]["reason"] = ("its memory was reused after the recorded free: it "
                                       "now holds a %s" % state["type"])
@@ -257,9 +246,9 @@ def diagnose(expr=None):
     if not report["object"]["type"]:
         report["object"]["type"] = freed_types[0] if freed_types else None
     # the crash frame that used the object is traced code that had recorded it
-    traced_files = {e.file for e in events if e.file}
+    traced_files = {e.file for e in evs if e.file}
     use = traced_use_site(traced_files) if not expr else None
-    v = verdict.analyze(events, state=state["state"], singleton=singleton_name(addr),
+    v = verdict.analyze(evs, state=state["state"], singleton=singleton_name(addr),
                         target_minor=python_minor(), use_site=use)
     report["verdict"] = v.kind
     report["summary"] = v.summary
@@ -304,12 +293,12 @@ def _version():
 # Text
 # ---------------------------------------------------------------------------------------
 def _where(d):
+    """Site.short() of an event's JSON, or the text that stands for it."""
     if d is None:
         return "?"
     if isinstance(d, str):
         return d
-    f = (d.get("file") or "?").rsplit("/", 1)[-1]
-    return "%s:%s (%s)" % (f, d.get("line"), d.get("function"))
+    return decode.Site(0, d.get("file") or "?", d.get("line"), d.get("function")).short()
 
 
 def format_report(rep):

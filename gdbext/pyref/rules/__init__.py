@@ -1,2 +1,4 @@
-"""Rules of reference ownership that pyref's analyses apply: the reference semantics of the
-CPython C API (`capi`). Pure data and functions: no gdb."""
+"""Facts in, findings out: the ownership rules pyref reasons with, over events (ring records
+with their sites resolved) and what is known of an object now, and the reference semantics
+of the CPython C API (`capi`). Nothing here imports gdb or reads the target
+(tests/unit/test_layers.py checks)."""
