@@ -11,7 +11,7 @@ RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/inc
 DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-pytest \
         python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip
 
-.PHONY: all deps deps-debs check test ctest pytest bench bench-compare clean demo capi
+.PHONY: all deps deps-debs check test ctest pytest unit bench bench-compare clean demo capi
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 
 $(BUILD):
@@ -41,7 +41,9 @@ deps-debs:
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# C unit tests of the ring (tests/c/*.c), then the gdb/interpreter tests (pytest).
+# C unit tests of the ring (tests/c/*.c), then every pytest tier: tests/unit (gdb-free,
+# seconds), tests/gdb (gdb -batch on real builds and cores), tests/system (slow: kill
+# campaign, build routes, install, C-API compile matrix). `make unit` is the edit loop.
 CTESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/*.c))
 $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(BUILD)/libpyref.a $(CH)/include/pyref/ring.h
 	@mkdir -p $(dir $@)
@@ -52,6 +54,9 @@ ctest: $(CTESTS)
 
 pytest: all
 	$(PY) -m pytest -q -n 2 tests
+
+unit:
+	$(PY) -m pytest -q tests/unit
 
 test: ctest pytest
 
@@ -131,7 +136,7 @@ asan tsan: %: $(BUILD)/%/libpyref.a
 # asserted under 1 s; a failure prints the seed and case to replay.
 FUZZ_CASES ?= 1000000
 fuzz:
-	$(PY) tests/fuzz_decode.py $(FUZZ_CASES) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
+	$(PY) tests/unit/fuzz_decode.py $(FUZZ_CASES) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 # The full kill campaign (make check runs 1,200 kill points of it): writers on 1, 2 and
 # 8 threads killed with SIGKILL, SIGSEGV and SIGABRT until KILL_POINTS kill points, then
@@ -139,4 +144,4 @@ fuzz:
 # figures of docs/reliability.md.
 KILL_POINTS ?= 10000
 killtest: all
-	$(PY) tests/test_kill.py $(KILL_POINTS)
+	$(PY) tests/system/test_kill.py $(KILL_POINTS)

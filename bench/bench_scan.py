@@ -52,23 +52,23 @@ os.abort()
 
 MEASURE = r'''
 import gdb, json, time
-from pyref import owners, scan, target
+from pyref.inferior import memsearch, target
+from pyref.reader import scan
 addr = json.load(open("%(ids)s"))["needle"]
-mem = owners._Memory([])
+mem = memsearch.Memory([])
 regions = mem.regions
 total = sum(e - s for s, e in regions)
 out = {"bytes": total, "regions": len(regions), "accelerated": scan.accelerated()}
-def view(a, n):  # what target.read_view would be: gdb's buffer, no copy
+def view(a, n):  # gdb's own buffer, no copy (target.read copies it into bytes)
     try:
         return gdb.selected_inferior().read_memory(a, n)
     except gdb.MemoryError as e:
         raise MemoryError(str(e)) from None
 
 
-out["has_read_view"] = hasattr(target, "read_view")
 times = {"scan_s": [], "view_s": []}
 for _ in range(3):  # interleaved, best of 3 each
-    for key, read in (("scan_s", owners._read_view), ("view_s", view)):
+    for key, read in (("scan_s", target.read), ("view_s", view)):
         res = scan.scan(read, regions, [addr])
         times[key].append(res.seconds)
 out["scan_s"], out["view_s"] = min(times["scan_s"]), min(times["view_s"])
@@ -80,7 +80,7 @@ for s, e in regions:
     e = min(e, s + (256 << 20) - acc)
     part.append((s, e))
     acc += e - s
-res = scan.scan(owners._read, part, [addr], use_libc=False)
+res = scan.scan(target.read, part, [addr], use_libc=False)
 out["find_bytes"], out["find_s"] = res.scanned, res.seconds
 t = time.perf_counter()
 for s, e in regions:
@@ -213,7 +213,7 @@ def main():
                 "Measured %s. %s.\n\n%s\n\n"
                 "scan = scan.scan over every region pyref owners searches, as pyref owners "
                 "runs it (1 MiB reads through target + wmemchr); no copy = wmemchr on "
-                "gdb's own buffer (what a target.read_view would give); read only = the "
+                "gdb's own buffer (no copy into bytes); read only = the "
                 "reads without the search; "
                 "bytes.find = the fallback search without ctypes, on 256 MiB; pyref owners "
                 "= the command end to end (a pass for the object, one for the list's item "

@@ -57,7 +57,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from run import machine  # noqa: E402  (helper 2's bench/run.py: the machine line)
+from run import machine  # noqa: E402  (bench/run.py: the machine line)
 
 BUILD = os.path.join(ROOT, "build", "bench", "compare")
 LIBPYREF = os.path.join(ROOT, "build", "libpyref.so")
@@ -440,7 +440,7 @@ KINDS_SCRIPT = r"""
 import collections, ctypes, json, os, sys
 sys.path[:0] = [sys.argv[1], sys.argv[3]]
 mod = __import__(sys.argv[2])
-from pyref import decode
+from pyref.reader import decode
 lib = ctypes.CDLL(sys.argv[4], mode=os.RTLD_NOLOAD)
 n = int(sys.argv[5])
 mod.run(n, lambda t: t[0] & 7, int(sys.argv[6]))
@@ -456,7 +456,7 @@ print(json.dumps({"kinds": kinds, "written": ring.written, "decoded": ring.decod
 
 def record_kinds(cfg, args, n=20000):
     """{op name: records per item} of one pass of a traced configuration, decoded from a
-    ring big enough to hold the whole pass (gdbext/pyref/decode.py, no gdb)."""
+    ring big enough to hold the whole pass (gdbext/pyref/reader/decode.py, no gdb)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYREF")}
     env.update(cfg.env)
     env["PYREF_RING_RECORDS"] = str(1 << (n * 128 - 1).bit_length())
@@ -489,7 +489,7 @@ def kinds_table(cfgs, args):
 def update_section(path, heading, begin, end, text):
     """Replaces the text between `begin` and `end` in the file at `path`; when the markers
     are missing, appends `heading`, then the markers around `text`. Everything outside the
-    markers (other helpers' sections, hand-written analysis) is kept. Used by
+    markers (other benchmarks' sections, hand-written analysis) is kept. Used by
     bench/gdb_bench.py too."""
     old = open(path).read() if os.path.exists(path) else ""
     if begin not in old or end not in old:

@@ -15,16 +15,15 @@ gdb.execute():
                            nothing yet: the ring's read and decode are part of it), the
                            second warm (the decoded ring is cached for the session)
   pyref leaks              the same, in a session of its own (cold, then warm)
-  owners scan              bench/bench_scan.py (helper 6; GB/s of the `pyref owners`
-                           scan on a 1 GB heap, live and from a core) when it exists,
-                           else a TODO row
+  owners scan              bench/bench_scan.py (GB/s of the `pyref owners` scan on a
+                           1 GB heap, live and from a core)
 
 and, to say where the time goes, the phases of a cold `pyref history` one by one (the
 decode, the targeted byte search Ring.records_for that the command uses, and what a
 command that needs every object pays on top: the full Record list and the index).
 
 The OS page cache holds the core (it was just written): "cold" means pyref's caches, not
-the disk's. Targets (issue 8): history <= 1 s cold; scan >= 1 GB/s.
+the disk's. Targets: history <= 1 s cold; scan >= 1 GB/s.
 
   bench/gdb_bench.py              print the table
   bench/gdb_bench.py --update     ... and rewrite its section of bench/RESULTS.md (and
@@ -109,7 +108,8 @@ print("PYREF_BENCH " + json.dumps(res))
 # Runs inside gdb: the phases of a cold `pyref history`, each from scratch.
 PHASES_SCRIPT = r"""
 import json, time, gdb
-from pyref import decode, ringcmd, target
+from pyref.inferior import target
+from pyref.reader import decode
 obj = %(obj)d
 res = {}
 def timed(key, f):
@@ -119,7 +119,7 @@ def timed(key, f):
     return out
 addr = target.symbol_u64("pyref_ring")
 ring = timed("decode (read, classify; AUX attached on demand)",
-             lambda: decode.decode_ring(ringcmd._read, addr))
+             lambda: decode.decode_ring(target.read, addr))
 found = timed("Ring.records_for (byte search: what `pyref history` uses)",
               lambda: ring.records_for(obj))
 timed("Ring.records (every Record: what `pyref leaks` and the index need)",
@@ -172,14 +172,11 @@ def gdb_session(python, core, commands):
 
 
 # ---------------------------------------------------------------------------------------
-# The owners scan (helper 6's bench/bench_scan.py)
+# The owners scan (bench/bench_scan.py)
 # ---------------------------------------------------------------------------------------
 def scan_figure(update):
-    """(bench/bench_scan.py's output lines, {"live": scan cell, "core": scan cell}), or None
-    when it does not exist (yet)."""
+    """(bench/bench_scan.py's output lines, {"live": scan cell, "core": scan cell})."""
     path = os.path.join(HERE, "bench_scan.py")
-    if not os.path.exists(path):
-        return None
     p = subprocess.run([sys.executable, path] + (["--update"] if update else []),
                        capture_output=True, text=True, timeout=1800, cwd=ROOT)
     lines = [ln for ln in p.stdout.strip().splitlines() if ln.strip()]
@@ -209,9 +206,7 @@ def row(what, xs, target=None, note=""):
 
 def scan_row(scan, skipped):
     if scan is None:
-        return ("| owners scan, 1 GB heap | — | — | — | — | ≥ 1 GB/s | %s |" % (
-            "not run (--no-scan)" if skipped else
-            "**TODO**: bench/bench_scan.py (helper 6) not there yet"))
+        return "| owners scan, 1 GB heap | — | — | — | — | ≥ 1 GB/s | not run (--no-scan) |"
     lines, cells = scan
     if not cells:
         return ("| owners scan, 1 GB heap (bench/bench_scan.py) | | | | | ≥ 1 GB/s | see "

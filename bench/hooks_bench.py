@@ -1,4 +1,4 @@
-"""Cost of issue 4's hooks, per interpreter: ns added per recorded transition by the
+"""Cost of the runtime's hooks, per interpreter: ns added per recorded transition by the
 interest-table store (FREE capture) and by the Python-context read (PYREF_PYCONTEXT=1),
 and ns added per PyObject_Free by the allocator hook.
 

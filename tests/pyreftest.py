@@ -200,7 +200,8 @@ def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
         assert core, "no core file in %s (core_pattern?)" % cwd
         return core, p
     core = os.path.join(cwd, "core.gcore")
-    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"] + _gdb_init(python) + [
+    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"] + \
+        [a for c in _gdb_init(python) for a in ("-iex", c)] + [
            "-ex", "set pagination off",
            "-ex", "handle SIGABRT stop nopass", "-ex", "handle SIGSEGV stop nopass",
            "-ex", "run", "-ex", "generate-core-file " + core, "--args", python] + list(args)
@@ -214,32 +215,42 @@ def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
 # gdb
 # ---------------------------------------------------------------------------------------
 def _gdb_init(*programs):
-    """-iex options (before gdb loads anything) with the gdb commands the manifest gives
-    for the first of `programs` it describes (a prepared interpreter's debug-file
-    directory, ...)."""
+    """The gdb commands the manifest gives for the first of `programs` it describes (a
+    prepared interpreter's debug-file directory, ...), to run before gdb loads anything."""
     for p in programs:
         if isinstance(p, str) and os.path.isabs(p):
             init = interpreter_info(p).get("gdb_init")
             if init is not None:
-                return [a for c in init for a in ("-iex", c)]
+                return list(init)
     return []
+
+
+def gdb_command(commands=(), args=(), load_pyref=True, early=(), loader=LOADER, gdb=None,
+                python=None):
+    """The one `gdb -batch -nx` command line of the tests (`gdb`: a path, default
+    /usr/bin/gdb; see gdbs()): `early` commands before gdb reads its arguments (-iex), after
+    those a prepared interpreter needs (`python`'s, else those of the first of `args` that
+    is one), settings pinned (no pager, no line wrapping, no inferior calls, no
+    debuginfod), pyref's `loader` sourced unless `load_pyref` is false, then each command
+    (-ex) and `args` (the program, a core, --args ...)."""
+    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"]
+    for c in _gdb_init(python, *args) + list(early):
+        cmd += ["-iex", c]
+    cmd += ["-ex", "set pagination off", "-ex", "set width 0",
+            "-ex", "set may-call-functions off", "-ex", "set debuginfod enabled off"]
+    if load_pyref:
+        cmd += ["-x", loader]
+    for c in commands:
+        cmd += ["-ex", c]
+    return cmd + list(args)
 
 
 def gdb_batch(commands, args=(), load_pyref=True, timeout=300, cwd=None, gdb=None,
               python=None):
-    """Runs `gdb -batch -nx` (`gdb`: a path, default /usr/bin/gdb; see gdbs()) with pyref
-    loaded and may-call-functions off, then each command. The gdb commands a prepared
-    interpreter needs come first: `python`'s, else those of the first of `args` that is
-    one. Returns combined stdout+stderr."""
-    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"] + _gdb_init(python, *args) + [
-           "-ex", "set pagination off", "-ex", "set width 0",
-           "-ex", "set may-call-functions off", "-ex", "set debuginfod enabled off"]
-    if load_pyref:
-        cmd += ["-x", LOADER]
-    for c in commands:
-        cmd += ["-ex", c]
-    cmd += list(args)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    """Runs gdb_command(commands, args, load_pyref, gdb=gdb, python=python). Returns
+    combined stdout+stderr."""
+    p = subprocess.run(gdb_command(commands, args, load_pyref, gdb=gdb, python=python),
+                       capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return p.stdout + p.stderr
 
 
@@ -260,7 +271,7 @@ def marker_lines(src):
 def ring_from_core(core_path):
     """(ring, site) for a core: the ring decoded by gdbext's gdb-free decoder through the
     ELF core reader, and site(record) -> (basename, line, func, api) or None."""
-    from pyref import corefile, decode
+    from pyref.reader import corefile, decode, sites
     core = corefile.Core(core_path)
     sym = core.symbol("pyref_ring")
     assert sym, "no pyref_ring symbol in the core's mapped files"
@@ -270,8 +281,22 @@ def ring_from_core(core_path):
 
     def site(rec):
         if rec.site not in cache:
-            s = decode.read_site(core.read, rec.site) if rec.site else None
+            s = sites.read_site(core.read, rec.site) if rec.site else None
             cache[rec.site] = None if s is None else (
                 os.path.basename(s.file), s.line, s.func, s.api)
         return cache[rec.site]
     return ring, site
+
+
+# ---------------------------------------------------------------------------------------
+# The routes extension (tests/ext/routes): one object, CHURN INCREF/DECREF pairs
+# ---------------------------------------------------------------------------------------
+ROUTES = os.path.join(ROOT, "tests", "ext", "routes")
+ROUTES_SRC = os.path.join(ROUTES, "src", "routesext.c")
+ROUTES_CHURN = 5
+
+
+def routes_driver_args(moddir, how="abort"):
+    """The routes driver's arguments: ROUTES_CHURN pairs on one object (it prints
+    `obj 0x...`), then `how` (abort: a core)."""
+    return [os.path.join(ROUTES, "driver.py"), moddir, GDBEXT, str(ROUTES_CHURN), how]

@@ -1,7 +1,7 @@
 /*
  * capi_ext.c — test extension for reference origins (c_helpers/shim/pyref_capi.h).
  *
- * Built through the pyref shim by tests/test_capi_origins.py for every interpreter, as C
+ * Built through the pyref shim by tests/system/test_capi_origins.py for every interpreter, as C
  * and as C++, with and without PY_SSIZE_T_CLEAN, and with Py_LIMITED_API (compile only).
  * Each exercise_* function makes the wrapped calls on lines marked `/ * @marker * /`, keeps
  * the objects alive in a module list (so addresses stay unique until the core is taken),

@@ -1,4 +1,4 @@
-"""Drives forksig_ext for tests/test_fork_signal.py, then aborts for a core.
+"""Drives forksig_ext for tests/gdb/test_fork_signal.py, then aborts for a core.
 
 Usage: python forksig_driver.py MODULE_DIR signal|fork
 

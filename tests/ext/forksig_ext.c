@@ -1,5 +1,5 @@
 /*
- * forksig_ext.c — a traced extension for tests/test_fork_signal.py: reference-count
+ * forksig_ext.c — a traced extension for tests/gdb/test_fork_signal.py: reference-count
  * transitions from the main thread, from a worker thread, from a fork child, and from a
  * C signal handler that interrupts the main thread's own transitions.
  *

@@ -1,6 +1,6 @@
 /*
  * frees_ext — a small extension built through the pyref shim for the deallocation-capture
- * and Python-context tests (tests/test_frees.py, tests/test_pycontext.py). It only touches
+ * and Python-context tests (tests/gdb/test_frees.py, tests/gdb/test_pycontext.py). It only touches
  * objects the way any extension does (Py_INCREF/Py_DECREF); who frees them, and when, is
  * up to the Python driver. Tests name lines by their `@marker` comments.
  */

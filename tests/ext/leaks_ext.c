@@ -1,5 +1,5 @@
 /*
- * leaks_ext — reference patterns for `pyref leaks` (tests/test_leaks.py), built through the
+ * leaks_ext — reference patterns for `pyref leaks` (tests/gdb/test_leaks.py), built through the
  * pyref shim: references returned to Python, which the ring never sees released, beside
  * references really leaked. Tests name lines by their `@marker` comments.
  */

@@ -1,6 +1,6 @@
 /*
  * owners_ext — holders for `pyref owners` and reference patterns for `pyref leaks`, as an
- * ordinary extension built through the pyref shim (tests/test_owners.py, test_leaks.py).
+ * ordinary extension built through the pyref shim (tests/gdb/test_owners.py, test_leaks.py).
  * Tests name lines by their `@marker` comments, never by number. Built with -O0 so that
  * hold_local's local lives in its stack frame, where DWARF says it is.
  */

@@ -1,4 +1,4 @@
-"""Calls watch_ext.series() from Python (tests/test_watch.py, tests/test_pystack.py).
+"""Calls watch_ext.series() from Python (tests/gdb/test_watch.py, tests/gdb/test_pystack.py).
 argv[1]: the directory holding the built watch_ext module; argv[2]: "plain" (series() under
 two Python functions) or "deep" (also through a method, a generator, C calling back into
 Python, with a second thread parked in Event.wait). Lines are named by `# @marker`."""

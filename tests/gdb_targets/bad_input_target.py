@@ -1,4 +1,4 @@
-"""Target for tests/test_bad_input.py and tests/test_no_side_effects.py: builds the bad
+"""Target for tests/gdb/test_bad_input.py and tests/gdb/test_no_side_effects.py: builds the bad
 inputs pyref's commands must survive, writes their addresses, runs the traced seedext so
 that a ring exists, then stops with SIGABRT (a live stop under gdb, or a core dump).
 

@@ -1,4 +1,4 @@
-"""Target for tests/test_leaks.py: references returned to Python by a traced extension
+"""Target for tests/gdb/test_leaks.py: references returned to Python by a traced extension
 (tests/ext/leaks_ext.c) and kept there, beside real leaks, then a stop inside the
 extension (a breakpoint on leaks_stop under gdb, else its SIGABRT: a core).
 

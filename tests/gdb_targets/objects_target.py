@@ -1,4 +1,4 @@
-"""Target for tests/test_gdb_show.py: builds one object of each kind `pyref show` knows,
+"""Target for tests/gdb/test_gdb_show.py: builds one object of each kind `pyref show` knows,
 writes their addresses and expected reference counts, then stops with SIGABRT (a live
 stop under gdb, or a core dump).
 

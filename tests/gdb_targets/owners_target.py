@@ -1,4 +1,4 @@
-"""Target for tests/test_owners.py and tests/test_leaks.py: one object per kind of holder,
+"""Target for tests/gdb/test_owners.py and tests/gdb/test_leaks.py: one object per kind of holder,
 their addresses written for gdb, then a stop inside a C function of owners_ext (a
 breakpoint on owners_stop when run under gdb, else its SIGABRT: a core).
 

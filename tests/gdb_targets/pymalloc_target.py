@@ -1,4 +1,4 @@
-"""Target for tests/test_gdb_show.py on a release interpreter without the debug allocator:
+"""Target for tests/gdb/test_gdb_show.py on a release interpreter without the debug allocator:
 frees ten small bytes objects (pymalloc blocks: the freed block's first word becomes a
 free-list link) and aborts.  python pymalloc_target.py OUTDIR -> OUTDIR/freed.txt"""
 import os

@@ -9,7 +9,7 @@ hook's FREE of the same memory, and the DEALLOC, not the FREE, says where the ob
 """
 from dataclasses import dataclass
 
-from pyref import decode
+from pyref.reader.sites import Site, where
 
 ACQUIRE = ("NEW", "INCREF")
 RELEASE = ("DECREF", "DEALLOC")
@@ -24,7 +24,7 @@ class Event:
     op: str                      # INCREF DECREF DEALLOC NEW BORROW STEAL FREE ... (USE)
     before: int
     after: int
-    site: decode.Site = None
+    site: Site = None
     thread: str = None
     immortal: bool = False
 
@@ -50,7 +50,7 @@ class Event:
         return self.site.api if self.site is not None else None
 
     def where(self):
-        return decode.where(self.site)
+        return where(self.site)
 
     def how(self):
         """'borrowed from PyTuple_GetItem at ext.c:40 (f)' and the like."""
@@ -60,8 +60,13 @@ class Event:
         return "%s %s at %s" % (what, self.api or self.op, self.where())
 
 
+def owner_key(e):
+    """The function an event belongs to, whose account the ownership rules keep."""
+    return (e.func, e.file)
+
+
 def from_records(records, site_of, thread_of=None):
-    """[Event] of decode.Records in their order. `site_of(addr)` gives the decode.Site of a
+    """[Event] of decode.Records in their order. `site_of(addr)` gives the Site of a
     record's site address (None when unresolved); `thread_of(record)`, when given, the
     writing thread's label."""
     return [Event(seq=r.seq, op=r.op_name, before=r.refcnt, after=r.after,

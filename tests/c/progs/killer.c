@@ -1,7 +1,7 @@
 /*
- * killer.c — a writer for the kill tests (tests/test_kill.py): N threads record into the
+ * killer.c — a writer for the kill tests (tests/system/test_kill.py): N threads record into the
  * pyref ring as fast as they can until the test kills the process (SIGKILL, SIGSEGV,
- * SIGABRT) or stops it and reads its memory. Not a unit test: tests/test_kill.py builds it
+ * SIGABRT) or stops it and reads its memory. Not a unit test: tests/system/test_kill.py builds it
  * with gcc against build/libpyref.a and decodes what the process leaves.
  *
  * Every field of every record is a function of (thread, i), i the record's position in its

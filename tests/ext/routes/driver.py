@@ -24,7 +24,7 @@ if action == "abort":
     os.abort()
 
 sys.path.insert(0, gdbext)
-from pyref import decode  # noqa: E402
+from pyref.reader import decode, sites  # noqa: E402
 
 if not libs:  # the static runtime: pyref_ring is in the extension itself
     lib = ctypes.CDLL(routesext.__file__)
@@ -32,11 +32,11 @@ else:
     lib = ctypes.CDLL(libs[0])
 ring_addr = ctypes.c_void_p.in_dll(lib, "pyref_ring").value
 ring = decode.decode_ring(lambda addr, size: ctypes.string_at(addr, size), ring_addr)
-sites = {}
+files = {}
 mine = 0
 for rec in ring.records_for(id(obj)):
-    if rec.site not in sites:
-        s = decode.read_site(lambda addr, size: ctypes.string_at(addr, size), rec.site)
-        sites[rec.site] = os.path.basename(s.file) if s else None
-    mine += sites[rec.site] == "routesext.c" and rec.op_name in ("INCREF", "DECREF", "DEALLOC")
+    if rec.site not in files:
+        s = sites.read_site(lambda addr, size: ctypes.string_at(addr, size), rec.site)
+        files[rec.site] = os.path.basename(s.file) if s else None
+    mine += files[rec.site] == "routesext.c" and rec.op_name in ("INCREF", "DECREF", "DEALLOC")
 print("records", mine, flush=True)

@@ -1,6 +1,6 @@
 /*
  * routesext — the smallest extension that proves a build route goes through pyref's shim.
- * tests/test_build_routes.py and tests/test_install.py build it with plain gcc, setuptools
+ * tests/system/test_build_routes.py and tests/system/test_install.py build it with plain gcc, setuptools
  * (setup.py), meson and meson-python, unchanged: only the flags from `pyref-config` differ.
  * `churn(obj, n)` makes n INCREF/DECREF pairs on obj at the @churn-* lines.
  */

@@ -1,0 +1,404 @@
+"""Bounded walks of gdb's frames, blocks and variables, never raising: the one frame concept
+of pyref's gdb side (CPython's libpython has its Frame; this is pyref's).
+
+- the selected thread's frames, where each is, the pointers its arguments and locals hold,
+  and the crash's signal ($_siginfo): what `pyref why` looks for the dead object with;
+- the site of the instruction that wrote a watched word and the nearest caller outside
+  the interpreter: what `pyref watch` attributes a change to;
+- every thread's C frames (stack pointer, function), innermost registers and the variables
+  DWARF places in a frame's memory: what `pyref owners` attributes a stack word to;
+- the calls the selected frame's function makes: what `pyref explain` explains.
+
+Walks that switch threads restore the user's selection (target.preserved_selection).
+"""
+import os
+import re
+
+import gdb
+
+from pyref.errors import PyrefError
+from pyref.inferior import target
+from pyref.reader import ringformat, sites
+from pyref.reader.sites import Site
+
+MAX_FRAMES = 64           # frames examined for the dead object and the crash site
+MAX_SYMBOLS = 64          # arguments and locals examined per frame
+MAX_CALLER_FRAMES = 32    # C frames searched for the extension's caller of CPython code
+MAX_THREAD_FRAMES = 256   # C frames walked per thread
+MAX_THREADS = 256         # threads examined
+MAX_VARS = 400            # symbols examined per C frame
+MAX_SCOPE_BYTES = 16384   # functions up to this size are searched for out-of-scope blocks
+MAX_INSNS = 4000          # instructions disassembled for the calls of a function
+MAX_SITE_SCAN = 16 << 20  # bytes of a function's objfile searched for its sites
+
+
+# ---------------------------------------------------------------------------------------
+# The selected thread: the crash
+# ---------------------------------------------------------------------------------------
+def frames():
+    """Frames of the selected thread, innermost first, bounded."""
+    out = []
+    try:
+        f = gdb.newest_frame()
+    except gdb.error:
+        return out
+    while f is not None and len(out) < MAX_FRAMES:
+        out.append(f)
+        try:
+            f = f.older()
+        except gdb.error:
+            break
+    return out
+
+
+def frame_where(f):
+    """(file, line, function) of a frame, or None without debug info."""
+    try:
+        sal = f.find_sal()
+        fn = f.function()
+        if sal is None or sal.symtab is None or fn is None:
+            return None
+        return sal.symtab.filename, sal.line, fn.name
+    except (gdb.error, RuntimeError):
+        return None
+
+
+def pointer_symbols(f):
+    """(name, address) of the frame's arguments and locals that are pointers, bounded."""
+    out = []
+    try:
+        block = f.block()
+    except (gdb.error, RuntimeError):
+        return out
+    seen = 0
+    while block is not None and seen < MAX_SYMBOLS:
+        for sym in block:
+            seen += 1
+            if seen > MAX_SYMBOLS:
+                break
+            if not (sym.is_argument or sym.is_variable):
+                continue
+            try:
+                if sym.type.strip_typedefs().code != gdb.TYPE_CODE_PTR:
+                    continue
+                v = sym.value(f)
+                if v.is_optimized_out:
+                    continue
+                out.append((sym.name, int(v) & ((1 << 64) - 1)))
+            except (gdb.error, RuntimeError, ValueError):
+                continue
+        if block.function is not None:
+            break
+        block = block.superblock
+    return out
+
+
+def crash_info():
+    """{'signal', 'address'} of the stop/crash, from $_siginfo; {} when unknown."""
+    try:
+        si = gdb.parse_and_eval("$_siginfo")
+        signo = int(si["si_signo"])
+        info = {"signal": signo}
+        if signo in (7, 11):  # SIGBUS, SIGSEGV: the faulting address
+            info["address"] = int(si["_sifields"]["_sigfault"]["si_addr"])
+        return info
+    except (gdb.error, RuntimeError):
+        return {}
+
+
+# ---------------------------------------------------------------------------------------
+# The writer of a watched word
+# ---------------------------------------------------------------------------------------
+def interpreter_objfile():
+    """File name of the objfile that holds the interpreter (defines _PyRuntime), or None."""
+    cache = target.objfile_cache()
+    if "watch.interp_objfile" not in cache:
+        name = None
+        try:
+            sym = gdb.lookup_global_symbol("_PyRuntime")
+            if sym is not None and sym.symtab is not None:
+                name = sym.symtab.objfile.filename
+        except (gdb.error, RuntimeError):
+            name = None
+        cache["watch.interp_objfile"] = name
+    return cache["watch.interp_objfile"]
+
+
+def writer_site(pc):
+    """(Site, in_interpreter) of the instruction at `pc`, its `inline` the innermost
+    inline function the instruction belongs to.
+    The line is the one in the outermost non-inline function: for an inlined Py_INCREF,
+    the extension's line that used it."""
+    try:
+        block = gdb.block_for_pc(pc)
+    except (RuntimeError, gdb.error):
+        block = None
+    funcs = []
+    while block is not None and not block.is_global and not block.is_static:
+        if block.function is not None:
+            funcs.append(block)
+            sup = block.superblock
+            if sup is None or sup.is_static or sup.is_global:
+                break  # a real function: its parent is the file's static block
+        block = block.superblock
+    if not funcs:
+        sal = gdb.find_pc_line(pc)
+        if sal.symtab is None:
+            lib = gdb.solib_name(pc) or gdb.current_progspace().filename
+            return Site(pc, lib, None, "?? (0x%x, no debug info)" % pc), False
+        return Site(pc, sal.symtab.filename, sal.line, "??"), False
+    outer = funcs[-1].function
+    if len(funcs) == 1:
+        sal = gdb.find_pc_line(pc)
+        file = sal.symtab.filename if sal.symtab else outer.symtab.filename
+        line = sal.line
+        inline = None
+    else:  # the call site of the outermost inlined call, in `outer`
+        call = funcs[-2].function
+        file = call.symtab.filename if call.symtab else outer.symtab.filename
+        line = call.line
+        inline = funcs[0].function.name
+    objfile = outer.symtab.objfile.filename if outer.symtab else None
+    in_interp = objfile is not None and objfile == interpreter_objfile()
+    return Site(pc, file, line, outer.name, inline=inline), in_interp
+
+
+def caller_outside_interpreter():
+    """Site of the newest frame of the selected thread that is not in the interpreter and
+    has debug info (the extension that called CPython), or None. Inline frames are passed
+    up to their non-inline function, whose line is then the call site."""
+    interp = interpreter_objfile()
+    try:
+        frame = gdb.newest_frame()
+    except gdb.error:
+        return None
+    for _ in range(MAX_CALLER_FRAMES):
+        if frame is None:
+            return None
+        fn = frame.function()
+        if fn is not None and fn.symtab is not None and fn.symtab.objfile.filename != interp:
+            while frame.type() == gdb.INLINE_FRAME and frame.older() is not None:
+                frame = frame.older()
+            sal = frame.find_sal()
+            fn = frame.function()
+            if sal.symtab is None or fn is None:
+                return None
+            return Site(frame.pc(), sal.symtab.filename, sal.line, fn.name)
+        try:
+            frame = frame.older()
+        except gdb.error:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Every thread's C stack
+# ---------------------------------------------------------------------------------------
+class Thread:
+    """One thread's C stack: gdb thread, number, LWP, label, frames [(sp, (level,
+    function))] innermost first, stack region, innermost registers."""
+
+    __slots__ = ("gdb_thread", "num", "lwp", "label", "frames", "region", "registers")
+
+
+_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12",
+         "r13", "r14", "r15")
+
+
+def threads(problems):
+    """[Thread] with each thread's frames [(sp, (level, function))] innermost first, its
+    stack region and its innermost registers; cached per stop. The selected thread and
+    frame are restored."""
+    cache = target.stop_cache()
+    got = cache.get("owners.threads")
+    if got is not None:
+        return got
+    out = []
+    gdb_threads = sorted(gdb.selected_inferior().threads(), key=lambda t: t.num)
+    if len(gdb_threads) > MAX_THREADS:
+        problems.append("only the first %d of %d threads examined" % (MAX_THREADS,
+                                                                      len(gdb_threads)))
+    with target.preserved_selection():
+        for th in gdb_threads[:MAX_THREADS]:
+            out.append(_walk_thread(th, problems))
+    maps = target.mappings()
+    for t in out:
+        if t.frames:
+            sp = t.frames[0][0]
+            m = next((m for m in maps if m.start <= sp < m.end), None)
+            if m is not None:
+                t.region = (m.start, m.end)
+    cache["owners.threads"] = out
+    return out
+
+
+def _walk_thread(th, problems):
+    """The Thread of gdb thread `th`, its frames walked (it is selected to walk them)."""
+    t = Thread()
+    t.gdb_thread, t.num, t.lwp = th, th.num, th.ptid[1] or th.ptid[2]
+    t.label = "thread %d (LWP %d)" % (th.num, t.lwp) if t.lwp else "thread %d" % th.num
+    t.frames, t.region, t.registers = [], None, {}
+    try:
+        th.switch()
+        f = gdb.newest_frame()
+        for name in _GPRS:
+            try:
+                t.registers[name] = int(f.read_register(name)) & ((1 << 64) - 1)
+            except (gdb.error, ValueError):
+                break
+        level = 0
+        last_sp = -1
+        while f is not None and level < MAX_THREAD_FRAMES:
+            sp = int(f.read_register("sp")) & ((1 << 64) - 1)
+            if sp < last_sp:
+                break
+            t.frames.append((sp, (level, f.name() or "??")))
+            last_sp = sp
+            f = f.older()
+            level += 1
+    except gdb.error as e:
+        problems.append("%s: stack not walked: %s" % (t.label, e))
+    return t
+
+
+def frame_variables(t, level):
+    """([(start, end, name, type, in_scope)], function, 'file:line') of the C variables
+    DWARF places in memory for frame `level` of thread `t`, cached per stop: the ones in
+    scope at the frame's pc, then those of the function's other blocks (inlined calls
+    and lexical blocks the pc is not in: their slots hold leftovers). Switches threads
+    and restores the selection."""
+    cache = target.stop_cache()
+    key = ("owners.vars", t.num, level)
+    if key in cache:
+        return cache[key]
+    out = []
+    func, where = None, ""
+    try:
+        with target.preserved_selection():
+            t.gdb_thread.switch()
+            f = gdb.newest_frame()
+            for _ in range(level):
+                f = f.older() if f is not None else None
+            if f is not None:
+                func = f.name()
+                sal = f.find_sal()
+                if sal is not None and sal.symtab is not None:
+                    where = "%s:%d" % (os.path.basename(sal.symtab.filename), sal.line)
+                try:
+                    block = f.block()
+                except RuntimeError:
+                    block = None
+                seen = set()
+                fblock = None
+                while block is not None and len(out) < MAX_VARS:
+                    seen.add((block.start, block.end))
+                    _block_variables(f, block, True, out)
+                    if block.function is not None:
+                        fblock = block
+                        break
+                    block = block.superblock
+                if fblock is not None and fblock.end - fblock.start <= MAX_SCOPE_BYTES:
+                    for pc in range(fblock.start, fblock.end):
+                        try:
+                            b = gdb.block_for_pc(pc)
+                        except RuntimeError:
+                            continue
+                        while b is not None and (b.start, b.end) not in seen and \
+                                len(out) < MAX_VARS:
+                            seen.add((b.start, b.end))
+                            inl = _inlined_name(b, func)
+                            _block_variables(f, b, False, out, inl)
+                            b = b.superblock
+    except gdb.error:
+        pass
+    cache[key] = (out, func, where)
+    return cache[key]
+
+
+def _inlined_name(block, func):
+    """The name of the inlined function a block belongs to, or None (the frame's own)."""
+    b = block
+    while b is not None and b.function is None:
+        b = b.superblock
+    name = b.function.name if b is not None and b.function is not None else None
+    return name if name and name != func else None
+
+
+def _block_variables(frame, block, in_scope, out, inlined=None):
+    for sym in block:
+        if len(out) >= MAX_VARS:
+            return
+        if not (sym.is_variable or sym.is_argument):
+            continue
+        try:
+            v = sym.value(frame)
+            a = v.address
+            if a is None:
+                continue
+            start = int(a)
+            name = sym.name if inlined is None else "%s of inlined %s" % (sym.name,
+                                                                          inlined)
+            out.append((start, start + max(v.type.sizeof, 1), name,
+                        str(v.type.strip_typedefs()), in_scope))
+        except (gdb.error, RuntimeError, TypeError, ValueError):
+            continue
+
+# ---------------------------------------------------------------------------------------
+# The calls of the selected frame's function
+# ---------------------------------------------------------------------------------------
+def static_site_apis(fn):
+    """API names of the shim's static site records whose function is `fn`: every macro or
+    wrapped call the function contains, executed or not. Found by scanning the mapped
+    memory of fn's object file for the site magic (bounded)."""
+    try:
+        path = fn.symtab.objfile.filename
+    except (AttributeError, RuntimeError):
+        return []
+    magic = ringformat.SITE_MAGIC.to_bytes(4, "little")
+    out, scanned = [], 0
+    for m in target.mappings():
+        if m.path != path or scanned > MAX_SITE_SCAN:
+            continue
+        data = target.try_read(m.start, min(m.end - m.start, MAX_SITE_SCAN))
+        if not data:
+            continue
+        scanned += len(data)
+        i = data.find(magic)
+        while i != -1:
+            if i % 8 == 0:
+                s = sites.read_site(target.read, m.start + i)
+                if s is not None and s.func == fn.name and s.api and s.api not in out:
+                    out.append(s.api)
+            i = data.find(magic, i + 4)
+    return out
+
+
+def calls_of_selected_function():
+    """(function name, [names]) of the selected frame's function: the functions its
+    machine code calls and the C-API names of the shim's sites in it, each once."""
+    try:
+        frame = gdb.selected_frame()
+    except gdb.error:
+        raise PyrefError("no frame selected: give a NAME, or stop in a C function") from None
+    fn = frame.function()
+    if fn is None:
+        raise PyrefError("the current frame has no debug info: give a NAME")
+    names = []
+    block = fn.value().address and frame.block()
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is not None:
+        try:
+            arch = frame.architecture()
+            for insn in arch.disassemble(block.start, block.end - 1, MAX_INSNS):
+                m = re.search(r"\bcall\w*\s.*<([\w.]+?)(?:@plt)?(?:\+\d+)?>", insn["asm"])
+                if m and m.group(1) not in names:
+                    names.append(m.group(1))
+        except gdb.error:
+            pass
+    for api in static_site_apis(fn):
+        if api not in names:
+            names.append(api)
+    return fn.name, names
+
+

@@ -1,0 +1,166 @@
+"""The rings of the target as GDB sees them (a RingSet): finding them, decoding them once
+per stop, naming a record's site and thread. `pyref ring`, `history`, `why`, `owners`,
+`leaks`, `watch` and `explain` all reach the ring here.
+
+Finding: the `pyref_ring` pointer (libpyref exports it in .dynsym, so this works on a
+stripped extension too); failing that, a scan of the writable mappings for the header's
+magic (ringformat.scan_for_headers). Decoding: one bulk read per thread ring through
+target.read, parsed by the gdb-free reader/decode.py, then an index by object address.
+Both are kept in target.stop_cache(), so a second query at the same stop costs a dict
+lookup; the cache is dropped when the inferior runs or objfiles change.
+"""
+from pyref.errors import PyrefError, RingError
+from pyref.inferior import target
+from pyref.reader import corefile, decode, ringformat, sites
+
+
+class RingSet:
+    """Every ring found in the target: `rings` (decoded), `how` ('symbol' or 'scan'),
+    `problems` (one line each: a header that did not validate, a ring that could not be
+    read), and a merged index obj -> [Record] built on first use."""
+
+    def __init__(self, rings, how, problems):
+        self.rings, self.how, self.problems = rings, how, problems
+        self._index = None
+        self._per_obj = {}
+        self._ring_of = {}       # id(record) -> the Ring it came from (thread labels)
+
+    def index(self):
+        if self._index is None:
+            idx = {}
+            for ring in self.rings:
+                for obj, recs in decode.build_index(ring).items():
+                    idx.setdefault(obj, []).extend(recs)
+                    if len(self.rings) > 1:
+                        for r in recs:
+                            self._ring_of[id(r)] = ring
+            if len(self.rings) > 1:
+                for recs in idx.values():
+                    recs.sort(key=lambda r: r.seq)
+            self._index = idx
+        return self._index
+
+    def records_for(self, obj):
+        """One object's records, oldest first. Uses the full index when it is already
+        built; otherwise searches the raw ring bytes for the address (no full decode:
+        a cold `pyref history` on 2^20 records stays well under a second)."""
+        if self._index is not None:
+            return self._index.get(obj, [])
+        if obj not in self._per_obj:
+            recs = []
+            for ring in self.rings:
+                for r in ring.records_for(obj):
+                    recs.append(r)
+                    self._ring_of[id(r)] = ring
+            if len(self.rings) > 1:
+                recs.sort(key=lambda r: r.seq)
+            self._per_obj[obj] = recs
+        return self._per_obj[obj]
+
+    def records_of(self, objs):
+        """{obj: records_for(obj)} for the addresses of the set `objs` that have records,
+        in one pass over each ring's raw bytes (no full decode); kept for records_for."""
+        if self._index is not None:
+            return {o: self._index[o] for o in objs if o in self._index}
+        if all(o in self._per_obj for o in objs):
+            return {o: self._per_obj[o] for o in objs if self._per_obj[o]}
+        merged = {}
+        for ring in self.rings:
+            for obj, recs in ring.records_of(objs).items():
+                merged.setdefault(obj, []).extend(recs)
+                for r in recs:
+                    self._ring_of[id(r)] = ring
+        for obj in objs:
+            recs = merged.get(obj, [])
+            if len(self.rings) > 1:
+                recs.sort(key=lambda r: r.seq)
+            self._per_obj[obj] = recs
+        return merged
+
+    def ring_of(self, rec):
+        """The Ring a record of records_for()/index() came from."""
+        return self._ring_of.get(id(rec), self.rings[0])
+
+
+def _candidate_headers():
+    """[(addr, how)] of ring headers: by symbol first, by scan when the symbol is absent."""
+    problems = []
+    ptr = target.symbol_u64("pyref_ring")
+    if ptr:
+        return [(ptr, "symbol")], problems
+    if target.symbol_address("pyref_ring") is not None and ptr == 0:
+        problems.append("pyref_ring is NULL: the runtime is loaded but has not created its "
+                        "ring (PYREF=off, or the process stopped before libpyref's init)")
+    regions = [(m.start, m.end) for m in target.mappings() if "w" in m.perms]
+    found = ringformat.scan_for_headers(target.read, regions)
+    return [(a, "scan") for a in found], problems
+
+
+def ring_set(required=True):
+    """The decoded RingSet of the current target, cached until the inferior runs.
+    Raises PyrefError with the reason when `required` and no ring is found."""
+    target.require_target()
+    cache = target.stop_cache()
+    ringset = cache.get("ringset")
+    if ringset is None:
+        headers, problems = _candidate_headers()
+        rings = []
+        for addr, how in headers:
+            try:
+                rings.append(decode.decode_ring(target.read, addr))
+            except RingError as e:
+                problems.append("ring header at 0x%x: %s" % (addr, e))
+        ringset = cache["ringset"] = RingSet(rings, headers[0][1] if headers else None,
+                                             problems)
+    if required and not ringset.rings:
+        target.check_executable()  # the wrong binary hides libpyref's symbols: say that
+        why = "; ".join(ringset.problems) or _truncated_core() or (
+            "no pyref ring in this process (is the extension built with pyref-config's "
+            "flags and loaded?)")
+        raise PyrefError(why)
+    return ringset
+
+
+def _truncated_core():
+    """A one-line reason when the target is a core file cut short (the ring may be in the
+    missing part), else None."""
+    if target.target_kind() != "core":
+        return None
+    try:
+        path = target.core_file_path()
+        if not path:
+            return None
+        with corefile.Core(path) as core:
+            if core.truncated:
+                return ("no pyref ring found: the core file is truncated at byte %d, so the "
+                        "ring (and the list of loaded libraries) may be in the missing part"
+                        % core.truncated_at)
+    except (OSError, ValueError, MemoryError, AttributeError):
+        return None
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Sites and threads
+# ---------------------------------------------------------------------------------------
+def site_of(addr):
+    """The sites.Site at a site address, cached per objfile generation, or None."""
+    if not addr:
+        return None
+    return target.cached(("site", addr), lambda: sites.read_site(target.read, addr))
+
+
+def site_text(addr):
+    """Site.short() of a record's site address; 'inside CPython' for none."""
+    s = site_of(addr)
+    if s is None and addr:
+        return "site 0x%x (unreadable)" % addr
+    return sites.where(s)
+
+
+def thread_label(ring, rec):
+    """'LWP N' of the thread that wrote a record, or 'thread #serial (exited)'."""
+    t = ring.threads[rec.thread] if rec.thread < len(ring.threads) else None
+    if t is not None and t.serial == rec.tid and t.os_tid:
+        return "LWP %d" % t.os_tid
+    return "thread #%d (exited)" % rec.tid

@@ -1,0 +1,682 @@
+"""Decoder of pyref ring sets (format version 1, docs/ring-format.md): bytes in, records
+out. The format itself (constants, header, thread table, Record) is reader/ringformat.py.
+
+Nothing here knows about GDB. Every function that touches the target takes a
+`read(addr, size) -> bytes-like` callable (pyref/errors.py: the reader contract); GDB
+commands pass inferior/target.py's read, `corefile.Core.read` is one for a core file,
+tests pass one over a dict.
+
+Speed (bench/RESULTS.md): each thread ring is read in bulk (chunks of at most 1 MiB) and
+classified with memoryview casts and C-level map/translate, never a record at a time through
+Python. `decode_ring` keeps the raw bytes and counts; Record objects are built only when
+`Ring.records` is first used, or only for one object by `Ring.records_for(obj)`, which
+searches the raw bytes for the object's address, or for a set of objects by
+`Ring.records_of(objs)`; `Ring.slot_columns()` gives whole-ring passes the raw fields as
+columns instead.
+
+Validity (format spec, "Reading"). A slot in a thread's window is
+- torn: `commit == 0`;
+- corrupt (counted as torn), when any of these cheap checks fails:
+  * op (bits 0-5) is 0, i.e. outside 1..63;
+  * INCREF: delta +1 without IMMORTAL, or delta 0 with IMMORTAL (what the shim writes);
+  * DECREF: delta -1 without IMMORTAL, or delta 0 with IMMORTAL;
+  * DEALLOC: delta -1, refcnt (before) == 1, IMMORTAL clear;
+  * NEW, BORROW, STEAL, FREE, AUX, FORK: delta 0 (the spec's table);
+  * INCREF, DECREF, DEALLOC: obj != 0 (the shim records only non-NULL objects);
+- otherwise decoded. An op in 10..63 decodes as `op N` with any delta.
+
+AUX records carry the seq of the record they belong to. An AUX is *attached* when the slots
+before it (same thread, consecutive positions) are AUX records back to a decoded non-AUX
+record with the same low 32 bits of seq and the same tid (registration serial): it then
+appears in that record's `aux` tuple (empty for most records) and not in `Ring.records`.
+An AUX that cannot be attached (its record was overwritten, torn or unreadable) stays in
+`Ring.records` as a record of its own, op_name 'AUX'. Both kinds count as decoded.
+
+Other notes go to `Ring.errors`, one line each, without failing the decode: an unreadable
+(part of a) thread ring, an unreadable tail of the thread table, a descriptor with records
+but no ring, a mask other than capacity-1, a `seqp` not pointing at the header's `seq` (a
+stale or copied header), and why nothing decoded when nothing did.
+
+In-flight records (spec, "Write protocol"): when a thread is `busy`, its ring is full, and
+the slot of position `head` (the oldest position of the window) holds a record newer than
+the one at `head - 1` (higher seq, or an AUX with the same seq), the writer stopped between
+its commit and its `head` update. The window is then taken as positions
+`[head - capacity + 1, head]` and that record decodes at position `head`. When the writer
+was inside a pair (an origin and its AUX written as one sequence) with both committed, the
+AUX sits in the slot after it, which the shifted window reads as its oldest position: it
+decodes there unattached, fields intact (likewise in a ring one record short of full, whose
+window starts at the slot the AUX took). (Shifting by two for it would also move the oldest
+record and its AUX whenever racing threads make seqs go back: the same pattern.) Counters keep
+`written == decoded + overwritten + torn + unreadable` either way.
+
+Sequence numbers are restored with the spec's `H - ((H - s) mod 2^32)`, except where that is
+negative (a record ahead of the header's `seq`, possible only when threads race on the
+counter while `seq < 2^32`): then `H + ((s - H) mod 2^32)`.
+"""
+from __future__ import annotations
+
+import gc
+import struct
+import sys
+from bisect import bisect_left, bisect_right
+from itertools import compress, repeat
+from operator import add, and_, itemgetter, sub
+
+from pyref.errors import READ_ERRORS, RingError
+from pyref.reader.bulk import CHUNK, first_line, read_pieces
+from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, FORK, HEADER_FIXED, IMMORTAL,
+                                     INCREF, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
+                                     Thread, parse_header, parse_threads, restore_seq)
+
+_REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
+_SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
+_M32 = 0xFFFFFFFF
+_LITTLE_HOST = sys.byteorder == "little"
+
+# ---------------------------------------------------------------------------------------
+# Slot validity
+# ---------------------------------------------------------------------------------------
+_new_tuple = tuple.__new__
+_seq_of = itemgetter(7)
+
+
+def _plausible(opb: int, d: int) -> bool:
+    op, imm = opb & OP_MASK, opb & IMMORTAL
+    if op == 0:
+        return False
+    if op == INCREF:
+        return d == 0 if imm else d == 1
+    if op == DECREF:
+        return d == 0 if imm else d == -1
+    if op == DEALLOC:
+        return d == -1 and not imm
+    if op <= FORK:
+        return d == 0
+    return True
+
+
+# (op byte | delta byte << 8) -> 1 if the pair passes the checks that need no other field.
+_VALID = bytes(1 if _plausible(i & 0xFF, ((i >> 8) ^ 0x80) - 0x80) else 0
+               for i in range(65536))
+_MASK_OP = bytes(i & OP_MASK for i in range(256))
+_MASK_FLAGS = bytes(i & (SHARED | IMMORTAL) for i in range(256))
+_IS_ONE = bytes([0, 1] + [0] * 254)
+_IS_DEALLOC = bytes(1 if i == DEALLOC else 0 for i in range(256))
+_ONE_EQ = (1).__eq__
+_ZERO8 = bytes(8)
+
+
+def _restore_column(head_seq: int, s32: list) -> list:
+    """restore_seq over a list at C speed (map chains, no Python-level call per item)."""
+    if not s32:
+        return []
+    high, low = head_seq & ~_M32, head_seq & _M32
+    if max(s32) <= low:                   # no record from before the last 2^32 wrap
+        return s32 if not high else list(map(add, s32, repeat(high)))
+    out = list(map(sub, repeat(head_seq), map(and_, map(sub, repeat(head_seq), s32),
+                                              repeat(_M32))))
+    if head_seq < (1 << 32) and min(out) < 0:
+        out = [restore_seq(head_seq, s) for s in s32]
+    return out
+
+
+def _columns(data, rs: int):
+    """Field columns of the records in `data` (a multiple of rs bytes): lists obj, site,
+    refcnt, delta, seq32, tid and bytes op (masked), flags."""
+    if _LITTLE_HOST:
+        mv = memoryview(data)
+        q = rs // 8
+        u64 = mv.cast("Q")
+        opcol = mv[28::rs].tobytes()
+        return (u64[0::q].tolist(), u64[1::q].tolist(), mv.cast("q")[2::q].tolist(),
+                mv.cast("b")[29::rs].tolist(), opcol.translate(_MASK_OP),
+                opcol.translate(_MASK_FLAGS), mv.cast("I")[6::rs // 4].tolist(),
+                mv.cast("H")[15::rs // 2].tolist())
+    return _columns_portable(data, rs)
+
+
+def _columns_portable(data, rs: int):
+    """_columns for any host byte order (struct, slower)."""
+    fmt = struct.Struct("<QQqIBbH%dx" % (rs - RECORD_SIZE))
+    rows = list(fmt.iter_unpack(data)) if data else []
+    if not rows:
+        return [], [], [], [], b"", b"", [], []
+    obj, site, refcnt, s32, opb, delta, tid = map(list, zip(*rows))
+    opcol = bytes(opb)
+    return (obj, site, refcnt, delta, opcol.translate(_MASK_OP),
+            opcol.translate(_MASK_FLAGS), s32, tid)
+
+
+class _Run:
+    """Consecutive readable positions of one thread's window: `data` holds `count` raw
+    records for positions pos0.., `kind` one byte each: 0 torn/corrupt, 1 record,
+    2 AUX attached to an earlier record."""
+    __slots__ = ("pos0", "count", "data", "kind", "ops")
+
+    def __init__(self, pos0, data, rs):
+        self.pos0 = pos0
+        self.data = data
+        self.count = len(data) // rs
+
+
+class _ThreadWindow:
+    """What decode_ring keeps of one thread: its runs and the AUX attachments."""
+    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached")
+
+    def __init__(self, index, runs, rs):
+        self.index = index
+        self.runs = runs
+        self.starts = [r.pos0 for r in runs]
+        self.aux = {}            # parent position -> [AUX positions]
+        self.parents = []        # sorted(aux)
+        self.rs = rs
+        self.attached = False    # _attach_aux has run (only the full decode needs it)
+
+    def locate(self, pos):
+        """(run, index) of a position, or (None, 0) if not in a readable run."""
+        i = bisect_right(self.starts, pos) - 1
+        if i >= 0:
+            run = self.runs[i]
+            if pos < run.pos0 + run.count:
+                return run, pos - run.pos0
+        return None, 0
+
+
+def _classify(run: _Run, rs: int):
+    """Sets run.kind and run.ops: the validity checks of the module docstring."""
+    mv = memoryview(run.data)
+    if _LITTLE_HOST:
+        kind = bytearray(map(_VALID.__getitem__, mv.cast("H")[14::rs // 2]))
+        ops = mv[28::rs].tobytes().translate(_MASK_OP)
+    else:
+        opb = mv[28::rs].tobytes()
+        dlt = mv[29::rs].tobytes()
+        kind = bytearray(_VALID[a | b << 8] for a, b in zip(opb, dlt))
+        ops = opb.translate(_MASK_OP)
+    data = run.data
+    # DEALLOC must have refcnt 1: one C-level pass over the DEALLOCs' counts, and a
+    # Python loop only when some fail.
+    is_dealloc = ops.translate(_IS_DEALLOC)
+    refs = mv.cast("q")[2::rs // 8] if _LITTLE_HOST else \
+        [struct.unpack_from("<q", data, k + 16)[0] for k in range(0, len(data), rs)]
+    if DEALLOC in ops and not all(map(_ONE_EQ, compress(refs, is_dealloc))):
+        i = ops.find(DEALLOC)
+        while i != -1:
+            if refs[i] != 1:
+                kind[i] = 0
+            i = ops.find(DEALLOC, i + 1)
+    # NULL objects in INCREF/DECREF/DEALLOC: search the obj column for 8 zero bytes.
+    objcol = mv[0:len(data)].cast("Q")[0::rs // 8].tobytes() if _LITTLE_HOST else \
+        b"".join(data[k:k + 8] for k in range(0, len(data), rs))
+    j = objcol.find(_ZERO8)
+    while j != -1:
+        if j % 8:
+            j = objcol.find(_ZERO8, j - j % 8 + 8)
+            continue
+        k = j // 8
+        if ops[k] in (INCREF, DECREF, DEALLOC):
+            kind[k] = 0
+        j = objcol.find(_ZERO8, j + 8)
+    run.kind = kind
+    run.ops = ops
+
+
+def _seq32_at(run, idx, rs):
+    return struct.unpack_from("<I", run.data, idx * rs + 24)[0]
+
+
+def _attach_aux(tw: _ThreadWindow):
+    """Marks attachable AUX records (kind 2) and records them in tw.aux. AUX records are
+    met in position order, so each looks back one slot only: a preceding attached AUX
+    with the same seq hands over its parent (linear even for a ring full of AUX)."""
+    rs = tw.rs
+    parent_of = {}               # attached AUX position -> its record's position
+    for run in tw.runs:
+        ops, kind = run.ops, run.kind
+        i = ops.find(AUX)
+        while i != -1:
+            if kind[i] == 1:
+                pos = run.pos0 + i
+                prun, pi = (run, i - 1) if i else tw.locate(pos - 1)
+                parent = None
+                if prun is not None and prun.kind[pi] != 0 and \
+                        _SEQ_TID.unpack_from(prun.data, pi * rs + 24) == \
+                        _SEQ_TID.unpack_from(run.data, i * rs + 24):
+                    if prun.ops[pi] != AUX:
+                        parent = pos - 1 if prun.kind[pi] == 1 else None
+                    else:
+                        parent = parent_of.get(pos - 1)
+                if parent is not None:
+                    kind[i] = 2
+                    parent_of[pos] = parent
+                    tw.aux.setdefault(parent, []).append(pos)
+            i = ops.find(AUX, i + 1)
+    tw.parents = sorted(tw.aux)
+
+
+_MAX_AUX_CHAIN = 64
+
+
+def _aux_parent(tw, run, idx):
+    """True when the AUX record at (run, idx) is attached: the slots before it, back to a
+    non-AUX record, are decoded and share its seq and tid (the rule _attach_aux applies to
+    the whole ring, here for one slot)."""
+    rs = tw.rs
+    key = _SEQ_TID.unpack_from(run.data, idx * rs + 24)
+    pos = run.pos0 + idx - 1
+    for _ in range(_MAX_AUX_CHAIN):
+        r, i = tw.locate(pos)
+        if r is None or r.kind[i] == 0 or _SEQ_TID.unpack_from(r.data, i * rs + 24) != key:
+            return False
+        if r.ops[i] != AUX:
+            return True
+        pos -= 1
+    return False
+
+
+def _record_with_local_aux(tw, run, idx, head_seq):
+    """The Record in one slot with its AUX records found by looking at the slots after it:
+    what _record_at gives after _attach_aux, without the pass over the whole ring."""
+    if tw.attached:
+        return _record_at(tw, run, idx, head_seq)
+    rs = tw.rs
+    key = _SEQ_TID.unpack_from(run.data, idx * rs + 24)
+    aux = []
+    if run.ops[idx] != AUX:
+        pos = run.pos0 + idx + 1
+        while len(aux) < _MAX_AUX_CHAIN:
+            r, i = tw.locate(pos)
+            if r is None or r.kind[i] == 0 or r.ops[i] != AUX or \
+                    _SEQ_TID.unpack_from(r.data, i * rs + 24) != key:
+                break
+            aux.append(_record_at(tw, r, i, head_seq))
+            pos += 1
+    rec = _record_at(tw, run, idx, head_seq)
+    return rec._replace(aux=tuple(aux)) if aux else rec
+
+
+def _slot_record(tw, run, k, head_seq):
+    """The Record in slot k when records_for returns it (a decoded record that is not an
+    AUX record attached to the record before it), else None."""
+    if run.kind[k] == 1 and not (run.ops[k] == AUX and _aux_parent(tw, run, k)):
+        return _record_with_local_aux(tw, run, k, head_seq)
+    return None
+
+
+def _ring_order(r):
+    return (r.seq, r.thread, r.pos)
+
+
+def _obj_column(data, rs):
+    """The obj field of each record in `data`, as a list of ints."""
+    if _LITTLE_HOST:
+        return memoryview(data).cast("Q")[0::rs // 8].tolist()
+    return [v for v, in struct.iter_unpack("<Q%dx" % (rs - 8), data)]
+
+
+def _record_at(tw, run, idx, head_seq):
+    """The Record in one slot (kind must be nonzero), with its attached AUX records."""
+    obj, site, refcnt, s32, opb, delta, tid = _REC.unpack_from(run.data, idx * tw.rs)
+    pos = run.pos0 + idx
+    aux = ()
+    if pos in tw.aux:
+        aux = tuple(_record_at(tw, *tw.locate(p), head_seq) for p in tw.aux[pos])
+    return _new_tuple(Record, (obj, site, refcnt, delta, opb & OP_MASK,
+                               opb & (SHARED | IMMORTAL), s32, restore_seq(head_seq, s32),
+                               tid, tw.index, pos, aux))
+
+
+def _run_records(tw, run, head_seq):
+    """The decoded non-attached records of one run, in position order, built column-wise."""
+    obj, site, refcnt, delta, ops, flags, s32, tid = _columns(run.data, tw.rs)
+    seq = _restore_column(head_seq, s32)
+    recs = list(map(_new_tuple, repeat(Record),
+                    zip(obj, site, refcnt, delta, ops, flags, s32, seq, tid,
+                        repeat(tw.index), range(run.pos0, run.pos0 + run.count),
+                        repeat(()))))
+    if tw.parents:
+        lo = bisect_left(tw.parents, run.pos0)
+        hi = bisect_left(tw.parents, run.pos0 + run.count)
+        for parent in tw.parents[lo:hi]:
+            k = parent - run.pos0
+            recs[k] = recs[k]._replace(aux=tuple(
+                _record_at(tw, *tw.locate(p), head_seq) for p in tw.aux[parent]))
+    if run.kind.count(1) == run.count:           # the usual case: nothing to leave out
+        return recs
+    return list(compress(recs, run.kind.translate(_IS_ONE)))
+
+
+class _NoGC:
+    """Pauses the cyclic GC while a million small objects are built: otherwise its
+    generation-0 collections triple the decode time (measured)."""
+
+    def __enter__(self):
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was:
+            gc.enable()
+
+
+# ---------------------------------------------------------------------------------------
+# The ring set
+# ---------------------------------------------------------------------------------------
+class Ring:
+    """One decoded ring set. Counters follow the spec ("Reading"), plus `unreadable`
+    (window slots that could not be read) so that always
+    written == decoded + overwritten + torn + unreadable.
+
+    `threads[i]` is descriptor i (all that could be read, used or not; Record.thread
+    indexes it); `threads_seen` counts those with a ring and at least one record written.
+    `first_seq`/`last_seq` are the lowest/highest seq of decoded records, taken at the
+    ends of each thread's window (exact under the GIL; free-threaded races can put a few
+    records out of order), or None. `errors` are one-line notes on anything that made the
+    decode incomplete or looks wrong."""
+
+    def __init__(self, addr, header, threads):
+        self.addr = addr
+        self.header = header
+        self.threads = threads
+        self.written = self.overwritten = self.torn = self.decoded = 0
+        self.lost = self.in_flight = self.unreadable = self.threads_seen = 0
+        self.first_seq = self.last_seq = None
+        self.errors = []
+        self._windows = []
+        self._records = None
+
+    @property
+    def counters(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "written", "decoded", "overwritten", "torn", "unreadable", "lost", "in_flight",
+            "threads_seen", "first_seq", "last_seq")}
+
+    @property
+    def records(self) -> list:
+        """All decoded records (attached AUX records excluded), ordered by
+        (seq, thread, pos). Built on first use and cached: do not modify the list."""
+        if self._records is None:
+            with _NoGC():
+                out = []
+                for tw in self._windows:          # thread order, then position order
+                    if not tw.attached:
+                        _attach_aux(tw)
+                        tw.attached = True
+                    for run in tw.runs:
+                        out.extend(_run_records(tw, run, self.header.seq))
+                out.sort(key=_seq_of)            # stable: ties stay in (thread, pos) order
+            self._records = out
+        return self._records
+
+    def records_for(self, obj: int) -> list:
+        """The records of one object address, as `[r for r in records if r.obj == obj]`
+        would give them, found by searching the raw ring bytes (no full decode)."""
+        needle = (obj & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")
+        out = []
+        seq = self.header.seq
+        for tw in self._windows:
+            rs = tw.rs
+            for run in tw.runs:
+                data = run.data
+                i = data.find(needle)
+                while i != -1:
+                    if i % rs:                   # inside a record: go to the next one
+                        i = data.find(needle, i - i % rs + rs)
+                        continue
+                    rec = _slot_record(tw, run, i // rs, seq)
+                    if rec is not None:
+                        out.append(rec)
+                    i = data.find(needle, i + rs)
+        out.sort(key=_ring_order)
+        return out
+
+    def records_of(self, objs) -> dict:
+        """{obj: records_for(obj)} for the addresses of the set `objs` that have records,
+        in one pass over the raw bytes (set membership tested at C speed): for many
+        objects, where records_for would search the whole ring once per object."""
+        found = {}
+        seq = self.header.seq
+        contains = objs.__contains__
+        for tw in self._windows if objs else ():
+            rs = tw.rs
+            for run in tw.runs:
+                hits = compress(range(run.count), map(contains, _obj_column(run.data, rs)))
+                for k in hits:
+                    rec = _slot_record(tw, run, k, seq)
+                    if rec is not None:
+                        found.setdefault(rec.obj, []).append(rec)
+        for recs in found.values():
+            recs.sort(key=_ring_order)
+        return found
+
+    def slot_columns(self):
+        """The decoded records as columns, for passes over the whole ring that must not
+        build a Record per slot: [(obj, site, refcnt, opbyte, seq)], one tuple per
+        readable run of each thread window, in thread then position order (so seq rises
+        within a thread). obj, site, refcnt, seq are lists of ints (seq restored);
+        opbyte is the raw op byte of each record (flags included) as bytes. Torn and
+        corrupt slots are left out; AUX records are not (their op says what they are)."""
+        out = []
+        for tw in self._windows:
+            rs = tw.rs
+            for run in tw.runs:
+                if _LITTLE_HOST:
+                    mv = memoryview(run.data)
+                    q = rs // 8
+                    u64 = mv.cast("Q")
+                    cols = [u64[0::q].tolist(), u64[1::q].tolist(),
+                            mv.cast("q")[2::q].tolist(), mv[28::rs].tobytes(),
+                            mv.cast("I")[6::rs // 4].tolist()]
+                else:
+                    fmt = struct.Struct("<QQqIB%dx" % (rs - 29))
+                    rows = list(fmt.iter_unpack(run.data))
+                    obj, site, refcnt, s32, opb = map(list, zip(*rows))
+                    cols = [obj, site, refcnt, bytes(opb), s32]
+                if run.kind.count(0):
+                    keep = run.kind.translate(_IS_ONE)
+                    cols = [list(compress(c, keep)) for c in cols]
+                    cols[3] = bytes(cols[3])
+                cols[4] = _restore_column(self.header.seq, cols[4])
+                out.append(tuple(cols))
+        return out
+
+    def __repr__(self):
+        return "<Ring %#x: %d written, %d decoded, %d overwritten, %d torn, %d unreadable>" % (
+            self.addr, self.written, self.decoded, self.overwritten, self.torn,
+            self.unreadable)
+
+
+def _decode_thread(ring, read, t, chunk):
+    h = ring.header
+    cap, rs, mask = h.capacity, h.record_size, h.capacity - 1
+    head = t.head
+    n = min(head, cap)
+    ring.written += head
+    ring.overwritten += head - n
+    if n == 0:
+        return
+    ring.threads_seen += 1
+    pieces = read_pieces(read, t.ring, n * rs, rs, chunk)
+    got = sum(len(p) for _, p in pieces) // rs
+    if got < n:
+        ring.unreadable += n - got
+        if got == 0:
+            ring.errors.append("thread %d: ring at %#x unreadable (core truncated?), %d "
+                               "records lost" % (t.index, t.ring, n))
+        else:
+            ring.errors.append("thread %d: %d of %d records of the ring at %#x unreadable "
+                               "(core truncated?)" % (t.index, n - got, n, t.ring))
+    if not pieces:
+        return
+
+    def commit_at(slot):
+        for off, p in pieces:
+            k = slot * rs - off
+            if 0 <= k < len(p):
+                return struct.unpack_from("<IBb", p, k + 24)
+        return None
+
+    base = head - n + _in_flight(h, t, commit_at)   # position of the window's first slot
+    r0 = base & mask
+    runs = []
+    for off, p in pieces:
+        s0, cnt = off // rs, len(p) // rs
+        if s0 < r0 < s0 + cnt:                   # the window wraps inside this piece
+            cut = (r0 - s0) * rs
+            parts = ((s0, p[:cut]), (r0, p[cut:]))
+        else:
+            parts = ((s0, p),)
+        for slot, d in parts:
+            runs.append(_Run(base + ((slot - r0) & mask), d, rs))
+    runs.sort(key=lambda r: r.pos0)
+    tw = _ThreadWindow(t.index, runs, rs)
+    for run in runs:
+        _classify(run, rs)
+    first = last = None
+    for run in runs:
+        kind = run.kind
+        bad = kind.count(0)
+        ring.torn += bad
+        ring.decoded += run.count - bad
+        if bad == run.count:
+            continue
+        if first is None:
+            first = (run, run.count - len(kind.lstrip(b"\0")))
+        last = (run, len(kind.rstrip(b"\0")) - 1)
+    if first is not None:
+        lo = restore_seq(h.seq, _seq32_at(first[0], first[1], rs))
+        hi = restore_seq(h.seq, _seq32_at(last[0], last[1], rs))
+        lo, hi = min(lo, hi), max(lo, hi)
+        ring.first_seq = lo if ring.first_seq is None else min(ring.first_seq, lo)
+        ring.last_seq = hi if ring.last_seq is None else max(ring.last_seq, hi)
+    ring._windows.append(tw)
+
+
+def _in_flight(h, t, commit_at) -> int:
+    """1 when the slot at position `head` of thread `t` holds an in-flight record (module
+    docstring): the window then ends at `head`, else 0. `commit_at(slot)` gives a slot's
+    (seq32, op byte, delta) or None when unreadable."""
+    cap, mask, head = h.capacity, h.capacity - 1, t.head
+    if t.busy != 1 or not head >= cap >= 2:
+        return 0
+    newest, oldest = commit_at((head - 1) & mask), commit_at(head & mask)
+    if newest and oldest and _VALID[newest[1] | (newest[2] & 0xFF) << 8] and \
+            _VALID[oldest[1] | (oldest[2] & 0xFF) << 8]:
+        s_new, s_old = restore_seq(h.seq, newest[0]), restore_seq(h.seq, oldest[0])
+        if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
+            return 1
+    return 0
+
+
+def tail(read, header: Header, thread: Thread, n: int) -> list:
+    """The newest `n` records of one thread's ring, oldest first: the last `n` positions of
+    the window decode_ring reads for that thread (same in-flight rule, same validity
+    checks, AUX records attached to a record among them), without reading the rest of the
+    ring (a watch looks at every change; a whole 64K-record ring costs ~30 ms to decode,
+    this ~0.1 ms). An AUX whose record is older than those `n` stays unattached. Errors
+    of `read` propagate."""
+    h, t = header, thread
+    cap, rs, mask = h.capacity, h.record_size, h.capacity - 1
+    k = min(t.head, cap)
+    if k == 0 or n <= 0 or not t.ring:
+        return []
+
+    def commit_at(slot):
+        return struct.unpack("<IBb", bytes(read(t.ring + slot * rs + 24, 6)))
+
+    m = min(n, k)
+    first = t.head - m + _in_flight(h, t, commit_at)
+    runs = []
+    pos = first
+    while pos < first + m:
+        slot = pos & mask
+        cnt = min(first + m - pos, cap - slot)
+        runs.append(_Run(pos, bytes(read(t.ring + slot * rs, cnt * rs)), rs))
+        pos += cnt
+    tw = _ThreadWindow(t.index, runs, rs)
+    for run in runs:
+        _classify(run, rs)
+    _attach_aux(tw)
+    tw.attached = True
+    out = []
+    for run in runs:
+        out.extend(_run_records(tw, run, h.seq))
+    out.sort(key=_seq_of)
+    return out
+
+
+def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
+    """Reads and decodes the ring set whose header is at `addr`. Raises RingError if the
+    header is unreadable or invalid; anything wrong further on (unreadable thread rings,
+    odd descriptors) is counted and described in Ring.errors."""
+    try:
+        first = bytes(read(addr, HEADER_FIXED))
+    except READ_ERRORS as e:
+        raise RingError("header at %#x unreadable: %s" % (addr, first_line(e))) from None
+    header = parse_header(first, addr)
+    table = b""
+    for off, p in read_pieces(read, addr, header.header_size, 1, chunk):
+        if off != len(table):
+            break
+        table += p
+    if len(table) < HEADER_FIXED:
+        table = first
+    threads = parse_threads(table, header, partial=True)
+    ring = Ring(addr, header, threads)
+    if len(threads) < header.max_threads:
+        ring.errors.append("thread table at %#x unreadable from descriptor %d: %d of %d "
+                           "descriptors not read" % (addr, len(threads),
+                                                     header.max_threads - len(threads),
+                                                     header.max_threads))
+    ring.lost = header.lost_nothread
+    bad_seqp = []
+    for t in threads:
+        ring.lost += t.lost
+        if t.busy == 1:
+            ring.in_flight += 1
+        if not t.ring:
+            if t.head:
+                ring.errors.append("thread %d: head %d but no ring (corrupt descriptor); "
+                                   "ignored" % (t.index, t.head))
+            continue
+        if t.mask != header.capacity - 1:
+            ring.errors.append("thread %d: mask %#x is not capacity-1 (%#x); using the "
+                               "header's capacity" % (t.index, t.mask, header.capacity - 1))
+        if t.seqp != header.seq_addr:
+            bad_seqp.append(t)
+        _decode_thread(ring, read, t, chunk)
+    if bad_seqp:
+        ring.errors.append("thread%s %s: seqp %#x does not point at this header's seq (%#x): "
+                           "a stale or copied header?" % (
+                               "s" if len(bad_seqp) > 1 else "",
+                               ", ".join(str(t.index) for t in bad_seqp[:8]) +
+                               (", ..." if len(bad_seqp) > 8 else ""),
+                               bad_seqp[0].seqp, header.seq_addr))
+    if ring.decoded == 0:
+        if header.disabled:
+            ring.errors.append("recording disabled (PYREF=off)")
+        if ring.written == 0:
+            ring.errors.append("no thread has recorded anything (threads_registered %d, "
+                               "lost %d)" % (header.threads_registered, ring.lost))
+        else:
+            ring.errors.append("nothing decoded: %d written, %d torn, %d unreadable"
+                               % (ring.written, ring.torn, ring.unreadable))
+    return ring
+
+
+# ---------------------------------------------------------------------------------------
+# Queries
+# ---------------------------------------------------------------------------------------
+def build_index(ring: Ring) -> dict:
+    """{obj: [Record, ...]} over Ring.records (attached AUX records are reached through
+    their record's `aux`), each list in ring order."""
+    index = {}
+    with _NoGC():
+        for r in ring.records:
+            lst = index.get(r[0])
+            if lst is None:
+                index[r[0]] = [r]
+            else:
+                lst.append(r)
+    return index
+

@@ -1,0 +1,272 @@
+"""The leak analysis of `pyref leaks` (and the ring half of `pyref owners`' account): which
+references traced C code acquired (NEW, INCREF) and never released in an object's current
+lifetime, for objects alive now, grouped by acquiring site and the object's type, capped
+per object by its reference count, and split into leaked and held when holders found in
+memory account for some of them. Facts in (Events, counts, holders found), findings out;
+no gdb here.
+
+A whole ring is read as columns (unbalanced()): Events are built only for the objects it
+leaves unbalanced, a handful among the million records of a full ring.
+"""
+from itertools import compress, islice, zip_longest
+from operator import le
+
+from pyref.errors import PyrefError
+from pyref.reader import ringformat
+from pyref.rules.events import ACQUIRE, RELEASE, current_lifetime, owner_key
+
+MAX_LEAK_SCAN = 256        # objects whose holders one `pyref leaks` searches memory for
+
+
+def unreleased(events):
+    """The acquisitions (NEW, INCREF) of the object's current lifetime that no later
+    release (DECREF, DEALLOC) or steal of traced code matched, oldest first. A release is
+    matched with the most recent unmatched acquisition of the same function, else of any
+    function (a reference handed from one function to another); a release with nothing to
+    match gave back a reference pyref did not see taken. Immortal transitions (3.12+) are
+    not references and are skipped; so are the runtime's own records."""
+    stack = []
+    for e in current_lifetime(events):
+        if e.file is None or e.immortal:
+            continue
+        if e.op in ACQUIRE:
+            stack.append(e)
+        elif (e.op in RELEASE or e.op == "STEAL") and stack:
+            for i in range(len(stack) - 1, -1, -1):
+                if owner_key(stack[i]) == owner_key(e):
+                    del stack[i]
+                    break
+            else:
+                stack.pop()
+    return stack
+
+
+# What a raw record does to the list unreleased() keeps, in two steps at C speed. The op
+# byte (decode's op | flags) gives its effect: 0 nothing, 1 an acquisition, 2 a release
+# or steal, 3 the end of a lifetime, 4 a NEW, which starts a fresh object when its count
+# is 1. Then effect | site-unresolved << 3 | count-is-1 << 4 gives the step: 0 nothing,
+# 1 acquire, 2 release, 3 reset, 4 reset then acquire.
+def _raw_effect(b):
+    op = b & ringformat.OP_MASK
+    if op in (ringformat.DEALLOC, ringformat.FREE):
+        return 3
+    if b & ringformat.IMMORTAL:
+        return 0
+    return {ringformat.NEW: 4, ringformat.INCREF: 1, ringformat.DECREF: 2,
+            ringformat.STEAL: 2}.get(op, 0)
+
+
+def _step(i):
+    effect, bad, one = i & 7, i >> 3 & 1, i >> 4 & 1
+    if effect == 3:
+        return 3
+    if effect == 4:
+        return (4 if not bad else 3) if one else (1 if not bad else 0)
+    return 0 if bad else effect
+
+
+_RAW_EFFECT = bytes(_raw_effect(b) for b in range(256))
+_NEEDS_SITE = bytes(1 if e in (1, 2, 4) else 0 for e in range(256))
+_STEP = bytes(_step(i) for i in range(256))
+_IS_ONE = (1).__eq__
+
+
+def unbalanced(columns, site_ok):
+    """The objects whose unreleased() is not empty, found on the raw ring
+    (decode.Ring.slot_columns() of each ring, rings in order) without an Event per
+    record: a whole-ring pass only needs to know which objects to look at closely.
+    `site_ok(site)`: whether the site address resolves to a C line (unreleased() skips
+    the records whose site does not). The count follows unreleased() exactly, in the
+    ring's order (seq, then ring, thread, position): acquisitions minus releases would
+    not do, since a release with nothing to match is ignored and so order matters."""
+    obj, site, refcnt, seq = [], [], [], []
+    effect = bytearray()
+    for o, s, r, opb, q in columns:
+        obj += o
+        site += s
+        refcnt += r
+        seq += q
+        effect += opb.translate(_RAW_EFFECT)
+    if not all(map(le, seq, islice(seq, 1, None))):   # several threads or rings: merge
+        order = sorted(range(len(seq)), key=seq.__getitem__)     # stable: ties in order
+        obj, site, refcnt = (list(map(c.__getitem__, order)) for c in (obj, site, refcnt))
+        effect = bytes(map(effect.__getitem__, order))
+    n = len(effect)
+    bad = {s for s in set(compress(site, effect.translate(_NEEDS_SITE)))
+           if not (s and site_ok(s))}
+    flags = int.from_bytes(effect, "little") | \
+        int.from_bytes(bytes(map(_IS_ONE, refcnt)), "little") << 4
+    if bad:
+        flags |= int.from_bytes(bytes(map(bad.__contains__, site)), "little") << 3
+    steps = flags.to_bytes(n, "little").translate(_STEP)
+    held = {}
+    get = held.get
+    for o, step in compress(zip(obj, steps), steps):
+        if step == 1:
+            held[o] = get(o, 0) + 1
+        elif step == 2:
+            k = get(o)
+            if k:
+                held[o] = k - 1
+        elif step == 3:
+            held[o] = 0
+        else:
+            held[o] = 1
+    return {o for o, k in held.items() if k}
+
+
+def account(held, count, found=0):
+    """(leaked, accounted): an object's unreleased acquisitions (oldest first) split by
+    what the object's state says. `count`, its reference count now, caps what can have
+    leaked (True: unknown, no cap); `found`, the references that holders found in memory
+    account for, are not leaks: of the acquisitions the count leaves, the most recent
+    `count - found` are leaked, and the others are accounted for by those holders."""
+    if count is True:
+        return list(held), []
+    n = min(len(held), max(0, count))
+    k = min(n, max(0, count - found))
+    return held[len(held) - k:], held[len(held) - n:len(held) - k]
+
+
+def leak_groups(events_by_obj, alive, found=None):
+    """(leaked, accounted): unreleased acquisitions grouped by acquiring site,
+    {(file, line, func, api): [obj, ...]} with one entry per reference. `alive(obj)` says
+    whether the object is still alive: falsy for a dead one (it leaked nothing); an int
+    is its reference count now, True when the count is unknown. `found(obj)`, when given,
+    is the number of references holders found in memory account for (see account())."""
+    leaked, accounted = {}, {}
+    for obj, events in events_by_obj.items():
+        held = unreleased(events)
+        if not held:
+            continue
+        count = alive(obj)
+        if count is None or count is False or (count is not True and count <= 0):
+            continue
+        mine, theirs = account(held, count, (found(obj) or 0) if found else 0)
+        for out, evs in ((leaked, mine), (accounted, theirs)):
+            for e in evs:
+                out.setdefault((e.file, e.line, e.func, e.api), []).append(obj)
+    return leaked, accounted
+
+
+def leaks(events_by_obj, alive):
+    """The leaked half of leak_groups(), from the ring alone."""
+    return leak_groups(events_by_obj, alive)[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Ring coverage
+# ---------------------------------------------------------------------------------------
+def ring_coverage(rings):
+    """One line on how much history the rings (decode.Ring) hold, or None when none
+    wrapped."""
+    if not any(r.overwritten for r in rings):
+        return None
+    kept = sum(r.decoded for r in rings)
+    lost = sum(r.overwritten for r in rings)
+    first = min((r.first_seq for r in rings if r.first_seq is not None), default=None)
+    last = max((r.last_seq for r in rings if r.last_seq is not None), default=None)
+    span = " (sequence %d..%d)" % (first, last) if first is not None else ""
+    return ("the ring wrapped: it holds the last %d of %d transitions%s; references "
+            "acquired before that are not seen, and releases of them are ignored" %
+            (kept, kept + lost, span))
+
+
+# ---------------------------------------------------------------------------------------
+# The report of pyref leaks
+# ---------------------------------------------------------------------------------------
+def module_init(func):
+    return bool(func) and func.startswith("PyInit_")
+
+
+def scan_order(groups, limit):
+    """At most `limit` objects of `groups` ({site: [obj]}), taken from each site in turn,
+    biggest groups first: every site gets answers even when one has thousands of
+    objects."""
+    queues = [list(dict.fromkeys(objs)) for _, objs in
+              sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0][0] or "",
+                                                     kv[0][1] or 0))]
+    taken = dict.fromkeys(o for row in zip_longest(*queues) for o in row if o is not None)
+    return list(islice(taken, limit))
+
+
+def report(events_by_obj, alive, type_name, singletons, rings, problems=(), holders=None,
+           top=20, search=MAX_LEAK_SCAN):
+    """The data of `pyref leaks` as a dict (its JSON).
+
+    events_by_obj: {obj: [Event]} of the candidates (unbalanced() found them);
+    alive(obj): the object's reference count now, None when it is dead, immortal or a
+        singleton, True when unknown; type_name(obj): its type's name (for the groups);
+    singletons: {addr: name} of None, True, False...: their references are counted apart;
+    rings: the decode.Rings read (coverage, records examined); problems: notes so far;
+    holders(objs, problems): ({obj: references found}, {obj: a holder's description},
+        scan summary) from one search of memory, or PyrefError when it cannot search;
+    top: groups shown; search: for how many objects at most to look for holders (0:
+        none, the ring alone decides).
+    """
+    problems = list(problems)
+    leaked, accounted = leak_groups(events_by_obj, alive)
+    scan_info, searched, example = None, set(), {}
+    if search:
+        suspects = {k: v for k, v in leaked.items() if not module_init(k[2])}
+        objs = scan_order(suspects, search)
+        scan_info = {"candidates": len({o for v in suspects.values() for o in v}),
+                     "searched": 0, "limit": search, "bytes": 0, "passes": 0,
+                     "seconds": 0.0, "text": None}
+        if objs:
+            try:
+                found, example, summary = holders(objs, problems)
+            except PyrefError as e:   # the ring's answer still stands
+                problems.append("memory not searched for holders: %s" % e)
+            else:
+                searched = set(objs)
+                scan_info.update(summary, searched=len(objs))
+                leaked, accounted = leak_groups(events_by_obj, alive, found.get)
+    skipped = {}
+    for obj, name in singletons.items():
+        evs = events_by_obj.get(obj)
+        if evs:
+            n = len(unreleased(evs))
+            if n:
+                skipped[name] = n
+    handed = {}
+
+    def rows_of(groups, examples=None):
+        rows = {}
+        for (file_, line, func, api), objs in groups.items():
+            if module_init(func):   # returned to the import system, held or not
+                handed[func] = handed.get(func, 0) + len(objs)
+                continue
+            for obj in objs:
+                key = (file_, line, func, api, type_name(obj))
+                row = rows.setdefault(key, {"count": 0, "objects": set()})
+                row["count"] += 1
+                row["objects"].add(obj)
+        ordered = sorted(rows.items(), key=lambda kv: (-kv[1]["count"], kv[0][0] or "",
+                                                       kv[0][1] or 0))
+        out = []
+        for k, r in ordered[:top]:
+            g = {"file": k[0], "line": k[1], "function": k[2], "api": k[3], "type": k[4],
+                 "count": r["count"], "objects": len(r["objects"])}
+            if search:
+                g["searched"] = len(r["objects"] & searched)
+            ex = min(r["objects"] & searched or r["objects"])   # a checked one if any
+            g["example"] = "0x%x" % ex
+            if examples is not None:
+                g["holder"] = examples.get(ex)
+            out.append(g)
+        return {"total": sum(r["count"] for _, r in ordered), "sites": len(ordered),
+                "groups": out, "more_groups": max(0, len(ordered) - top)}
+
+    lk = rows_of(leaked)
+    held = rows_of(accounted, example) if search else None
+    return {
+        "total": lk["total"], "sites": lk["sites"], "groups": lk["groups"],
+        "more_groups": lk["more_groups"],
+        "held": held,
+        "scan": scan_info,
+        "singletons": skipped,
+        "module_init": handed,
+        "coverage": ring_coverage(rings),
+        "records": sum(r.decoded for r in rings),
+        "problems": problems}

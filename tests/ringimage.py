@@ -1,0 +1,131 @@
+"""A synthetic target for the ring reader's tests: a sparse address space (Mem) and a writer
+(Writer) that builds a ring set in it the way c_helpers/ring.c and ring.h write one, field
+by field as docs/ring-format.md lays it out. The header format here is the spec's, written
+independently of gdbext/pyref/reader/ringformat.py's, so a test that decodes a Writer's
+image checks the reader against the spec. No gdb, no C.
+"""
+import struct
+
+import pyreftest  # noqa: F401  (puts gdbext/ on sys.path)
+from pyref.reader import ringformat
+from pyref.reader.ringformat import AUX, DEALLOC, DECREF, IMMORTAL, INCREF
+from pyref.reader.decode import decode_ring
+
+PAGE = 4096
+HDR = struct.Struct("<QIIIIBBHI16sIIIIQQQQ32xQ120x")
+DESC = struct.Struct("<QQQQQIIQH6x")
+FIELDS = bytes([0, 8, 8, 8, 16, 8, 24, 4, 28, 1, 29, 1, 30, 2, 24, 8])
+
+
+class Mem:
+    """Sparse address space of bytearrays; read() raises MemoryError outside them."""
+
+    def __init__(self):
+        self.regions = {}
+
+    def map(self, base, size):
+        buf = bytearray(size)
+        self.regions[base] = buf
+        return buf
+
+    def read(self, addr, size):
+        for base, buf in self.regions.items():
+            if base <= addr and addr + size <= base + len(buf):
+                return bytes(buf[addr - base:addr - base + size])
+        raise MemoryError("cannot access memory at %#x" % addr)
+
+    def ranges(self):
+        return sorted((b, b + len(buf)) for b, buf in self.regions.items())
+
+
+class Writer:
+    """Builds a ring set in `mem` the way c_helpers/ring.c and ring.h write one."""
+
+    def __init__(self, mem=None, addr=0x10000, capacity=8, max_threads=4, seq=0,
+                 ring_base=0x1000000):
+        self.mem = mem or Mem()
+        self.addr = addr
+        self.capacity = capacity
+        self.max_threads = max_threads
+        self.header_size = 256 + 64 * max_threads
+        self.hdr = self.mem.map(addr, -(-self.header_size // PAGE) * PAGE)
+        self.seq = seq
+        self.registered = 0
+        self.ring_base = ring_base
+        self.threads = {}          # index -> dict of descriptor fields
+        self.bufs = {}             # index -> ring bytearray
+        self.fields = dict(magic=ringformat.MAGIC, version=1, header_size=self.header_size,
+                           record_size=32, capacity=capacity, word_size=8, byte_order=1,
+                           field_count=8, pid=1234, fields=FIELDS, thread_table_off=256,
+                           thread_desc_size=64, max_threads=max_threads, flags=0,
+                           threads_registered=0, lost_nothread=0, init_time_ns=1,
+                           forks=0, seq=seq)
+        self.flush()
+
+    # header ------------------------------------------------------------------------
+    def flush(self):
+        f = self.fields
+        f["seq"] = self.seq
+        f["threads_registered"] = self.registered
+        HDR.pack_into(self.hdr, 0, f["magic"], f["version"], f["header_size"],
+                      f["record_size"], f["capacity"], f["word_size"], f["byte_order"],
+                      f["field_count"], f["pid"], f["fields"], f["thread_table_off"],
+                      f["thread_desc_size"], f["max_threads"], f["flags"],
+                      f["threads_registered"], f["lost_nothread"], f["init_time_ns"],
+                      f["forks"], f["seq"])
+        for i, t in self.threads.items():
+            DESC.pack_into(self.hdr, 256 + 64 * i, t["ring"], t["head"], t["mask"],
+                           t["seqp"], t["lost"], t["busy"], t["state"], t["os_tid"],
+                           t["serial"])
+        return self
+
+    def register(self, i, map_ring=True, ring=None):
+        self.registered += 1
+        if ring is None:
+            ring = self.ring_base + i * max(PAGE, self.capacity * 32) * 2
+        # the ring's bytes; visible to the decoder only when mapped into the address space
+        self.bufs[i] = self.mem.map(ring, self.capacity * 32) if map_ring \
+            else bytearray(self.capacity * 32)
+        self.threads[i] = dict(ring=ring, head=self.threads.get(i, {}).get("head", 0),
+                               mask=self.capacity - 1, seqp=self.addr + 128, lost=0, busy=0,
+                               state=1, os_tid=1000 + i, serial=self.registered & 0xFFFF)
+        self.flush()
+        return i
+
+    def ring_buf(self, i):
+        return self.bufs[i]
+
+    # records -----------------------------------------------------------------------
+    def slot_off(self, i, pos):
+        return (pos & (self.capacity - 1)) * 32
+
+    def put(self, i, pos, obj, site, refcnt, seq32, op, delta, tid):
+        struct.pack_into("<QQqIBbH", self.ring_buf(i), self.slot_off(i, pos), obj, site,
+                         refcnt, seq32 & 0xFFFFFFFF, op, delta, tid)
+
+    def record(self, i, obj, op=INCREF, refcnt=1, delta=None, site=0x5000, advance=True):
+        if delta is None:
+            delta = {INCREF: 1, DECREF: -1, DEALLOC: -1}.get(op & 63, 0)
+            if op & IMMORTAL:
+                delta = 0
+        t = self.threads[i]
+        s = self.seq
+        self.seq += 1
+        self.put(i, t["head"], obj, site, refcnt, s, op, delta, t["serial"])
+        if advance:
+            t["head"] += 1
+        self.flush()
+        return s
+
+    def aux(self, i, obj, kind=1, value=0):
+        t = self.threads[i]
+        prev = struct.unpack_from("<I", self.ring_buf(i), self.slot_off(i, t["head"] - 1) + 24)[0]
+        self.put(i, t["head"], obj, kind, value, prev, AUX, 0, t["serial"])
+        t["head"] += 1
+        self.flush()
+
+    def set_commit(self, i, pos, value):
+        struct.pack_into("<Q", self.ring_buf(i), self.slot_off(i, pos) + 24, value)
+
+    def decode(self):
+        return decode_ring(self.mem.read, self.addr)
