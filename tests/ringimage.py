@@ -129,3 +129,9 @@ class Writer:
 
     def decode(self):
         return decode_ring(self.mem.read, self.addr)
+
+
+def invariant(ring):
+    """Checks the spec's accounting of a decoded ring; returns the ring."""
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable
+    return ring
