@@ -161,11 +161,11 @@ def rows(python, mib, live, dead):
     return out
 
 
-def table(python, mib, rs):
+def table(python, mib, cells):
     cols = ["target", "scanned", "scan", "scan, no copy", "read only", "bytes.find",
             "pyref owners", "--depth 3"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rs:
+    for r in cells:
         lines.append("| " + " | ".join(r[c] for c in cols) + " |")
     return "\n".join(lines)
 
@@ -193,7 +193,7 @@ def main():
         live, dead = measure(args.python, args.mib, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rs = rows(args.python, args.mib, live, dead)
+    cells = rows(args.python, args.mib, live, dead)
     version = subprocess.check_output([args.python, "-c", "import sys; print(sys.version."
                                        "split()[0])"], text=True).strip()
     load = os.getloadavg()[0]
@@ -201,7 +201,7 @@ def main():
             "scans; wmemchr: %s; load average %.1f on %d CPUs" % (
                 version, args.mib, "yes" if live["accelerated"] else "no (bytes.find)",
                 load, os.cpu_count()))
-    body = table(args.python, args.mib, rs)
+    body = table(args.python, args.mib, cells)
     print(head)
     print(body)
     for kind, r in (("live", live), ("core", dead)):
