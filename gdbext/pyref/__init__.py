@@ -6,7 +6,7 @@ bytes -> facts -> findings -> words, one folder per step (docs/architecture.md):
     reader/    bytes in, facts out: the ring format and decoder, call sites, ELF cores, the
                pointer scan, Python frames. gdb-free: every function takes read(addr, size)
     rules/     facts in, findings out: events and lifetimes, the ownership verdict, the
-               leak analysis, the owners report. gdb-free
+               leak analysis, the owners report, the C-API table. gdb-free
     inferior/  the only code that touches the target through gdb: memory, mappings,
                symbols, DWARF layouts, objects, the rings, frames, the memory search
     commands/  the user's words: `pyref ...` commands, `set/show pyref`, `$pyref_*`
