@@ -9,9 +9,9 @@ RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/inc
 
 # Debian packages a fresh Debian 12 lacks for building and testing.
 DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-pytest \
-        python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip
+        python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip valgrind
 
-.PHONY: all deps deps-debs check test ctest pytest unit bench bench-compare clean demo capi
+.PHONY: all deps deps-debs check test ctest pytest unit bench bench-compare clean demo capi diagnose compare-tools
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
 
 $(BUILD):
@@ -86,6 +86,15 @@ demo: all
 # tests/test_capi_gen.py checks that the committed files are what this writes.
 capi:
 	$(PY) $(CH)/capi/gen_capi.py
+
+# Score pyref on the bug corpus (tests/bugs/README.md): one line per case (expected,
+# verdict, line, ok / wrong / unknown / false-blame), then totals. PYTHON=... to choose.
+diagnose: all
+	$(PY) tests/bugs/run.py $(if $(PYTHON),--python $(PYTHON))
+
+# pyref, ASan and valgrind on the same corpus: the markdown table of tests/bugs/README.md.
+compare-tools: all
+	$(PY) tests/bugs/compare_tools.py $(if $(PYTHON),--python $(PYTHON))
 
 clean:
 	rm -rf $(BUILD)
