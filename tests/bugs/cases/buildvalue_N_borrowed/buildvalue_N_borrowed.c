@@ -20,7 +20,7 @@ swap_pair(PyObject *self, PyObject *pair)
         return NULL;
     }
     PyObject *first = PyTuple_GET_ITEM(pair, 0);                      /* @origin */
-    PyObject *second = PyTuple_GET_ITEM(pair, 1);
+    PyObject *second = PyTuple_GET_ITEM(pair, 1);   /* @origin-second */
     return Py_BuildValue(SWAPPED, second, first);                      /* @culprit */
 }
 

@@ -27,7 +27,7 @@ update_changed(PyObject *self, PyObject *args)
 #ifdef FIXED
         Py_INCREF(key);
 #endif
-        if (PyDict_SetItem(dst, key, value) < 0)
+        if (PyDict_SetItem(dst, key, value) < 0)   /* @frees */
             goto error;
         int rc = PyList_Append(changed, key);                        /* @culprit */
 #ifdef FIXED

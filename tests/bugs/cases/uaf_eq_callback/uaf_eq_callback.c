@@ -24,7 +24,7 @@ unique(PyObject *self, PyObject *lst)
         Py_INCREF(item);
 #endif
         for (Py_ssize_t j = 0; j < PyList_GET_SIZE(out) && !seen; j++) {
-            seen = PyObject_RichCompareBool(PyList_GET_ITEM(out, j), item, Py_EQ);
+            seen = PyObject_RichCompareBool(PyList_GET_ITEM(out, j), item, Py_EQ);   /* @frees */
             if (seen < 0)
                 goto error;
         }

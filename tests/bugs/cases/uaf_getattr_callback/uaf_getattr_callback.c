@@ -22,7 +22,7 @@ render(PyObject *self, PyObject *args)
 #ifdef FIXED
         Py_INCREF(item);
 #endif
-        PyObject *prefix = PyObject_GetAttrString(options, "prefix");
+        PyObject *prefix = PyObject_GetAttrString(options, "prefix");   /* @frees */
         if (prefix == NULL)
             goto error;
         PyObject *text = PyObject_Str(item);                          /* @culprit */

@@ -21,7 +21,7 @@ count(PyObject *self, PyObject *lst)
 #ifdef FIXED
         Py_INCREF(item);
 #endif
-        PyObject *old = PyDict_GetItemWithError(counts, item);
+        PyObject *old = PyDict_GetItemWithError(counts, item);   /* @frees */
         long n = old ? PyLong_AsLong(old) : 0;
         if ((old == NULL && PyErr_Occurred()) || (n == -1 && PyErr_Occurred()))
             goto error;

@@ -83,7 +83,7 @@ parser_feed(ParserObject *self, PyObject *data)
         PyObject *line = PyBytes_FromStringAndSize(p + start, nl - p - start);
         if (line == NULL)
             goto error;
-        PyObject *r = PyObject_CallOneArg(self->on_line, line);
+        PyObject *r = PyObject_CallOneArg(self->on_line, line);   /* @frees */
         Py_DECREF(line);
         if (r == NULL)
             goto error;
