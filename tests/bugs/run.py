@@ -217,7 +217,7 @@ def observe_stop(row, python, moddir, work, env):
         out = first + "\n---\n" + pyreftest.gdb_batch(COMMANDS, args=[python, core],
                                                       cwd=work, timeout=TIMEOUT)
     log(work, "gdb", out)
-    if not re.search(r"^(Thread \S+ \"[^\"]*\" hit )?Breakpoint 1, ", out, re.M):
+    if not re.search(r"^(Thread \S+ \"[^\"]*\" hit )?Breakpoint 1(\.\d+)?, ", out, re.M):
         m = re.search(r"^Program (received signal \S+|terminated with signal \S+|exited.*)",
                       out, re.M)
         return None, None, "did not stop at %s (%s)" % (stop, m.group(1) if m else "?")
