@@ -14,13 +14,15 @@ Usage: compare_tools.py [--python EXE] [--tools-python EXE] [--pyref-json FILE]
 
 ASan: the case built untraced with gcc -fsanitize=address -fno-omit-frame-pointer, run
 with LD_PRELOAD of gcc's libasan (the interpreter is not ASan-built), PYTHONMALLOC=malloc
-(every object is a malloc block ASan tracks) and ASAN_OPTIONS=detect_leaks=1
-(LeakSanitizer reports at exit). ASan's default unwinder follows frame pointers, which
-the interpreters here are built without: a "freed by" or allocation stack that passes
-through the interpreter may stop before the extension's frame. Its DWARF unwinder
-(fast_unwind_on_malloc=0) would reach it, but on these interpreters it stops the report
-with an internal error (CHECK failed: asan_descriptions.cpp "res.trace != 0"), with gcc
-12's libasan and clang 14's runtime alike. valgrind: the untraced build under
+(every object is a malloc block ASan tracks), detect_leaks=1 (LeakSanitizer reports at
+exit) and handle_abort=1 (a report on abort() too). ASan's default unwinder follows frame
+pointers, which the interpreters here are built without: a "freed by" or allocation
+stack that passes through the interpreter often stops before the extension's frame.
+Its DWARF unwinder (fast_unwind_on_malloc=0) reaches the extension in allocation and
+leak stacks, but on these interpreters it ends a use-after-free report at "freed by"
+with an internal error (CHECK failed: asan_descriptions.cpp "res.trace != 0"; gcc 12's
+libasan and clang 14's runtime alike). So each case runs under ASan twice, once with
+each unwinder, and the cell merges the two reports. valgrind: the untraced build under
 `valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite`, PYTHONMALLOC=malloc.
 
 For each tool a cell says what it reported first that involves the case's source (its
@@ -48,7 +50,10 @@ import scoring  # noqa: E402
 
 pyreftest = run.pyreftest
 ASAN_CFLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer"]
-ASAN_OPTIONS = "detect_leaks=1"
+# Two runs under ASan, their reports merged: the default unwinder (frame pointers) and
+# the DWARF one (see the module's comment).
+ASAN_RUNS = ("detect_leaks=1:handle_abort=1",
+             "detect_leaks=1:handle_abort=1:fast_unwind_on_malloc=0")
 VALGRIND = ["valgrind", "--tool=memcheck", "--leak-check=full",
             "--show-leak-kinds=definite", "--num-callers=40", "--error-exitcode=0"]
 TIMEOUT = 600
@@ -241,21 +246,41 @@ def run_tool(tool, row, python, keep):
         env = dict(os.environ, PYTHONMALLOC="malloc", PYTHONHASHSEED="0",
                    PYTHONDONTWRITEBYTECODE="1")
         cmd = [python, case.driver, os.path.join(work, "mod")]
-        if tool == "asan":
-            env.update(LD_PRELOAD=libasan(), ASAN_OPTIONS=ASAN_OPTIONS)
-        else:
-            cmd = VALGRIND + cmd
-        p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                           timeout=TIMEOUT)
-        with open(os.path.join(work, tool + ".log"), "w") as f:
-            f.write(p.stdout + "\n---\n" + p.stderr)
-        parse = parse_asan if tool == "asan" else parse_valgrind
-        return parse(p.stderr, os.path.basename(case.source))
+        source = os.path.basename(case.source)
+        if tool == "valgrind":
+            return parse_valgrind(run_logged(VALGRIND + cmd, work, env, tool), source)
+        reps = [parse_asan(run_logged(cmd, work, dict(env, LD_PRELOAD=libasan(),
+                                                      ASAN_OPTIONS=opts),
+                                      "asan%d" % i), source)
+                for i, opts in enumerate(ASAN_RUNS)]
+        return merge(*reps)
     except (AssertionError, subprocess.SubprocessError, OSError) as e:
         return {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0])}
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def run_logged(cmd, work, env, name):
+    """Runs cmd; its stderr (the tool's report), with stdout kept in WORK/NAME.log."""
+    p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
+                       timeout=TIMEOUT)
+    with open(os.path.join(work, name + ".log"), "w") as f:
+        f.write(p.stdout + "\n---\n" + p.stderr)
+    return p.stderr
+
+
+def merge(fast, slow):
+    """One report of two ASan runs: each field from the run that has it (the error's own
+    stack from either, freed-by from the default unwinder, leaks from the DWARF one)."""
+    out = dict(fast)
+    out["kind"] = fast["kind"] if fast["kind"] not in (None, "leak") else \
+        slow["kind"] or fast["kind"]
+    for f in ("at", "freed", "alloc"):
+        out[f] = fast[f] or slow[f]
+    out["leaks"] = slow["leaks"] or fast["leaks"]
+    out["other"] = slow["other"] if slow["leaks"] else fast["other"]
+    return out
 
 
 def libasan():

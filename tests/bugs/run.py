@@ -3,12 +3,13 @@
 traced, run to its observation point, diagnosed by pyref from the outside (its JSON
 output), scored by tests/bugs/scoring.py. One line per case, then totals.
 
-Usage: run.py [--python EXE] [-j N] [--json FILE] [--keep DIR] [CASE ...]
+Usage: run.py [--python EXE] [-j N] [--json FILE] [--markdown FILE] [--keep DIR] [CASE ...]
 
   --python EXE  the interpreter (default /usr/bin/python3.11d); a release build runs
                 every case with PYTHONMALLOC=debug, so that a freed object is poisoned
   -j N          cases run at once (default 2)
   --json FILE   also write every row, with pyref's JSON, to FILE
+  --markdown FILE  also write the table as markdown (tests/bugs/BASELINE.md)
   --keep DIR    keep each case's build, core and gdb output under DIR
   CASE          only these cases (a case's name, or NAME/fixed for its fixed twin)
 
@@ -331,6 +332,16 @@ def summary_lines(results):
     return out
 
 
+def markdown(results):
+    """The rows and totals as a markdown table (tests/bugs/BASELINE.md)."""
+    out = ["| case | expected | verdict | line | score |", "|---|---|---|---|---|"]
+    for r in results:
+        score = r["score"] + (" (%s)" % r["error"] if r.get("error") else "")
+        out.append("| %s | %s | %s | %s | %s |" % (r["name"], r["expected"], r["verdict"],
+                                                  r["line"], score))
+    return "\n".join(out + [""] + summary_lines(results)) + "\n"
+
+
 def run_all(rows, python, jobs=2, keep=None, echo=True):
     info = pyreftest.py_version(python)
     pyreftest.ensure_runtime()
@@ -354,6 +365,7 @@ def main(argv=None):
     ap.add_argument("-j", type=int, default=2, dest="jobs")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--keep", metavar="DIR")
+    ap.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
     ap.add_argument("cases", nargs="*")
     args = ap.parse_args(argv)
     python = shutil.which(args.python) or args.python
@@ -371,6 +383,9 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"python": python, "results": results, "totals": totals(results)},
                       f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(results))
     return 0
 
 
