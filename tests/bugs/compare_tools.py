@@ -220,7 +220,7 @@ def pyref_cell(res, case):
         return "%s (%s)" % (res["score"], res.get("error"))
     verdict = res["verdict"].replace(" (why)", "").replace(" (leaks)", "")
     line = res["line"]
-    return "%s %s → **%s**" % (verdict, "" if line == "-" else line, res["score"])
+    return "%s%s → **%s**" % (verdict, "" if line == "-" else " " + line, res["score"])
 
 
 # ---------------------------------------------------------------------------------------

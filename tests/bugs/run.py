@@ -106,7 +106,7 @@ class Row:
         e = self.expect
         if e["kind"] == "none":
             return "none"
-        return "%s @%s" % (e["kind"], e["culprit"])
+        return "%s :%d @%s" % (e["kind"], self.case.lines[e["culprit"]], e["culprit"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def all_rows(names=()):
     return rows
 
 
-FORMAT = "%-34s %-34s %-28s %-24s %s"
+FORMAT = "%-32s %-36s %-26s %-22s %s"
 
 
 def print_row(r):
@@ -332,13 +332,20 @@ def summary_lines(results):
     return out
 
 
+GRADE_MARK = {"right": "✓", "wrong": "~", "false": "✗", "none": "·"}
+
+
 def markdown(results):
-    """The rows and totals as a markdown table (tests/bugs/BASELINE.md)."""
-    out = ["| case | expected | verdict | line | score |", "|---|---|---|---|---|"]
+    """The rows and totals as a markdown table (tests/bugs/BASELINE.md), with every claim
+    pyref made on the row and its grade (✓ right, ~ wrong, ✗ false, · no line)."""
+    out = ["| case | expected | verdict | line | score | all claims |",
+           "|---|---|---|---|---|---|"]
     for r in results:
         score = r["score"] + (" (%s)" % r["error"] if r.get("error") else "")
-        out.append("| %s | %s | %s | %s | %s |" % (r["name"], r["expected"], r["verdict"],
-                                                  r["line"], score))
+        claims = ", ".join("%s %s %s" % (c["kind"], c["line"], GRADE_MARK[c["grade"]])
+                           for c in r.get("claims") or ())
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            r["name"], r["expected"], r["verdict"], r["line"], score, claims or "-"))
     return "\n".join(out + [""] + summary_lines(results)) + "\n"
 
 
