@@ -25,8 +25,10 @@ SERIES = [(1, 2, "inc1", False), (2, 3, "inc2", False), (3, 2, "dec1", False),
           (2, 3, "xinc", False), (3, 4, "append", True), (4, 3, "release", True),
           (3, 2, "dec2", False), (2, 1, "xdec", False), (1, 0, "dealloc", False)]
 
+# The headline is the user's line; then what wrote: the macro (Py_INCREF), or where inside
+# CPython.
 LOG = re.compile(r"^pyref watch (\d+): (-?\d+) -> (-?\d+)  (\S+):(\d+|\?) in ([^\s,]+)"
-                 r"(?: \(inline \S+\))?(?:, called from (\S+):(\d+) in (\S+))?(.*)$", re.M)
+                 r"(?: \((?:inside CPython: (\S+) at (\S+):(\d+|\?)|(\w+))\))?(.*)$", re.M)
 
 
 def _params():
@@ -69,15 +71,17 @@ class Change:
     def __init__(self, m):
         self.watch, self.before, self.after = int(m.group(1)), int(m.group(2)), int(m.group(3))
         self.file, self.line, self.func = m.group(4), m.group(5), m.group(6)
-        self.caller = (m.group(7), int(m.group(8)), m.group(9)) if m.group(7) else None
-        self.rest = m.group(10)
+        self.inside = (m.group(7), m.group(8), m.group(9)) if m.group(7) else None
+        self.by = m.group(10)
+        self.rest = m.group(11)
 
     def where(self):
         """'watch_ext.c:LINE in series', or for a change made inside CPython the
         extension's line that called it."""
-        if self.caller:
-            assert self.file != "watch_ext.c"  # the writer is the interpreter's code
-            return "CPython, called from %s:%d in %s" % self.caller
+        if self.inside:
+            assert not self.inside[1].startswith("watch_ext")  # the interpreter's code
+            return "CPython, called from %s:%s in %s" % (self.file, self.line, self.func)
+        assert re.match(r"_?Py_X?(INC|DEC)REF$", self.by or ""), self.by  # what wrote
         return "%s:%s in %s" % (self.file, self.line, self.func)
 
     def ring(self):
@@ -140,6 +144,38 @@ def test_log_is_the_series(built):
     assert "exited normally" in out
     if not traced:
         assert "ring" not in "".join(c.rest for c in got)
+
+
+# -O0 calls object.h's out-of-line copy of Py_INCREF (a frame of its own, untraced and
+# traced); -O2 inlines everything: the user's line heads every change on each.
+BUILDS = [pytest.param((ident, traced, opt), id="%s-%s%s" % (ident, opt, "-traced" * traced))
+          for ident in ("3.11d", "3.12") for traced, opt in ((False, "-O0"), (True, "-O0"),
+                                                             (True, "-O2"))]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_headline_is_the_users_line_on_every_build(build, tmp_path):
+    ident, traced, opt = build
+    python, why = pyreftest.interpreter(ident)
+    if python is None:
+        pytest.skip(why)
+    pyreftest.build_ext(SRC, python, str(tmp_path), traced=traced, extra_cflags=[opt])
+    out = session((python, str(tmp_path), traced), ["pyref watch watch_ext_target",
+                                                     "continue"])
+    check_series(changes(out), SERIES, traced)
+    assert "object.h" not in "".join(c.file for c in changes(out))
+
+
+def test_options_after_the_expression(untraced):
+    out = session(untraced, ["pyref watch watch_ext_target --summary --until 3",
+                             "pyref watch watch_ext_target --bogus", "continue"])
+    assert re.search(r"^pyref watch 1: 0x[0-9a-f]+ \(list\), count 1; hardware watchpoint "
+                     r"\d+ on ob_refcnt; stops when the count is 3$", out, re.M), out
+    assert "pyref watch: unknown option --bogus (options go before or after EXPR; see " \
+           "\"help pyref watch\")\n" in out
+    assert "pyref watch 1: stopped: the count reached 3\n" in out
+    assert re.search(r"^pyref watch 1: 2 changes of 0x[0-9a-f]+ \(list\): 2 up, 0 down, "
+                     r"count 1 -> 3$", out, re.M), out
 
 
 def test_until_zero_stops_at_the_dealloc(built):

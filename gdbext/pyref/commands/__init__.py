@@ -36,13 +36,15 @@ The base class owns what every command must do alike:
   and `apropos` list), `Usage:`, the arguments, details, examples;
 - parsing: arguments are split like GDB's own (gdb.string_to_argv); a command whose last
   argument is a GDB expression sets `rest_argument` and gets the rest of the line verbatim
-  after any leading options (so `pyref show (PyObject *) $rdi` needs no quoting);
+  between its options, which may come before or after it (so `pyref show (PyObject *)
+  $rdi` needs no quoting, and `pyref watch obj --log` works);
 - `target.command_scope()` around `run` (no inferior calls, user settings restored);
 - the single place where exceptions become messages: a PyrefError or gdb.error becomes a
   one-line gdb.GdbError "pyref: ...", anything unexpected "pyref: internal error: ...".
   Never a Python traceback (gdb prints "Python Exception" only for non-GdbError).
 """
 import argparse
+import re
 import sys
 import textwrap
 import traceback
@@ -153,7 +155,7 @@ class Subcommand(gdb.Command):
         every word so far is an option or an option's value."""
         if self.rest_argument is None:
             return "--" not in before
-        takes_value = {o: a.nargs != 0 for a in self.parser._actions for o in a.option_strings}
+        takes_value = self._takes_value()
         expect_value = False
         for w in (w for w in before if w):
             if expect_value:
@@ -221,16 +223,20 @@ class Subcommand(gdb.Command):
             return None
 
     def _split_options(self, arg):
-        """Leading option words of `arg` (with their values) and the verbatim rest. An
-        expression may start with '-' followed by a digit or '(' (`-1`, `-(x)`); `--` ends
-        the options explicitly."""
-        takes_value = {o: a.nargs != 0 for a in self.parser._actions for o in a.option_strings}
+        """Option words of `arg` (with their values) and the verbatim expression. Options
+        come before the expression, or after it (`pyref watch obj --log`: the trailing
+        words that are all this command's options). An expression may start with '-'
+        followed by a digit or '(' (`-1`, `-(x)`); `--` ends the options explicitly, and
+        then nothing after the expression is taken for an option."""
+        takes_value = self._takes_value()
         options = []
         rest = arg.strip()
+        explicit_end = False
         while rest.startswith("-") and len(rest) > 1 and (rest[1].isalpha() or rest[1] == "-"):
             word, _, tail = rest.partition(" ")
             if word == "--":
                 rest = tail.strip()
+                explicit_end = True
                 break
             if word in ("-h", "--help"):
                 raise _HelpRequested()
@@ -240,7 +246,48 @@ class Subcommand(gdb.Command):
                 value, _, tail = rest.partition(" ")
                 options.append(value)
                 rest = tail.strip()
-        return options, rest
+        if explicit_end:
+            return options, rest
+        rest, trailing = self._trailing_options(rest, takes_value)
+        unknown = re.search(r"(?:^|\s)(--[A-Za-z][\w-]*)", rest)
+        if unknown:
+            raise gdb.GdbError("%s: unknown option %s (options go before or after %s; see "
+                               "\"help %s\")" % (self.prog, unknown.group(1),
+                                                 self.rest_argument.upper(), self.prog))
+        return options + trailing, rest
+
+    def _takes_value(self):
+        """{option string: True when it takes a value} of this command's options."""
+        return {o: a.nargs != 0 for a in self.parser._actions for o in a.option_strings}
+
+    @staticmethod
+    def _trailing_options(rest, takes_value):
+        """(expression, option words): the longest run of words at the end of `rest` that
+        are all options of the command, each with its value, cut off the expression
+        (whose text is kept verbatim)."""
+        spans = [(m.start(), m.group()) for m in re.finditer(r"\S+", rest)]
+        for i, (start, word) in enumerate(spans):
+            if i == 0 or word.split("=", 1)[0] not in takes_value:
+                continue
+            words, taken, ok = [w for _, w in spans[i:]], [], True
+            k = 0
+            while k < len(words):
+                w = words[k]
+                name = w.split("=", 1)[0]
+                if name not in takes_value or name in ("-h", "--help"):
+                    ok = False
+                    break
+                taken.append(w)
+                k += 1
+                if takes_value[name] and "=" not in w:
+                    if k == len(words):
+                        ok = False
+                        break
+                    taken.append(words[k])
+                    k += 1
+            if ok:
+                return rest[:start].rstrip(), taken
+        return rest, []
 
     # -- gdb entry point: the one place where exceptions become messages ---------------
     def invoke(self, arg, from_tty):

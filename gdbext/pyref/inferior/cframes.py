@@ -3,8 +3,11 @@ of pyref's gdb side (CPython's libpython has its Frame; this is pyref's).
 
 - the selected thread's frames, where each is, the pointers its arguments and locals hold,
   and the crash's signal ($_siginfo): what `pyref why` looks for the dead object with;
-- the site of the instruction that wrote a watched word and the nearest caller outside
-  the interpreter: what `pyref watch` attributes a change to;
+- which frames are pyref's shim (the inline wrappers of c_helpers/shim/) and CPython's
+  headers: what the backtrace filter hides and every command looks past;
+- the site of the instruction that wrote a watched word and the user's line that made it
+  (the first frame outside the shim, CPython's headers and the interpreter): what `pyref
+  watch` attributes a change to;
 - every thread's C frames (stack pointer, function), innermost registers and the variables
   DWARF places in a frame's memory: what `pyref owners` attributes a stack word to;
 - the calls the selected frame's function makes: what `pyref explain` explains.
@@ -30,6 +33,63 @@ MAX_VARS = 400            # symbols examined per C frame
 MAX_SCOPE_BYTES = 16384   # functions up to this size are searched for out-of-scope blocks
 MAX_INSNS = 4000          # instructions disassembled for the calls of a function
 MAX_SITE_SCAN = 16 << 20  # bytes of a function's objfile searched for its sites
+
+
+# ---------------------------------------------------------------------------------------
+# Shim frames and CPython's headers
+# ---------------------------------------------------------------------------------------
+# A shim frame is code of pyref's Python.h shim: the recording wrappers (pyref_incref,
+# pyref_decref, ...) of c_helpers/shim/Python.h, the C-API wrappers of pyref_capi*.h and
+# the hooks of pyref_hooks.h, all inline functions the extension's own line calls. They
+# are told by the file that defines them (installed as PREFIX/include/pyref/shim/), not by
+# their names, so that a wrapper added to the shim is one too.
+SHIM_DIR = "shim"
+
+
+def is_shim_file(path):
+    """True when `path` (as the debug info names it) is one of the shim's headers."""
+    if not path:
+        return False
+    directory, base = os.path.split(path)
+    return os.path.basename(directory) == SHIM_DIR and (
+        base == "Python.h" or (base.startswith("pyref_") and base.endswith(".h")))
+
+
+# CPython's headers live in a directory named after the interpreter (PREFIX/include/
+# python3.11, python3.11d, python3.13t; their cpython/ and internal/ subdirectories), or
+# in Include/ of a source tree. The out-of-line copies of their static inline functions
+# (Py_INCREF at -O0) are frames no user wrote.
+_PY_INCLUDE = re.compile(r"(^|/)(python3\.\d+[a-z]*|Include)/(.+/)?[^/]+\.h$")
+
+
+def is_python_header(path):
+    """True when `path` is one of CPython's headers (object.h, cpython/listobject.h...)."""
+    return bool(path) and _PY_INCLUDE.search(path) is not None
+
+
+def is_shim_frame(frame):
+    """True when gdb frame `frame` runs code of the shim (see SHIM_DIR), by the file its
+    line is in: an inline function's own symbol names the file that calls it (gdb gives it
+    DW_AT_call_file), not the one that defines it. Never raises."""
+    try:
+        sal = frame.find_sal()
+        return sal is not None and sal.symtab is not None and \
+            is_shim_file(sal.symtab.filename)
+    except (gdb.error, RuntimeError):
+        return False
+
+
+def user_frame(frame):
+    """`frame`, or when it is a shim frame the nearest older frame that is not (bounded):
+    the user's function whose line called the shim. None when there is none."""
+    for _ in range(MAX_CALLER_FRAMES):
+        if frame is None or not is_shim_frame(frame):
+            return frame
+        try:
+            frame = frame.older()
+        except gdb.error:
+            return None
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -124,11 +184,19 @@ def interpreter_objfile():
     return cache["watch.interp_objfile"]
 
 
-def writer_site(pc):
-    """(Site, in_interpreter) of the instruction at `pc`, its `inline` the innermost
-    inline function the instruction belongs to.
-    The line is the one in the outermost non-inline function: for an inlined Py_INCREF,
-    the extension's line that used it."""
+def _foreign(path, objfile):
+    """True for code whose line is not the user's: the shim, CPython's headers, the
+    interpreter itself."""
+    return is_shim_file(path) or is_python_header(path) or (
+        objfile is not None and objfile == interpreter_objfile())
+
+
+def _chain(pc):
+    """[(function name, file, line)] of the instruction at `pc`, innermost inline function
+    first, ending with the real function; each entry's file and line are where that
+    function's code is at this instruction (for an enclosing function: the line calling
+    the inline function inside it). Plus the objfile's name. ([], None) without debug
+    info."""
     try:
         block = gdb.block_for_pc(pc)
     except (RuntimeError, gdb.error):
@@ -136,59 +204,82 @@ def writer_site(pc):
     funcs = []
     while block is not None and not block.is_global and not block.is_static:
         if block.function is not None:
-            funcs.append(block)
+            funcs.append(block.function)
             sup = block.superblock
             if sup is None or sup.is_static or sup.is_global:
                 break  # a real function: its parent is the file's static block
         block = block.superblock
     if not funcs:
+        return [], None
+    outer = funcs[-1]
+    sal = gdb.find_pc_line(pc)
+    out = [(funcs[0].name, sal.symtab.filename if sal.symtab else outer.symtab.filename,
+            sal.line)]
+    # gdb gives an inlined function's symbol the file and line that call it
+    for inner, fn in zip(funcs, funcs[1:]):
+        out.append((fn.name, inner.symtab.filename if inner.symtab else
+                    outer.symtab.filename, inner.line))
+    return out, outer.symtab.objfile.filename if outer.symtab else None
+
+
+def _older_user_site():
+    """Site of the newest frame older than the selected thread's innermost real frame
+    whose line is the user's (not the shim, CPython's headers or the interpreter; with
+    debug info), or None. Bounded by MAX_CALLER_FRAMES."""
+    try:
+        frame = gdb.newest_frame()
+        while frame is not None and frame.type() == gdb.INLINE_FRAME:
+            frame = frame.older()
+        frame = frame.older() if frame is not None else None
+        for _ in range(MAX_CALLER_FRAMES):
+            if frame is None:
+                return None
+            sal = frame.find_sal()
+            fn = frame.function()
+            if sal.symtab is not None and fn is not None and \
+                    not _foreign(sal.symtab.filename, sal.symtab.objfile.filename):
+                return Site(frame.pc(), sal.symtab.filename, sal.line, fn.name)
+            frame = frame.older()
+    except gdb.error:
+        return None
+    return None
+
+
+def change_sites(pc):
+    """(user, writer, in_interpreter) for the instruction at `pc`, which wrote a watched
+    word in the selected thread's innermost frame:
+      writer  the Site of the instruction: the line in the outermost non-inline function
+              of its chain (for an inlined Py_INCREF, the line that used it), `inline` the
+              innermost inline function;
+      user    the Site of the user's line that made the change: the first function of the
+              chain, then of the older frames, whose line is not the shim's, a CPython
+              header's or the interpreter's (an out-of-line Py_INCREF of -O0, the shim's
+              wrappers, PyList_Append); `inline` names the function that wrote (Py_INCREF,
+              PyList_Append). The writer itself when no such frame is found;
+      in_interpreter  True when the writer is the interpreter's code."""
+    chain, objfile = _chain(pc)
+    if not chain:
         sal = gdb.find_pc_line(pc)
         if sal.symtab is None:
             lib = gdb.solib_name(pc) or gdb.current_progspace().filename
-            return Site(pc, lib, None, "?? (0x%x, no debug info)" % pc), False
-        return Site(pc, sal.symtab.filename, sal.line, "??"), False
-    outer = funcs[-1].function
-    if len(funcs) == 1:
-        sal = gdb.find_pc_line(pc)
-        file = sal.symtab.filename if sal.symtab else outer.symtab.filename
-        line = sal.line
-        inline = None
-    else:  # the call site of the outermost inlined call, in `outer`
-        call = funcs[-2].function
-        file = call.symtab.filename if call.symtab else outer.symtab.filename
-        line = call.line
-        inline = funcs[0].function.name
-    objfile = outer.symtab.objfile.filename if outer.symtab else None
-    in_interp = objfile is not None and objfile == interpreter_objfile()
-    return Site(pc, file, line, outer.name, inline=inline), in_interp
-
-
-def caller_outside_interpreter():
-    """Site of the newest frame of the selected thread that is not in the interpreter and
-    has debug info (the extension that called CPython), or None. Inline frames are passed
-    up to their non-inline function, whose line is then the call site."""
-    interp = interpreter_objfile()
-    try:
-        frame = gdb.newest_frame()
-    except gdb.error:
-        return None
-    for _ in range(MAX_CALLER_FRAMES):
-        if frame is None:
-            return None
-        fn = frame.function()
-        if fn is not None and fn.symtab is not None and fn.symtab.objfile.filename != interp:
-            while frame.type() == gdb.INLINE_FRAME and frame.older() is not None:
-                frame = frame.older()
-            sal = frame.find_sal()
-            fn = frame.function()
-            if sal.symtab is None or fn is None:
-                return None
-            return Site(frame.pc(), sal.symtab.filename, sal.line, fn.name)
-        try:
-            frame = frame.older()
-        except gdb.error:
-            return None
-    return None
+            writer = Site(pc, lib, None, "?? (0x%x, no debug info)" % pc)
+        else:
+            writer = Site(pc, sal.symtab.filename, sal.line, "??")
+        in_interp = False
+    else:
+        name, file, line = chain[-1]
+        writer = Site(pc, file, line, name,
+                      inline=chain[0][0] if len(chain) > 1 else None)
+        in_interp = objfile is not None and objfile == interpreter_objfile()
+    by = writer.func if in_interp else (chain[0][0] if chain else None)
+    for i, (name, file, line) in enumerate(chain):
+        if not _foreign(file, objfile):
+            return Site(pc, file, line, name, inline=chain[0][0] if i else None), \
+                writer, in_interp
+    user = _older_user_site()
+    if user is None:
+        return writer, writer, in_interp
+    return Site(user.addr, user.file, user.line, user.func, inline=by), writer, in_interp
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ reaches N, drops below N, or the object is freed.
 
 How a change is attributed. x86 data watchpoints trap *after* the writing instruction, so
 the writer is the instruction that ends at the stop's pc: pyref looks up pc - 1 (in reverse
-execution, under rr or `record full`, the stop is *at* the writer: pc itself). Its block
-chain gives the inline functions it sits in (Py_INCREF inside pyref_incref inside the
-extension's function); gdb stores an inlined function's DW_AT_call_file/call_line as its
-symbol's file and line, so the line reported is the extension's own line, not object.h's.
-When the writer is CPython itself (PyList_Append taking a reference, list_dealloc dropping
-one), the log also names the nearest caller outside the interpreter ("called from").
+execution, under rr or `record full`, the stop is *at* the writer: pc itself). The line a
+change is logged at is the user's: the first function, in the writer's inline chain and
+then in the older frames, whose line is not in pyref's shim, a CPython header or the
+interpreter (inferior/cframes.py change_sites) — the same on every build: an inlined
+Py_INCREF (-O1, -O2), the out-of-line copy of object.h's Py_INCREF an -O0 build calls, the
+shim's wrappers of a traced build. The log names what wrote (Py_INCREF) and, when it is
+CPython itself (PyList_Append taking a reference, list_dealloc dropping one), where
+inside CPython.
 
 The stop() callback runs while gdb decides whether to stop: it only reads memory (one read
 of the object's header, the ring when traced, the Python stack when asked), never calls
@@ -33,7 +35,7 @@ import gdb
 
 from pyref.errors import PyrefError, RingError
 from pyref.inferior import layout, objects, pythreads, rings, target
-from pyref.inferior.cframes import caller_outside_interpreter, writer_site
+from pyref.inferior.cframes import change_sites
 from pyref.inferior.pythreads import plain
 from pyref.inferior.target import MemoryReadError
 from pyref.reader import decode, ringformat
@@ -50,12 +52,9 @@ def _basename(path):
 
 
 def site_text(site, st=plain):
-    """"file.c:LINE in func (inline Py_INCREF)"; `st` a settings.Styler."""
-    text = "%s:%s in %s" % (st(_basename(site.file), "file"), site.line if site.line else "?",
+    """"file.c:LINE in func"; `st` a settings.Styler."""
+    return "%s:%s in %s" % (st(_basename(site.file), "file"), site.line if site.line else "?",
                             st(site.func, "function"))
-    if site.inline:
-        text += " (inline %s)" % site.inline
-    return text
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,11 +141,11 @@ _next_id = [1]
 class Change:
     """One logged change of the count."""
 
-    __slots__ = ("before", "after", "site", "in_interp", "caller", "thread", "stack",
+    __slots__ = ("before", "after", "site", "writer", "in_interp", "thread", "stack",
                  "reverse", "ring", "ring_note", "printed")
 
     def __init__(self):
-        self.site = self.caller = self.stack = self.ring = self.ring_note = None
+        self.site = self.writer = self.stack = self.ring = self.ring_note = None
         self.printed = False
 
 
@@ -235,9 +234,7 @@ class Watch:
         c.before, c.after = (now, self.count) if reverse else (self.count, now)
         self.count = now
         pc = gdb.newest_frame().pc()
-        c.site, c.in_interp = writer_site(pc if reverse else pc - 1)
-        if c.in_interp:
-            c.caller = caller_outside_interpreter()
+        c.site, c.writer, c.in_interp = change_sites(pc if reverse else pc - 1)
         c.thread = gdb.selected_thread()
         depth = self.stack_depth or (1 if self.python_stack() else 0)
         if depth:
@@ -332,8 +329,13 @@ class Watch:
         st = self.styler()
         line = "pyref watch %d: %d -> %d  %s" % (self.id, c.before, c.after,
                                                  site_text(c.site, st))
-        if c.caller is not None:
-            line += ", called from " + site_text(c.caller, st)
+        if c.in_interp:
+            line += " (inside CPython: %s)" % (
+                site_text(c.writer, st) if c.writer is c.site else "%s at %s:%s" % (
+                    st(c.writer.func, "function"), st(_basename(c.writer.file), "file"),
+                    c.writer.line if c.writer.line else "?"))
+        elif c.site.inline and c.site.inline != c.site.func:
+            line += " (%s)" % st(c.site.inline, "function")
         if c.thread is not None and len(c.thread.inferior.threads()) > 1:
             line += "  [thread %d]" % c.thread.num
         if c.after == 0:
@@ -366,7 +368,7 @@ class Watch:
             self.ups += 1
         else:
             self.downs += 1
-        key = site_text(c.caller or c.site)
+        key = site_text(c.site)
         if key in self.by_site or len(self.by_site) < MAX_SITES:
             n = self.by_site.setdefault(key, [0, 0])
             n[0] += 1
