@@ -1,6 +1,7 @@
 # pyref's GDB loader: `source /path/to/gdbext/pyref-gdb.py` (or gdb -x ...), or install it
 # as an auto-load script. Puts gdbext/ on sys.path, checks that this GDB has what pyref
-# needs, and registers the `pyref` commands. Sourcing it again is harmless.
+# needs, registers the `pyref` commands and, in an interactive session, says so in one
+# line (once). Sourcing it again is harmless.
 import os
 import sys
 
@@ -21,6 +22,29 @@ def _load():
         pyref.register()
     except Exception as e:  # one line, never a traceback
         gdb.write("pyref: cannot load: %s: %s\n" % (type(e).__name__, e))
+        return
+    if not getattr(pyref, "announced", False) and _interactive():
+        pyref.announced = True
+        gdb.write(pyref.BANNER + "\n")
+
+
+def _interactive():
+    """True when someone types at this GDB: its standard input is a terminal and it was
+    not started with -batch (where GDB prints nothing of its own either). GDB's Python
+    has no word for batch mode, so its command line says, up to --args (the program's)."""
+    try:
+        if not os.isatty(0):
+            return False
+        with open("/proc/self/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    for a in argv[1:]:
+        if a in (b"--args", b"--"):
+            break
+        if a.lstrip(b"-") in (b"batch", b"batch-silent"):
+            return False
+    return True
 
 
 _load()

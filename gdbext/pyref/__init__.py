@@ -18,10 +18,16 @@ module registers nothing: the loader (gdbext/pyref-gdb.py) calls register().
 
 __version__ = "0.1.0"  # = pyref_version in c_helpers/ring.c (tests/gdb/test_layout.py checks)
 
-# The modules whose register() creates the `pyref` commands, `set/show pyref` and the
-# `$pyref_*` functions, in the order `help pyref` has no say in (gdb sorts it).
-COMMAND_MODULES = ("settings", "functions", "show", "ring", "history", "why", "explain",
-                   "pystack", "watch", "owners", "leaks")
+# What the loader (gdbext/pyref-gdb.py) says once when pyref loads into an interactive GDB.
+BANNER = ('pyref %s: reference-count history of C extensions; "help pyref" lists its '
+          'commands' % __version__)
+announced = False  # the banner was printed in this GDB
+
+# The modules whose register() creates the `pyref` commands, `set/show pyref`, the
+# backtrace filter and the `$pyref_*` functions, in the order `help pyref` has no say in
+# (gdb sorts it).
+COMMAND_MODULES = ("settings", "backtrace", "functions", "show", "ring", "history", "why",
+                   "explain", "pystack", "watch", "owners", "leaks")
 
 
 def register():

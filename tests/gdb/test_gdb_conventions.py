@@ -167,7 +167,8 @@ def test_complete_expressions(registry):
 
 def test_complete_settings_and_functions(registry):
     assert completions(registry["complete_set"]) == [
-        "set pyref color", "set pyref python-stack", "set pyref records"]
+        "set pyref color", "set pyref python-stack", "set pyref records",
+        "set pyref shim-frames"]
     assert completions(registry["complete_color"]) == [
         "set pyref color auto", "set pyref color off", "set pyref color on"]
     assert completions(registry["complete_function"]) == [

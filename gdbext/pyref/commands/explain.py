@@ -1,7 +1,9 @@
 """`pyref explain`: the reference rules of a C-API call, in plain words, where the user is.
 
 The facts come from the C-API table, pyref.rules.capi (CPython's refcounts.dat for 3.11
-and main, plus pyref's curated corrections). With no NAME, the calls of the current C
+and main, plus pyref's curated corrections), and for the reference-count macros and the
+singletons (Py_CLEAR, Py_RETURN_NONE, Py_None: their rules differ between 3.11 and 3.12+)
+from pyref.rules.macros, which takes precedence. With no NAME, the calls of the current C
 frame's function (inferior/cframes.py): the C-API functions it calls (from its machine
 code: one disassembly of the function, no inferior call) and the calls the shim recorded
 sites for in it (macros such as PyTuple_GET_ITEM leave no call instruction).
@@ -14,22 +16,8 @@ import gdb
 from pyref import commands
 from pyref.errors import PyrefError
 from pyref.inferior import cframes, target
-from pyref.rules import capi
+from pyref.rules import capi, macros
 
-# The reference-count macros are not in refcounts.dat as rules a caller follows.
-MACROS = {
-    "Py_INCREF": "takes a new reference: you own it and must release it (Py_DECREF) when done",
-    "Py_XINCREF": "as Py_INCREF, and does nothing for NULL",
-    "Py_NewRef": "Py_INCREF, then returns the object: you own the result",
-    "Py_XNewRef": "as Py_NewRef, and returns NULL for NULL",
-    "Py_DECREF": "releases one reference you own; never one you borrowed or gave away "
-                 "(stolen); the object may be freed here and must not be used after",
-    "Py_XDECREF": "as Py_DECREF, and does nothing for NULL",
-    "Py_CLEAR": "Py_XDECREF, after setting the variable to NULL first (safe against "
-                "re-entry through __del__)",
-    "Py_SETREF": "stores a new owned reference and releases the old one (after the store)",
-    "Py_XSETREF": "as Py_SETREF, and the old value may be NULL",
-}
 RETURNS = {"new": "a new reference", "borrowed": "a borrowed reference", "none": "no object",
            "null": "always NULL (an error indicator)"}
 MAX_CALLS = 200
@@ -37,10 +25,12 @@ MAX_CALLS = 200
 
 def explain(name):
     """dict of facts for one name, or None when unknown."""
-    if name in MACROS:
-        return {"name": name, "kind": "macro", "rule": MACROS[name], "returns": None,
-                "steals": [], "container": None, "versions": [], "notes": [],
-                "recorded": "INCREF" if "INC" in name or "New" in name else "DECREF"}
+    m = macros.get(name)
+    if m is not None:
+        return {"name": name, "kind": m.kind, "form": m.form, "expands": m.expands,
+                "rule": m.rule, "versions": [{"versions": v, "text": t}
+                                             for v, t in m.versions],
+                "recorded": m.recorded, "see": list(m.see)}
     api = capi.get(name)
     if api is None:
         return None
@@ -59,11 +49,16 @@ def explain(name):
 
 
 def format_facts(f):
-    out = [f.get("signature") or f["name"]]
-    if f["kind"] == "macro":
-        out.append("  a reference-count macro (recorded by the shim as %s)" % f["recorded"])
-        out.append("  rule:     " + f["rule"])
+    if "form" in f:  # a macro, a singleton (rules/macros.py)
+        out = [f["form"], "  %-9s %s" % ({"macro": "macro:", "singleton": "object:"}.get(
+            f["kind"], "function:"), f["expands"]), "  rule:     " + f["rule"]]
+        out += ["  %-9s %s" % (v["versions"] + ":", v["text"]) for v in f["versions"]]
+        out.append("  pyref:    recorded as " + f["recorded"] if f["recorded"].isupper()
+                   else "  pyref:    " + f["recorded"])
+        if f["see"]:
+            out.append("  see:      " + ", ".join(f["see"]))
         return "\n".join(out) + "\n"
+    out = [f.get("signature") or f["name"]]
     ret = f["returns_text"]
     if f["returns"] == "borrowed":
         ret += " owned by %s" % (f["container"].upper() if f["container"] else
@@ -91,56 +86,85 @@ def format_facts(f):
     return "\n".join(out) + "\n"
 
 
+def _known_names():
+    """Every name `pyref explain` knows, each once."""
+    return list(dict.fromkeys(macros.names() + capi.names()))
+
+
 def nearest(name, n=5):
-    names = capi.names() + sorted(MACROS)
-    lower = {x.lower(): x for x in names}
-    hits = [lower[name.lower()]] if name.lower() in lower else []
-    hits += [x for x in difflib.get_close_matches(name, names, n=n, cutoff=0.6)
-             if x not in hits]
-    if len(hits) < n:
-        hits += [x for x in names if name.lower() in x.lower() and x not in hits][:n - len(hits)]
-    return hits[:n]
+    """Up to `n` known names nearest to `name`, best first, each once: the same name in
+    another case, then with other underscores, then by similarity (of the lower-case
+    names, more for the same prefix such as PyList_, or for containing each other; less
+    for a private _Py name)."""
+    low = name.lower()
+    squash = low.replace("_", "")
+    family = low.split("_", 1)[0] + "_" if "_" in low else None
+    if family == "py_":
+        family = None  # every macro's: says nothing
+    scored = []
+    for cand in _known_names():
+        c = cand.lower()
+        if c == low or c.replace("_", "") == squash:
+            scored.append((3.0 if c == low else 2.0, cand))
+            continue
+        score = difflib.SequenceMatcher(None, low, c).ratio()
+        if family and c.startswith(family):
+            score += 0.1
+        if low in c or c in low:
+            score += 0.15
+        if cand.startswith("_") and not name.startswith("_"):
+            score -= 0.15
+        if score >= 0.65:
+            scored.append((score, cand))
+    scored.sort(key=lambda sc: (-sc[0], sc[1]))
+    return [cand for _, cand in scored[:n]]
 
 
 def calls_in_current_function():
     """(function name, [api names]) of the selected frame's function: the C-API calls and
-    macros it makes that the table or MACROS knows, at most MAX_CALLS."""
+    macros it makes that the C-API table or rules/macros.py knows, at most MAX_CALLS."""
     func, names = cframes.calls_of_selected_function()
-    known = [n for n in names if n in MACROS or capi.get(n) is not None]
+    known = [n for n in names if macros.get(n) is not None or capi.get(n) is not None]
     return func, known[:MAX_CALLS]
 
 
 class Explain(commands.Subcommand):
     name = "explain"
-    summary = "Explain the reference rules of a C-API function or macro, in plain words."
+    summary = ("Explain the reference rules of a C-API function, macro or singleton, in plain "
+               "words.")
     details = """\
 For NAME: what it returns (a new reference, a borrowed one and from which container, or no
 object), which arguments it steals and whether also when it fails, and the rule the
-caller must follow. Without NAME, stopped in a C function: every C-API call that function
-makes, each with its rule. Unknown names get the nearest matches. The facts come from
-CPython's refcounts.dat (3.11 and main) with pyref's curated corrections."""
+caller must follow. For a reference-count macro (Py_INCREF, Py_CLEAR, Py_SETREF,
+Py_RETURN_NONE, ...) or a singleton (Py_None, Py_True, ...): what it does with references
+and how that differs between 3.11 and earlier and 3.12+, where the singletons are immortal.
+Without NAME, stopped in a C function: every C-API call that function makes, each with
+its rule (in a frame of pyref's shim or of a CPython header: the function that called
+it). Unknown names get the nearest matches. The facts come from CPython's refcounts.dat
+(3.11 and main) with pyref's curated corrections."""
     examples = ("pyref explain PyList_SetItem", "pyref explain PyTuple_GetItem",
-                "pyref explain")
+                "pyref explain Py_RETURN_NONE", "pyref explain")
     completer = gdb.COMPLETE_NONE
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument("name", metavar="NAME", nargs="?",
-                            help="a C-API function or macro (default: the calls of the "
-                                 "current C function)")
+                            help="a C-API function, macro or singleton (default: the "
+                                 "calls of the current C function)")
 
     def complete(self, text, word):
         if text.strip().startswith("-"):
             return super().complete(text, word)
-        return [n for n in capi.names() + sorted(MACROS) if n.startswith(word or "")]
+        return [n for n in _known_names() if n.startswith(word or "")]
 
     def run(self, args, from_tty):
         if args.name:
             facts = explain(args.name)
             if facts is None:
                 near = nearest(args.name)
-                raise PyrefError("%s is not in the C-API table%s" % (
-                    args.name, "; did you mean %s?" % ", ".join(near) if near else ""))
+                raise PyrefError("%s is not a C-API function, macro or singleton pyref "
+                                 "knows%s" % (args.name, "; did you mean %s?" % ", ".join(near)
+                                              if near else ""))
             self.write(json.dumps(facts, indent=1) + "\n" if args.json
                        else format_facts(facts))
             return

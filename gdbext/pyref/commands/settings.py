@@ -6,9 +6,11 @@ Settings, each a gdb.Parameter under the `set pyref` / `show pyref` prefixes:
                                     (`pyref history` without -n); default unlimited
     set pyref python-stack on|off   show the Python stack beside C sites; default on
     set pyref color auto|on|off     style pyref's output with GDB's styles; default auto
+    set pyref shim-frames on|off    show the frames of pyref's shim in backtraces; default
+                                    off (commands/backtrace.py hides them)
 
-Commands read them through records(), python_stack() and color(), never through
-gdb.parameter() themselves, so that the names live in one place.
+Commands read them through records(), python_stack(), color() and shim_frames(), never
+through gdb.parameter() themselves, so that the names live in one place.
 
 Styling uses GDB's own styles (`show style address`, `show style function`...), so pyref's
 addresses look like GDB's addresses and follow the user's colour choices. GDB 13 has no
@@ -131,12 +133,29 @@ terminal. "on" styles whenever `set style enabled` is on, also into a pipe or a 
         self.value = "auto"
 
 
+class ShimFrames(_Parameter):
+    """pyref's Python.h shim wraps each reference-count macro and C-API call in an inline
+function (pyref_incref, pyref_decref, ... in shim/Python.h and the C-API wrappers), which
+gdb shows as frames of their own. When off (the default), backtraces hide them, so that
+the frame after CPython's is the line of the extension that made the call; pyref explain,
+why and watch look past them whatever this says. On shows them (as `disable
+frame-filter global pyref-shim-frames` does)."""
+
+    set_doc = "Set whether backtraces show the frames of pyref's shim."
+    show_doc = "Show whether backtraces show the frames of pyref's shim."
+    what = "Showing the frames of pyref's shim in backtraces"
+
+    def __init__(self):
+        super().__init__("shim-frames", gdb.PARAM_BOOLEAN)
+        self.value = False
+
+
 _params = {}  # name -> the registered Parameter (created once, even if loaded twice)
 
 
 def register():
     """Creates the parameters (once: registering twice is harmless)."""
-    for cls in (Records, PythonStack, Color):
+    for cls in (Records, PythonStack, Color, ShimFrames):
         key = cls.__name__
         if type(_params.get(key)) is not cls:
             _params[key] = cls()
@@ -161,6 +180,19 @@ def python_stack():
 def color():
     """'auto', 'on' or 'off'."""
     return _value(Color, "auto")
+
+
+def shim_frames():
+    """True when backtraces should show the shim's frames."""
+    return bool(_value(ShimFrames, False))
+
+
+def set_shim_frames(on):
+    """Sets `pyref shim-frames` (for `enable/disable frame-filter`, which the backtrace
+    filter follows)."""
+    p = _params.get(ShimFrames.__name__)
+    if p is not None:
+        p.value = bool(on)
 
 
 def show_all():

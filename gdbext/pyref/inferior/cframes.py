@@ -79,11 +79,23 @@ def is_shim_frame(frame):
         return False
 
 
+def _header_frame(frame):
+    """True when `frame` runs code of one of CPython's headers (-O0's out-of-line
+    Py_INCREF, an inlined Py_DECREF). Never raises."""
+    try:
+        sal = frame.find_sal()
+        return sal is not None and sal.symtab is not None and \
+            is_python_header(sal.symtab.filename)
+    except (gdb.error, RuntimeError):
+        return False
+
+
 def user_frame(frame):
-    """`frame`, or when it is a shim frame the nearest older frame that is not (bounded):
-    the user's function whose line called the shim. None when there is none."""
+    """`frame`, or when it is a shim frame or runs a CPython header's inline function the
+    nearest older frame that does neither (bounded): the user's function whose line
+    called them. None when there is none."""
     for _ in range(MAX_CALLER_FRAMES):
-        if frame is None or not is_shim_frame(frame):
+        if frame is None or not (is_shim_frame(frame) or _header_frame(frame)):
             return frame
         try:
             frame = frame.older()
@@ -121,6 +133,20 @@ def frame_where(f):
         return sal.symtab.filename, sal.line, fn.name
     except (gdb.error, RuntimeError):
         return None
+
+
+def frame_name(f):
+    """'func()' of a frame for a report; a shim frame is named after the user's function
+    it runs in: 'boom() (in the shim's pyref_decref)'."""
+    where = frame_where(f)
+    name = where[2] if where else (f.name() or "??")
+    if not is_shim_frame(f):
+        return name + "()"
+    user = user_frame(f)
+    outer = frame_where(user) if user is not None else None
+    if outer is None:
+        return "%s() (the shim's)" % name
+    return "%s() (in the shim's %s)" % (outer[2], name)
 
 
 def pointer_symbols(f):
@@ -466,11 +492,14 @@ def static_site_apis(fn):
 
 def calls_of_selected_function():
     """(function name, [names]) of the selected frame's function: the functions its
-    machine code calls and the C-API names of the shim's sites in it, each once."""
+    machine code calls and the C-API names of the shim's sites in it, each once. A frame
+    of the shim or of a CPython header stands for the user's function that called it."""
     try:
-        frame = gdb.selected_frame()
+        frame = user_frame(gdb.selected_frame())
     except gdb.error:
-        raise PyrefError("no frame selected: give a NAME, or stop in a C function") from None
+        frame = None
+    if frame is None:
+        raise PyrefError("no frame selected: give a NAME, or stop in a C function")
     fn = frame.function()
     if fn is None:
         raise PyrefError("the current frame has no debug info: give a NAME")

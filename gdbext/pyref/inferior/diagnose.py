@@ -27,14 +27,13 @@ def find_dead_object(ringset):
     index = ringset.index() if ringset is not None and ringset.rings else {}
     weak = None
     for f in cframes.frames():
-        where = cframes.frame_where(f)
-        fname = where[2] if where else (f.name() or "??")
+        fname = cframes.frame_name(f)
         for name, addr in cframes.pointer_symbols(f):
             if addr < 4096 or addr & 7:
                 continue
             recs = index.get(addr)
             if recs and recs[-1].op_name in ("DEALLOC", "FREE"):
-                return addr, "%s in %s(): its ring history ends with %s" % (
+                return addr, "%s in %s: its ring history ends with %s" % (
                     name, fname, recs[-1].op_name)
             if weak is None:
                 try:
@@ -43,7 +42,7 @@ def find_dead_object(ringset):
                     continue
                 if info.state == objects.FREED and (recs or info.type is not None
                                                     or "0xDD" in info.reason):
-                    weak = addr, "%s in %s(): %s" % (name, fname, info.reason)
+                    weak = addr, "%s in %s: %s" % (name, fname, info.reason)
     return weak if weak else (None, None)
 
 
