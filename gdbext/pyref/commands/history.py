@@ -95,6 +95,8 @@ shown apart. Then the object's state now (as pyref show reports it)."""
         out = []
         if not total:
             out.append("no transitions of 0x%x in the ring" % addr)
+            if rings.empty_note(ringset):
+                out.append("(%s)" % rings.empty_note(ringset))
             covered = sum(r.decoded for r in ringset.rings)
             if any(r.overwritten for r in ringset.rings):
                 out.append("(the ring wrapped: it holds the last %d transitions only)" %

@@ -127,6 +127,8 @@ def diagnose(expr=None):
     report = {"pyref_version": __version__, "crash": crash, "ring": None,
               "verdict": "unknown", "object": None, "culprit": None, "origin": None,
               "freed_at": None, "evidence": [], "missing": [], "summary": ""}
+    if rings.empty_note(ringset):
+        report["missing"].append(rings.empty_note(ringset))
     if ringset.rings:
         report["ring"] = {"decoded": sum(r.decoded for r in ringset.rings),
                           "overwritten": sum(r.overwritten for r in ringset.rings),

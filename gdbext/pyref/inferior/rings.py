@@ -9,9 +9,11 @@ target.read, parsed by the gdb-free reader/decode.py, then an index by object ad
 Both are kept in target.stop_cache(), so a second query at the same stop costs a dict
 lookup; the cache is dropped when the inferior runs or objfiles change.
 """
+import os
+
 from pyref.errors import PyrefError, RingError
 from pyref.inferior import target
-from pyref.reader import corefile, decode, ringformat, sites
+from pyref.reader import corefile, decode, extcheck, ringformat, sites
 
 
 class RingSet:
@@ -112,6 +114,9 @@ def ring_set(required=True):
                 problems.append("ring header at 0x%x: %s" % (addr, e))
         ringset = cache["ringset"] = RingSet(rings, headers[0][1] if headers else None,
                                              problems)
+        note = empty_note(ringset)
+        if note:
+            problems.append(note)
     if required and not ringset.rings:
         target.check_executable()  # the wrong binary hides libpyref's symbols: say that
         why = "; ".join(ringset.problems) or _truncated_core() or (
@@ -164,3 +169,30 @@ def thread_label(ring, rec):
     if t is not None and t.serial == rec.tid and t.os_tid:
         return "LWP %d" % t.os_tid
     return "thread #%d (exited)" % rec.tid
+
+
+def empty_note(ringset):
+    """One line when the rings hold no record at all, naming the cause when a loaded
+    module shows it (reader/extcheck.py): one that links libpyref.so but was compiled
+    against the interpreter's Python.h, not the shim's. None when a record was written."""
+    if not ringset.rings or any(r.written for r in ringset.rings):
+        return None
+    return target.cached("rings.empty_note", _empty_note)
+
+
+def _empty_note():
+    untraced = []
+    for path in sorted({o.filename for o in target.objfiles() if o.filename}):
+        try:
+            c = extcheck.check(path, sites=False)
+        except (OSError, ValueError, IndexError):
+            continue
+        if c.needs_runtime and not c.uses:
+            untraced.append(path)
+    if not untraced:
+        return "the ring is empty: no traced code has run yet"
+    return ("the ring is empty: %s link%s libpyref.so but record%s nothing: the shim was not "
+            "first on the include path, so the interpreter's Python.h was compiled in "
+            "(`pyref-config --check FILE` says more)" % (
+                ", ".join(os.path.basename(p) for p in untraced),
+                "" if len(untraced) > 1 else "s", "" if len(untraced) > 1 else "s"))

@@ -51,6 +51,11 @@ def stop_cache():
     return _stop_cache
 
 
+def objfiles():
+    """The objfiles GDB has loaded (the program, its shared libraries), as gdb.Objfile."""
+    return list(gdb.current_progspace().objfiles())
+
+
 def objfile_cache():
     """A dict for anything derived from symbols or debug info. Emptied when objfiles change."""
     return _objfile_cache

@@ -1,6 +1,7 @@
-"""ELF64 little-endian, read by hand: the headers, program headers, notes, the GNU build-id
-and symbol tables (.symtab, .dynsym). Core dumps (reader/corefile.py) and the images
-mapped in a live target (the build-id check of inferior/target.py) are parsed with it.
+"""ELF64 little-endian, read by hand: the headers, program headers, notes, the GNU build-id,
+symbol tables (.symtab, .dynsym) and the dynamic section (DT_NEEDED, DT_RUNPATH). Core
+dumps (reader/corefile.py), the images mapped in a live target (the build-id check of
+inferior/target.py) and extension modules on disk (reader/extcheck.py) are parsed with it.
 Nothing in the input is trusted: counts and sizes are capped.
 """
 from __future__ import annotations
@@ -17,7 +18,8 @@ ET_CORE = 4
 PT_LOAD, PT_NOTE = 1, 4
 PF_X, PF_W, PF_R = 1, 2, 4
 PN_XNUM = 0xFFFF
-SHT_SYMTAB, SHT_DYNSYM = 2, 11
+SHT_SYMTAB, SHT_DYNAMIC, SHT_DYNSYM = 2, 6, 11
+DT_NULL, DT_NEEDED, DT_RPATH, DT_RUNPATH = 0, 1, 15, 29
 SHN_UNDEF = 0
 STT_TLS = 6
 NT_PRSTATUS, NT_PRPSINFO, NT_AUXV = 1, 3, 6
@@ -37,6 +39,7 @@ MAX_FILES = 1 << 20
 MAX_PATH = 4096
 MAX_SHNUM = 1 << 16
 MAX_SYMTAB_BYTES = 512 << 20
+MAX_DYNAMIC_BYTES = 1 << 20
 NT_GNU_BUILD_ID = 3
 
 
@@ -115,6 +118,9 @@ class ElfSymbols:
         if self.min_vaddr is None:
             raise ValueError("no PT_LOAD")
         self.tables = []         # (symbols, entsize, strings), .symtab before .dynsym
+        self.dynsym = None       # the .dynsym's entry of `tables`
+        self.dynamic = []        # (d_tag, d_val) of the dynamic section, up to DT_NULL
+        self.dynstr = b""        # its string table
         if not shoff or shentsize < SHDR.size:
             return
         if shnum == 0:           # more than SHN_LORESERVE sections: count in section 0
@@ -133,6 +139,20 @@ class ElfSymbols:
                     continue
                 budget -= size + str_size
                 self.tables.append((pread(size, off), entsize, pread(str_size, str_off)))
+                if want == SHT_DYNSYM:
+                    self.dynsym = self.tables[-1]
+        for (_n, sh_type, _fl, _a, off, size, link, _i, _al, entsize) in headers:
+            if sh_type != SHT_DYNAMIC or link >= shnum or entsize != 16:
+                continue
+            size = min(size, MAX_DYNAMIC_BYTES) // 16 * 16
+            raw = pread(size, off)
+            for i in range(0, size, 16):
+                tag, val = struct.unpack_from("<qQ", raw, i)
+                if tag == DT_NULL:
+                    break
+                self.dynamic.append((tag, val))
+            self.dynstr = pread(min(headers[link][5], MAX_DYNAMIC_BYTES), headers[link][4])
+            break
 
     def lookup(self, name: str):
         """st_value of the first defined, non-TLS symbol called `name`, or None."""
@@ -153,3 +173,35 @@ class ElfSymbols:
                     if shndx != SHN_UNDEF and info & 0xF != STT_TLS:
                         return value
         return None
+
+    def dynamic_strings(self, tag):
+        """The strings of the dynamic section's entries with `tag` (DT_NEEDED: the
+        libraries the file needs; DT_RUNPATH, DT_RPATH: where it looks for them), in
+        order."""
+        return [cstr(self.dynstr[val:]) for t, val in self.dynamic
+                if t == tag and val < len(self.dynstr)]
+
+    def dynamic_names(self, prefix: str):
+        """{name: defined} of the .dynsym symbols whose name starts with `prefix`: what the
+        file exports (defined) and what it needs from other objects (undefined)."""
+        if self.dynsym is None:
+            return {}
+        table, entsize, strtab = self.dynsym
+        key = b"\0" + prefix.encode("utf-8", "surrogateescape")
+        starts = set()
+        i = strtab.find(key)
+        while i != -1:
+            starts.add(i + 1)
+            i = strtab.find(key, i + 1)
+        if strtab.startswith(key[1:]):
+            starts.add(0)
+        out = {}
+        if not starts:
+            return out
+        col = memoryview(table).cast("I")[0::entsize // 4].tolist()
+        for k, st_name in enumerate(col):
+            if st_name in starts:
+                shndx = SYM.unpack_from(table, k * entsize)[3]
+                name = cstr(strtab[st_name:])
+                out[name] = out.get(name, False) or shndx != SHN_UNDEF
+        return out
