@@ -376,3 +376,75 @@ def test_pycontext_off_by_default(built, tmp_path):
                                             env={"PYREF_PYCONTEXT": "0"})
     ring, _ = pyreftest.ring_from_core(core_path)
     assert all(ctx is None for _, ctx in contexts(ring))
+
+
+# ---------------------------------------------------------------------------------------
+# The commands: the Python line beside each C site, or how to get it
+# ---------------------------------------------------------------------------------------
+DEMO_SRC = os.path.join(pyreftest.ROOT, "demo", "demoext.c")
+SCENARIO = os.path.join(pyreftest.ROOT, "demo", "scenario.py")
+SEED_SRC = os.path.join(pyreftest.ROOT, "tests", "ext", "seedext.c")
+SEED_DRIVER = os.path.join(pyreftest.ROOT, "tests", "ext", "seed_driver.py")
+HINT = "Python lines not recorded: run the program with PYREF_PYCONTEXT=1 to see them"
+
+
+def _scenario_line(call):
+    """The line of demo/scenario.py that calls demoext.CALL()."""
+    with open(SCENARIO) as f:
+        return next(n for n, text in enumerate(f, 1) if "demoext.%s(" % call in text)
+
+
+@pytest.mark.parametrize("python", pyreftest.interpreters(("3.11d", "3.12")))
+def test_commands_show_the_python_line(python, tmp_path):
+    pyreftest.build_ext(DEMO_SRC, python, str(tmp_path))
+    pyreftest.build_ext(SEED_SRC, python, str(tmp_path))
+    line = _scenario_line("stolen_then_decref")
+    py = "[py scenario.py:%d in <module>]" % line
+    out = {}
+    for mode in ("1", "0"):
+        d = tmp_path / ("ctx" + mode)
+        d.mkdir()
+        core, _ = pyreftest.run_to_core(python, [SCENARIO, str(tmp_path), "stolen_then_decref"],
+                                        cwd=str(d), env={"PYREF_PYCONTEXT": mode})
+        out[mode] = pyreftest.gdb_batch(["pyref why", "echo @@json\\n", "pyref why --json"],
+                                        args=[python, core])
+    text, js = out["1"].split("@@json\n")
+    assert re.search(r"^culprit:  demoext\.c:\d+ \(stolen_then_decref\)  Py_DECREF  %s$"
+                     % re.escape(py), text, re.M), text
+    assert re.search(r"^origin:   stolen by PyList_SetItem at .*  %s$" % re.escape(py), text,
+                     re.M), text
+    assert re.search(r"^\s+\d+  STEAL .* %s$" % re.escape(py), text, re.M), text
+    assert HINT not in text
+    rep = json.loads(js[js.index("{"):js.rindex("}") + 1])
+    assert rep["python_context"] is True
+    assert rep["culprit"]["python"] == {"file": SCENARIO, "line": line, "function": "<module>"}
+    assert all(e["python"]["line"] == line for e in rep["evidence"]), rep["evidence"]
+    text, js = out["0"].split("@@json\n")
+    assert "[py " not in text and ("python:   " + HINT + "\n") in text, text
+    rep = json.loads(js[js.index("{"):js.rindex("}") + 1])
+    assert rep["python_context"] is False and rep["culprit"]["python"] is None
+
+    # history and leaks of a leak: 3 calls from one Python line
+    with open(SEED_DRIVER) as f:
+        leak_line = next(n for n, t in enumerate(f, 1) if "seedext.leak(arg)" in t)
+    seen = {}
+    for mode in ("1", "0"):
+        d = tmp_path / ("seed" + mode)
+        d.mkdir()
+        core, proc = pyreftest.run_to_core(python, [SEED_DRIVER, str(tmp_path), "leak", "3"],
+                                           cwd=str(d), env={"PYREF_PYCONTEXT": mode})
+        arg = "0x%x" % int(proc.stdout.split("arg ")[1].split()[0])
+        seen[mode] = pyreftest.gdb_batch(["pyref history " + arg, "pyref leaks --no-scan",
+                                          "pyref history --json " + arg], args=[python, core])
+    py = "[py seed_driver.py:%d in <module>]" % leak_line
+    leaked = [ln for ln in seen["1"].splitlines() if re.search(r" INCREF .* seedext\.c:", ln)]
+    assert len(leaked) == 3 and all(ln.endswith(py) for ln in leaked), seen["1"]
+    assert re.search(r"^\s+3\s+1\s+seedext\.c:\d+ \(leak\)\s+list\s+Py_INCREF  e\.g\. "
+                     r"0x[0-9a-f]+  %s$" % re.escape(py), seen["1"], re.M), seen["1"]
+    hist = json.loads(seen["1"][seen["1"].index("{"):seen["1"].rindex("}") + 1])
+    assert hist["python_context"] is True
+    assert [r["python"]["line"] for life in hist["lifetimes"] for r in life
+            if r["op"] == "INCREF"] == [leak_line] * 3
+    assert "[py " not in seen["0"]
+    assert seen["0"].count("(" + HINT + ")\n") == 1, seen["0"]   # pyref history
+    assert seen["0"].count("python: " + HINT + "\n") == 1, seen["0"]   # pyref leaks

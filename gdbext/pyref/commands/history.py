@@ -1,11 +1,12 @@
 """`pyref history`: every recorded transition of one object, oldest first, cut into its
-lifetimes (rules/events.py), then the object's state now."""
+lifetimes (rules/events.py), each with the Python line that ran it when the ring records
+Python context (PYREF_PYCONTEXT=1, inferior/pycontext.py), then the object's state now."""
 import json
 
 from pyref import commands
 from pyref.commands import settings
 from pyref.errors import PyrefError
-from pyref.inferior import objects, rings, target
+from pyref.inferior import objects, pycontext, pythreads, rings, target
 from pyref.rules import capi, events
 
 
@@ -19,12 +20,14 @@ def history(ringset, addr, limit=None):
     return events.lifetimes(recs), len(recs), total
 
 
-def record_dict(ring, rec):
+def record_dict(ringset, rec):
     s = rings.site_of(rec.site)
-    d = {"seq": rec.seq, "thread": rings.thread_label(ring, rec), "op": rec.op_name,
-         "before": rec.refcnt, "after": rec.after, "immortal": bool(rec.immortal),
-         "file": s.file if s else None, "line": s.line if s else None,
-         "function": s.func if s else None, "api": s.api if s else None}
+    d = {"seq": rec.seq, "thread": rings.thread_label(ringset.ring_of(rec), rec),
+         "op": rec.op_name, "before": rec.refcnt, "after": rec.after,
+         "immortal": bool(rec.immortal), "file": s.file if s else None,
+         "line": s.line if s else None, "function": s.func if s else None,
+         "api": s.api if s else None,
+         "python": pythreads.frame_json(pycontext.python_line(ringset, rec))}
     return d
 
 
@@ -36,9 +39,12 @@ def _type_name(addr):
         return "type 0x%x" % addr
 
 
-def record_line(ring, rec):
-    """One line of `pyref history`: seq, thread, op, count change, site, rule."""
+def record_line(ringset, rec):
+    """One line of `pyref history`: seq, thread, op, count change, site, the Python line
+    that ran it (when recorded), rule."""
+    ring = ringset.ring_of(rec)
     flags = " immortal" if rec.immortal else ""
+    flags += pythreads.json_suffix(pythreads.frame_json(pycontext.python_line(ringset, rec)))
     if rec.shared:
         flags += " (not the owner thread: ob_ref_shared)"
     if rec.op_name in ("NEW", "BORROW", "STEAL"):
@@ -58,8 +64,8 @@ def record_line(ring, rec):
 def history_json(ringset, addr, lifetimes, shown, total, obj_state):
     return json.dumps({
         "address": "0x%x" % addr, "transitions": total, "shown": shown,
-        "lifetimes": [[record_dict(ringset.ring_of(r), r) for r in life] for life in lifetimes],
-        "object": obj_state}, indent=1)
+        "lifetimes": [[record_dict(ringset, r) for r in life] for life in lifetimes],
+        "python_context": pycontext.recorded(ringset), "object": obj_state}, indent=1)
 
 
 class History(commands.Subcommand):
@@ -67,9 +73,10 @@ class History(commands.Subcommand):
     summary = "Show every recorded reference-count transition of an object, oldest first."
     rest_argument = "expr"
     details = """\
-One line per transition: sequence number, thread, operation, count before -> after, and
-the C site file:line (function). When the address was freed and reused, each lifetime is
-shown apart. Then the object's state now (as pyref show reports it)."""
+One line per transition: sequence number, thread, operation, count before -> after, the
+C site file:line (function) and, when the program ran with PYREF_PYCONTEXT=1, the Python
+line that called it ([py file.py:LINE in func]). When the address was freed and reused,
+each lifetime is shown apart. Then the object's state now (as pyref show reports it)."""
     examples = ("pyref history op", "pyref history -n 20 0x7ffff7a1b2c0",
                 "pyref history --json item")
 
@@ -113,7 +120,7 @@ shown apart. Then the object's state now (as pyref show reports it)."""
                 out.append("  %8s  %-14s %-8s %-16s %s" % ("seq", "thread", "op", "count",
                                                            "site"))
                 for rec in life:
-                    out.append(record_line(ringset.ring_of(rec), rec))
+                    out.append(record_line(ringset, rec))
         st = "now: %s" % state["state"]
         if state["type"]:
             st += ", %s" % state["type"]
@@ -122,6 +129,8 @@ shown apart. Then the object's state now (as pyref show reports it)."""
         if state["reason"]:
             st += " (%s)" % state["reason"]
         out.append(st)
+        if total and pycontext.hint(ringset):
+            out.append("(%s)" % pycontext.hint(ringset))
         self.write("\n".join(out) + "\n")
 
 

@@ -8,7 +8,7 @@ import gdb
 
 from pyref import commands
 from pyref.errors import PyrefError
-from pyref.inferior import heapslots, memsearch, objects, rings, target
+from pyref.inferior import heapslots, memsearch, objects, pycontext, pythreads, rings, target
 from pyref.rules import events, leaks
 from pyref.rules.leaks import MAX_LEAK_SCAN
 from pyref.rules.ownergraph import scan_summary, site_text
@@ -83,8 +83,23 @@ def leak_report(top, search=MAX_LEAK_SCAN):
         info = infos.get(obj)
         return info.type.name if info is not None else "?"
 
-    return leaks.report(_candidates(ringset), alive, type_name, singletons, ringset.rings,
-                        ringset.problems, _holders, top, search)
+    rep = leaks.report(_candidates(ringset), alive, type_name, singletons, ringset.rings,
+                       ringset.problems, _holders, top, search)
+    rep["python_context"] = pycontext.recorded(ringset)
+    for g in rep["groups"] + (rep["held"]["groups"] if rep["held"] else []):
+        g["python"] = pythreads.frame_json(_python_line(ringset, g)) \
+            if rep["python_context"] else None
+    return rep
+
+
+def _python_line(ringset, group):
+    """The Python line that ran the group's example acquisition: its example object's last
+    record at the group's site."""
+    recs = [r for r in ringset.records_for(int(group["example"], 16))
+            if r.op_name in ("NEW", "INCREF") and rings.site_of(r.site) is not None and
+            (rings.site_of(r.site).file, rings.site_of(r.site).line) ==
+            (group["file"], group["line"])]
+    return pycontext.python_line(ringset, recs[-1]) if recs else None
 
 
 def _plural(n, word):
@@ -99,6 +114,7 @@ def _group_lines(groups, more, last_column):
             tail += " in %s" % g["holder"]
         if g.get("searched", g["objects"]) < g["objects"]:
             tail += " (%d not searched in memory)" % (g["objects"] - g["searched"])
+        tail += pythreads.json_suffix(g.get("python"))
         out.append("  %7d  %7d  %-40s %-16s %s  %s" % (
             g["count"], g["objects"], site_text(g["file"], g["line"], g["function"]),
             g["type"], g["api"] or "", tail))
@@ -146,6 +162,8 @@ def leak_text(rep):
         out.append("note: " + p)
     if scan_info and scan_info["text"]:
         out.append("memory: " + scan_info["text"])
+    if rep["groups"] and not rep.get("python_context"):
+        out.append("python: " + pycontext.HINT)
     return "\n".join(out) + "\n"
 
 

@@ -6,7 +6,7 @@ import json
 import gdb
 
 from pyref import commands
-from pyref.inferior import diagnose
+from pyref.inferior import diagnose, pycontext, pythreads
 from pyref.reader.sites import Site
 
 
@@ -17,6 +17,11 @@ def _where(d):
     if isinstance(d, str):
         return d
     return Site(0, d.get("file") or "?", d.get("line"), d.get("function")).short()
+
+
+def _py(d):
+    """The Python line of an event's JSON, as a suffix ('' when not recorded)."""
+    return pythreads.json_suffix(d.get("python")) if isinstance(d, dict) else ""
 
 
 def format_report(rep):
@@ -33,12 +38,13 @@ def format_report(rep):
         out.append("          " + rep["summary"])
     if rep.get("culprit"):
         c = rep["culprit"]
-        out.append("culprit:  %s  %s" % (_where(c), c.get("api") or c["op"]))
+        out.append("culprit:  %s  %s%s" % (_where(c), c.get("api") or c["op"], _py(c)))
     if rep.get("origin"):
         o = rep["origin"]
-        out.append("origin:   %s by %s at %s" % (o["kind"], o.get("api") or o["op"], _where(o)))
+        out.append("origin:   %s by %s at %s%s" % (o["kind"], o.get("api") or o["op"],
+                                                  _where(o), _py(o)))
     if rep.get("freed_at"):
-        fa = _where(rep["freed_at"])
+        fa = _where(rep["freed_at"]) + _py(rep["freed_at"])
         if rep.get("freed_thread"):
             fa += " on " + rep["freed_thread"]
         out.append("freed:    " + fa)
@@ -55,11 +61,13 @@ def format_report(rep):
             else:
                 change = "%d -> %d" % (first["before"], last["after"])
             op = first["op"] + (" x%d" % n if n > 1 else "")
-            out.append("  %8d  %-12s %-14s %-32s %s" % (
+            out.append("  %8d  %-12s %-14s %-32s %s%s" % (
                 first["seq"], op, change, _where(first) if first["file"] else "inside CPython",
-                last["note"]))
+                last["note"], _py(first)))
     for m in rep["missing"]:
         out.append("missing:  " + m)
+    if rep["evidence"] and not rep.get("python_context"):
+        out.append("python:   " + pycontext.HINT)
     return "\n".join(out) + "\n"
 
 

@@ -9,7 +9,7 @@ from gdb's frames and $_siginfo (inferior/cframes.py); nothing is called in the 
 """
 from pyref import __version__
 from pyref.errors import PyrefError
-from pyref.inferior import cframes, objects, rings, target
+from pyref.inferior import cframes, objects, pycontext, pythreads, rings, target
 from pyref.reader.sites import Site
 from pyref.rules import events, verdict
 
@@ -126,7 +126,8 @@ def diagnose(expr=None):
             addr, how = find_in_ring(ringset)
     report = {"pyref_version": __version__, "crash": crash, "ring": None,
               "verdict": "unknown", "object": None, "culprit": None, "origin": None,
-              "freed_at": None, "evidence": [], "missing": [], "summary": ""}
+              "freed_at": None, "evidence": [], "missing": [], "summary": "",
+              "python_context": bool(ringset.rings) and pycontext.recorded(ringset)}
     if rings.empty_note(ringset):
         report["missing"].append(rings.empty_note(ringset))
     if ringset.rings:
@@ -172,24 +173,27 @@ def diagnose(expr=None):
     use = traced_use_site(traced_files) if not expr else None
     v = verdict.analyze(evs, state=state["state"], singleton=singleton_name(addr),
                         target_minor=python_minor(), use_site=use)
+    lines = pycontext.lines_by_seq(ringset, ringset.records_for(addr)) \
+        if report["python_context"] else {}
     report["verdict"] = v.kind
     report["summary"] = v.summary
     report["why"] = v.why
     report["version_note"] = v.version_note
     report["missing"] += v.missing
     if v.culprit is not None:
-        report["culprit"] = _event_json(v.culprit)
+        report["culprit"] = _event_json(v.culprit, lines)
     if v.origin is not None:
         kind = {"BORROW": "borrowed", "STEAL": "stolen", "NEW": "new",
                 "INCREF": "incref"}.get(v.origin.op, v.origin.op.lower())
-        report["origin"] = dict(_event_json(v.origin), kind=kind)
+        report["origin"] = dict(_event_json(v.origin, lines), kind=kind)
     if v.freed_at is not None:
         report["freed_at"] = ("inside CPython" if v.freed_at.file is None
-                              else _event_json(v.freed_at))
+                              else _event_json(v.freed_at, lines))
         if v.freed_at.file is None and v.freed_at.thread:
             report["freed_thread"] = v.freed_at.thread
-    report["evidence"] = [dict(_event_json(e), seq=e.seq, before=e.before, after=e.after,
-                               thread=e.thread, note=note) for e, note in v.ledger]
+    report["evidence"] = [dict(_event_json(e, lines), seq=e.seq, before=e.before,
+                               after=e.after, thread=e.thread, note=note)
+                          for e, note in v.ledger]
     return report
 
 
@@ -202,5 +206,8 @@ def decode_type(event):
         return None
 
 
-def _event_json(e):
-    return {"op": e.op, "file": e.file, "line": e.line, "function": e.func, "api": e.api}
+def _event_json(e, lines):
+    """An event's JSON; `python` the Python line that ran it ({seq: PyFrame} `lines`, the
+    object's records' with PYREF_PYCONTEXT=1)."""
+    return {"op": e.op, "file": e.file, "line": e.line, "function": e.func, "api": e.api,
+            "python": pythreads.frame_json(lines.get(e.seq))}

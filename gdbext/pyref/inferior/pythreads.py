@@ -136,6 +136,21 @@ def _code(addr):
     return cache[key]
 
 
+def code_line(code_addr, offset):
+    """The PyFrame (file, line, function) of byte `offset` in the code object at
+    `code_addr` (a PYCTX record's), or None when no code object can be read there (freed
+    since, or a bad address)."""
+    try:
+        code = _code(code_addr)
+    except MemoryReadError:
+        return None
+    if code is None:
+        return None
+    return PyFrame(code.filename, pyframes.addr2line(code.linetable, code.firstlineno, offset,
+                                                     layout.layouts().walk.table_version),
+                   code.name)
+
+
 def _text(ptr):
     if not ptr:
         return "?"
@@ -180,6 +195,26 @@ def python_stack(thread=None, limit=DEFAULT_LIMIT):
 def plain(text, style):
     """The styler that styles nothing: commands pass settings.styler() instead."""
     return text
+
+
+def short_text(fr, st=plain):
+    """'py file.py:LINE in func' of a frame (the file without its directory): how a C site
+    names the Python line that ran it; `st` a settings.Styler."""
+    return "py %s:%s in %s" % (st((fr.file or "?").rsplit("/", 1)[-1], "file"),
+                               "?" if fr.line is None else fr.line, st(fr.func, "function"))
+
+
+def frame_json(fr):
+    """The --json form of a PyFrame, or None."""
+    return None if fr is None else {"file": fr.file, "line": fr.line, "function": fr.func}
+
+
+def json_suffix(d):
+    """'  [py file.py:LINE in func]' of a frame_json() dict: what a report appends to a C
+    site that has its Python line; '' for None."""
+    if not d:
+        return ""
+    return "  [%s]" % short_text(PyFrame(d["file"], d["line"], d["function"]))
 
 
 def frame_text(fr, st=plain):

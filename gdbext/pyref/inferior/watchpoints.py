@@ -349,10 +349,7 @@ class Watch:
             line += "  (%s)" % c.ring_note
         full = bool(self.stack_depth)
         if not full and c.stack and not isinstance(c.stack, Exception):
-            fr = c.stack[0]
-            line += "  [py %s:%s in %s]" % (st(_basename(fr.file), "file"),
-                                            "?" if fr.line is None else fr.line,
-                                            st(fr.func, "function"))
+            line += "  [%s]" % pythreads.short_text(c.stack[0], st)
         out = [line]
         if full and isinstance(c.stack, Exception):
             out.append("    (no Python stack: %s)" % c.stack)
