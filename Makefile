@@ -8,8 +8,9 @@ WARN    := -Wall -Wextra -Wno-missing-field-initializers
 RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/include -pthread
 
 # Debian packages a fresh Debian 12 lacks for building and testing.
-DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-pytest \
-        python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf python3-mesonpy python3-pip valgrind
+DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-dev \
+        python3-pytest python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf \
+        python3-mesonpy python3-pip valgrind
 
 .PHONY: all deps deps-debs check test ctest pytest unit bench bench-compare clean demo capi diagnose compare-tools
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
@@ -78,7 +79,10 @@ bench-compare: all
 	$(PY) bench/compare.py
 
 # Crash each demo scenario and print pyref's post-mortem report (PYTHON=... to choose).
-demo: all
+# The README's first command: installs what it needs first (the Debian packages of `make
+# deps`; not the extra interpreters of `make interpreters`, which the demo does not run).
+demo: deps-debs
+	$(MAKE) all
 	@demo/run.sh $(or $(PYTHON),python3.11d)
 
 # Regenerates the C-API wrappers (c_helpers/shim/pyref_capi.h) and their table
