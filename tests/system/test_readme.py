@@ -1,12 +1,12 @@
 """The README's build lines, as written, from a clean clone: the shell blocks of its "Build
 an extension with tracing" section are taken from the README itself (the clone's), so a
 README whose lines stop working fails here. Each route runs in `sh -e` with the install
-block first (in the clone), then its own block in a copy of an ordinary project
-(tests/ext/myext: myext.c, the README's setup.py and meson files), with PATH and HOME as a
-fresh Debian user has them: /usr/bin and /bin only (no pyenv), HOME a new directory. The
-README's own `pyref-config --check` line must say "traced", and the module must import
-and run. A route whose tools are missing is skipped with the reason (make deps installs
-them)."""
+block first (in the clone), then its own blocks in a copy of an ordinary project
+(tests/ext/myext: myext.c and setup.py, with the README's meson and pyproject files), with
+PATH and HOME as a fresh Debian user has them: /usr/bin and /bin only (no pyenv), HOME a
+new directory. The README's own `pyref-config --check` line must say "traced", and the
+module must import and run. A route whose tools are missing is skipped with the reason
+(make deps installs them)."""
 import glob
 import os
 import re
@@ -59,21 +59,23 @@ def env_of(home):
             "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
 
 
-def project(tmp_path, found):
+def project(tmp_path, found, files):
+    """A copy of tests/ext/myext with the README's `files` blocks ((kind, name): the
+    block that starts with "# name") written into it."""
     d = tmp_path / "myext"
     shutil.copytree(PROJECT, d)
-    for name in ("meson.build", "meson_options.txt"):
-        (d / name).write_text(block(found, "meson", "# " + name))
+    for kind, name in files:
+        (d / name).write_text(block(found, kind, "# " + name))
     return d
 
 
-def run_route(clone, tmp_path, must):
-    """Runs the install block in the clone, then the block containing `must` in a fresh
-    copy of the project; returns (project dir, output)."""
+def run_route(clone, tmp_path, *must, files=()):
+    """Runs the install block in the clone, then the blocks containing each of `must` in a
+    fresh copy of the project; returns (project dir, output)."""
     dst, found, home = clone
-    proj = project(tmp_path, found)
+    proj = project(tmp_path, found, files)
     script = 'cd "$1"\n%s\ncd "$2"\n%s' % (block(found, "sh", "make install"),
-                                          block(found, "sh", must))
+                                          "\n".join(block(found, "sh", m) for m in must))
     p = subprocess.run(["sh", "-ec", script, "sh", str(dst), str(proj)], env=env_of(home),
                        capture_output=True, text=True, timeout=900)
     out = p.stdout + p.stderr
@@ -121,7 +123,9 @@ def test_meson(clone, tmp_path):
                       capture_output=True).returncode:
         pytest.skip("the README's meson-python line needs python3-mesonpy and pip (make "
                     "deps installs them)")
-    proj, out = run_route(clone, tmp_path, "meson setup")
+    proj, out = run_route(clone, tmp_path, "meson setup", "pip wheel",
+                          files=[("meson", "meson.build"), ("meson", "meson_options.txt"),
+                                 ("toml", "pyproject.toml")])
     traced(out)
     imports(proj / "build", clone[2])
     wheels = glob.glob(str(proj / "dist" / "myext-*.whl"))
