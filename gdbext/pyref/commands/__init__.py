@@ -202,6 +202,8 @@ class Subcommand(gdb.Command):
                 wrapped = textwrap.wrap(text, 88 - width - 4) or [""]
                 lines.append("  %-*s  %s" % (width, label, wrapped[0]))
                 lines += ["  %-*s  %s" % (width, "", more) for more in wrapped[1:]]
+            if self.rest_argument is not None and len(rows) > 1:
+                lines.append("Options may also follow %s." % self.rest_argument.upper())
         if self.details:
             lines += ["", self.details.strip()]
         if self.examples:

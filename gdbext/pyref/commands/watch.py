@@ -18,10 +18,11 @@ class WatchCommand(commands.Subcommand):
     details = """\
 Sets a hardware watchpoint on the object's reference count (ob_refcnt; on 3.13t both
 ob_ref_local and ob_ref_shared) and lets the program run. Each change prints one line:
-before -> after, the C file:line and function that made it (for an inlined Py_INCREF, the
-line that used it; for a change made inside CPython, also the extension line that called
-it), with a traced build the matching ring record, and the innermost Python frame (`set
-pyref python-stack off` drops it; --python-stack shows the whole stack instead). Execution
+before -> after, your C file:line and function that made it (the first frame outside
+pyref's shim, CPython's headers and the interpreter, whatever the build inlined), what
+wrote the count (Py_INCREF; for a change inside CPython, where: PyList_Append at
+listobject.c:335), with a traced build the matching ring record, and the innermost Python
+frame (`set pyref python-stack off` drops it; --python-stack shows the whole stack). Execution
 goes on unless a condition holds. At count 0 the object is being deallocated; the watch
 ends when its memory is next written (freed or reused) or the process exits.
 
