@@ -82,7 +82,7 @@ bench-compare: all
 # The README's first command: installs what it needs first (the Debian packages of `make
 # deps`; not the extra interpreters of `make interpreters`, which the demo does not run).
 demo: deps-debs
-	$(MAKE) all
+	@$(MAKE) -s --no-print-directory all
 	@demo/run.sh $(or $(PYTHON),python3.11d)
 
 # Regenerates the C-API wrappers (c_helpers/shim/pyref_capi.h) and their table
