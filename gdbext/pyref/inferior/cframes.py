@@ -67,27 +67,20 @@ def is_python_header(path):
     return bool(path) and _PY_INCLUDE.search(path) is not None
 
 
+def _frame_file(frame):
+    """The file the frame's line is in, or None. Never raises."""
+    try:
+        sal = frame.find_sal()
+        return sal.symtab.filename if sal is not None and sal.symtab is not None else None
+    except (gdb.error, RuntimeError):
+        return None
+
+
 def is_shim_frame(frame):
     """True when gdb frame `frame` runs code of the shim (see SHIM_DIR), by the file its
     line is in: an inline function's own symbol names the file that calls it (gdb gives it
     DW_AT_call_file), not the one that defines it. Never raises."""
-    try:
-        sal = frame.find_sal()
-        return sal is not None and sal.symtab is not None and \
-            is_shim_file(sal.symtab.filename)
-    except (gdb.error, RuntimeError):
-        return False
-
-
-def _header_frame(frame):
-    """True when `frame` runs code of one of CPython's headers (-O0's out-of-line
-    Py_INCREF, an inlined Py_DECREF). Never raises."""
-    try:
-        sal = frame.find_sal()
-        return sal is not None and sal.symtab is not None and \
-            is_python_header(sal.symtab.filename)
-    except (gdb.error, RuntimeError):
-        return False
+    return is_shim_file(_frame_file(frame))
 
 
 def user_frame(frame):
@@ -95,7 +88,8 @@ def user_frame(frame):
     nearest older frame that does neither (bounded): the user's function whose line
     called them. None when there is none."""
     for _ in range(MAX_CALLER_FRAMES):
-        if frame is None or not (is_shim_frame(frame) or _header_frame(frame)):
+        if frame is None or not (is_shim_frame(frame) or
+                                 is_python_header(_frame_file(frame))):
             return frame
         try:
             frame = frame.older()
