@@ -37,11 +37,13 @@ def ring_report(ringset):
             out.append("  sequence     %d .. %d" % (ring.first_seq, ring.last_seq))
         for e in ring.errors:
             out.append("  error: " + e)
+    out += ringset.caveats.lines()
     return out
 
 
 class Ring(commands.Subcommand):
     name = "ring"
+    reports_caveats = True
     summary = "Describe the pyref ring: where it is, its capacity, records written and lost."
     details = """\
 Finds the ring through the pyref_ring symbol (exported by libpyref, so a stripped
@@ -64,7 +66,8 @@ lost records were never written (re-entry guard, no thread slot)."""
                 "unreadable": r.unreadable, "in_flight": r.in_flight,
                 "threads_seen": r.threads_seen, "first_seq": r.first_seq,
                 "last_seq": r.last_seq, "errors": list(r.errors)} for r in ringset.rings],
-                "problems": ringset.problems}, indent=1) + "\n")
+                "problems": ringset.problems, "caveats": ringset.caveats.to_json()},
+                indent=1) + "\n")
             return
         self.write("\n".join(ring_report(ringset)) + "\n")
 

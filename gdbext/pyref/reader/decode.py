@@ -380,6 +380,8 @@ class Ring:
         self.threads = threads
         self.written = self.overwritten = self.torn = self.decoded = 0
         self.lost = self.in_flight = self.unreadable = self.threads_seen = 0
+        self.torn_oldest = 0     # torn slots that a busy writer was overwriting (oldest)
+        self.suspects = set()    # obj fields of the other torn slots
         self.first_seq = self.last_seq = None
         self.errors = []
         self._windows = []
@@ -538,6 +540,8 @@ def _decode_thread(ring, read, t, chunk):
         bad = kind.count(0)
         ring.torn += bad
         ring.decoded += run.count - bad
+        if bad:
+            _note_suspects(ring, t, run, base, rs)
         if bad == run.count:
             continue
         if first is None:
@@ -550,6 +554,26 @@ def _decode_thread(ring, read, t, chunk):
         ring.first_seq = lo if ring.first_seq is None else min(ring.first_seq, lo)
         ring.last_seq = hi if ring.last_seq is None else max(ring.last_seq, hi)
     ring._windows.append(tw)
+
+
+_MAX_SUSPECTS = 4096
+
+
+def _note_suspects(ring, t, run, base, rs):
+    """Records the obj field of a run's torn or corrupt slots in ring.suspects (a torn
+    slot lost its commit word, not its object: that object's history is incomplete). The
+    oldest slot of a busy thread's full window is the one its writer was overwriting when
+    the process stopped: counted in ring.torn_oldest, not a suspect (its old record was
+    about to go, like an overwritten one)."""
+    objs = memoryview(run.data).cast("Q")[0::rs // 8] if _LITTLE_HOST else \
+        _obj_column(run.data, rs)
+    i = run.kind.find(0)
+    while i != -1 and len(ring.suspects) < _MAX_SUSPECTS:
+        if run.pos0 + i == base and t.busy == 1 and t.head >= ring.header.capacity:
+            ring.torn_oldest += 1
+        elif objs[i]:
+            ring.suspects.add(objs[i])
+        i = run.kind.find(0, i + 1)
 
 
 def _in_flight(h, t, commit_at) -> int:
