@@ -108,6 +108,9 @@ class Caveats:
                     rejected)
             for text in getattr(r, "rejected_descriptors", ()):
                 cv.add(REJECTED, text)
+            for text in r.errors:
+                if text.startswith("the header's counter"):
+                    cv.add(REJECTED, text)
             if r.lost:
                 cv.add(LOST, "%d record%s lost (never written: no free thread slot, or "
                        "dropped by the re-entry guard)" % (r.lost, "" if r.lost == 1 else "s"),
