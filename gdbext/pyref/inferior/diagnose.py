@@ -115,6 +115,7 @@ def singleton_name(addr):
 def diagnose(expr=None):
     """The full report as a dict (the JSON of `pyref why --json`)."""
     target.require_target()
+    target.check_executable()    # another interpreter's symbols would make any verdict up
     ringset = rings.ring_set(required=False)
     crash = cframes.crash_info()
     how = None
