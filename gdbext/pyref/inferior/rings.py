@@ -174,7 +174,7 @@ def empty_note(ringset):
     """One line when the rings hold no record at all, naming the cause when a loaded
     module shows it (reader/extcheck.py): one that links libpyref.so but was compiled
     against the interpreter's Python.h, not the shim's. None when a record was written."""
-    if not ringset.rings or any(r.written for r in ringset.rings):
+    if not ringset.rings or any(r.written for r in ringset.rings) or ringset.caveats.damaged:
         return None
     return target.cached("rings.empty_note", _empty_note)
 

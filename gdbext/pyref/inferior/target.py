@@ -30,6 +30,7 @@ import gdb
 
 from pyref.errors import NoDebugInfoError, NoTargetError, PyrefError, ReadError
 from pyref.reader import corefile, elf
+from pyref.reader import expr as expr_check
 
 
 class MemoryReadError(ReadError):
@@ -636,7 +637,11 @@ def value_address(value):
 
 def eval_address(expr):
     """Evaluates the gdb expression `expr` once and returns it as an address (int), by
-    value_address's rules. Raises PyrefError."""
+    value_address's rules. Raises PyrefError, and refuses an expression that would write
+    the target (reader/expr.py)."""
+    refused = expr_check.refuse_side_effects(expr)
+    if refused:
+        raise PyrefError(refused)
     try:
         value = gdb.parse_and_eval(expr)
         try:
