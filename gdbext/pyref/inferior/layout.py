@@ -9,10 +9,10 @@ built when first used, so that a command needs only the debug info it reads.
 - `walk`: the thread-state and frame offsets of the Python stack walk, as the
   reader/pyframes.py WalkLayout that the gdb-free walker reads.
 
-The differences between 3.10, 3.11, 3.12, 3.13 and 3.13t are told apart by the members the
-DWARF has, never by a version number: each difference is a named feature below
-(`interpreter_frames`, `preheader_values`, `inline_values`...), set from the member that
-shows it. Constants that are not layout (tp_flags bits) are CPython's ABI and named here.
+The differences between 3.10, 3.11, 3.12, 3.13, 3.13t, 3.14 and 3.15 are told apart by the
+members the DWARF has, never by a version number: each difference is a named feature below
+(`count_model`, `interpreter_frames`, `preheader_values`, `inline_values`, `stack_refs`...),
+set from the member that shows it. Constants that are not layout (tp_flags bits) are CPython's ABI and named here.
 """
 import functools
 import os
@@ -36,6 +36,20 @@ TPFLAGS_BYTES_SUBCLASS = 1 << 27
 TPFLAGS_UNICODE_SUBCLASS = 1 << 28
 TPFLAGS_DICT_SUBCLASS = 1 << 29
 TPFLAGS_TYPE_SUBCLASS = 1 << 31
+
+# How the reference count is stored (Layouts.count_model), told apart by the members of
+# PyObject; the rules each applies are Include/refcount.h's, the constants below.
+COUNT_WORD = "word"                 # 3.10, 3.11: one Py_ssize_t, no immortality
+COUNT_SPLIT = "split"               # 3.12, 3.13: Py_ssize_t; immortal: (int32)low half < 0
+COUNT_NARROW = "narrow"             # 3.14+: uint32 ob_refcnt + ob_overflow + ob_flags
+COUNT_FREE_THREADED = "free-threaded"  # 3.13t: ob_ref_local + ob_ref_shared >> 2
+# Include/refcount.h (3.14+, and ob_flags of 3.13t): the ABI, not layout
+IMMORTAL_FLAGS = 1                  # _Py_IMMORTAL_FLAGS (= Py_TAG_REFCNT of a stack ref)
+STATICALLY_ALLOCATED_FLAG = 4       # _Py_STATICALLY_ALLOCATED_FLAG
+IMMORTAL_REFCNT_LOCAL = 0xFFFFFFFF  # _Py_IMMORTAL_REFCNT_LOCAL (3.13t)
+REF_SHARED_SHIFT = 2                # _Py_REF_SHARED_SHIFT (3.13t)
+# Py_DECREF's debug check (3.14+): a 32-bit count this close below 2**32 wrapped past 0
+NEGATIVE_WINDOW = 1 << 20
 
 
 def need(*names, why=""):
@@ -86,14 +100,33 @@ class Layouts:
         self.header_size = obj.size
         self.ob_type = obj.offset("ob_type")
         self.free_threaded = "ob_ref_local" in obj
+        # ob_flags: 3.14+ beside the 32-bit count, 3.13t after ob_tid (immortal, static)
+        self.ob_flags = obj.offset("ob_flags") if "ob_flags" in obj else None
         if self.free_threaded:  # 3.13t
             self.ob_tid = obj.offset("ob_tid")
             self.ob_ref_local = obj.offset("ob_ref_local")
             self.ob_ref_shared = obj.offset("ob_ref_shared")
+            self.count_words = (("ob_ref_local", self.ob_ref_local, obj.field(
+                "ob_ref_local").size), ("ob_ref_shared", self.ob_ref_shared,
+                                        obj.field("ob_ref_shared").size))
+            self.count_model = COUNT_FREE_THREADED
         else:
-            self.ob_refcnt = obj.offset("ob_refcnt")
-        # 3.12+ (64-bit): the count is a union with ob_refcnt_split; immortal = low half < 0.
-        self.immortal_split = "ob_refcnt_split" in obj or self.free_threaded
+            count = obj.field("ob_refcnt")
+            self.ob_refcnt, self.refcnt_size = count.offset, count.size
+            self.count_words = (("ob_refcnt", count.offset, count.size),)
+            if "ob_refcnt_full" in obj and count.size == 4:
+                # 3.14+ (64-bit): a 32-bit ob_refcnt in a union with ob_refcnt_full,
+                # ob_overflow and ob_flags beside it
+                self.ob_refcnt_full = obj.offset("ob_refcnt_full")
+                self.ob_overflow = obj.offset("ob_overflow")
+                self.count_model = COUNT_NARROW
+            elif "ob_refcnt_split" in obj:
+                # 3.12, 3.13 (64-bit): a 64-bit ob_refcnt whose low half is the count
+                self.count_model = COUNT_SPLIT
+            else:
+                self.count_model = COUNT_WORD
+        # immortality exists (3.12+ and 3.13t, PEP 683)
+        self.immortal_split = self.count_model != COUNT_WORD
         var = get("PyVarObject")
         self.ob_size = var.offset("ob_size") if var is not None and "ob_size" in var else None
         self.type_size = typ.size
