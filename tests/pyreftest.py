@@ -112,6 +112,16 @@ def default_gdb():
     return want
 
 
+def gcore_gdb(python):
+    """The gdb to write a live process's core with (generate-core-file): GDB 13 leaves out
+    a mapping of a Debian unstable interpreter ("Memory read failed for corefile section",
+    1 MiB: a thread's data stack), so those cores are written by GDB 18 when prepared."""
+    info = manifest()["debuggers"].get("gdb18")
+    if interpreter_info(python).get("gdb_init") and info and os.path.exists(info["path"]):
+        return info["path"]
+    return None
+
+
 def interpreter_info(python):
     """The manifest's entry for an executable (cflags, gdb_init, ...), {} for one it does
     not describe (pyenv's and Debian 12's need nothing extra)."""
