@@ -38,7 +38,7 @@ class RingSet:
                             self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
                 for recs in idx.values():
-                    recs.sort(key=lambda r: r.seq)
+                    recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._index = idx
         return self._index
 
@@ -55,7 +55,7 @@ class RingSet:
                     recs.append(r)
                     self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return self._per_obj[obj]
 
@@ -75,7 +75,7 @@ class RingSet:
         for obj in objs:
             recs = merged.get(obj, [])
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return merged
 
