@@ -161,7 +161,7 @@ def mutate(rnd, mem, w, log):
 # One case
 # ---------------------------------------------------------------------------------------
 def check_ring(ring):
-    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable, \
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + ring.rejected, \
         ring.counters
     recs = ring.records
     attached = sum(len(r.aux) for r in recs)

@@ -9,6 +9,7 @@ import gdb
 from pyref import commands
 from pyref.errors import PyrefError
 from pyref.inferior import heapslots, memsearch, objects, pycontext, pythreads, rings, target
+from pyref.reader import evidence
 from pyref.rules import events, leaks
 from pyref.rules.leaks import MAX_LEAK_SCAN
 from pyref.rules.ownergraph import scan_summary, site_text
@@ -86,6 +87,7 @@ def leak_report(top, search=MAX_LEAK_SCAN):
     rep = leaks.report(_candidates(ringset), alive, type_name, singletons, ringset.rings,
                        ringset.problems, _holders, top, search)
     rep["python_context"] = pycontext.recorded(ringset)
+    rep["caveats"] = ringset.caveats.to_json()
     for g in rep["groups"] + (rep["held"]["groups"] if rep["held"] else []):
         g["python"] = pythreads.frame_json(_python_line(ringset, g)) \
             if rep["python_context"] else None
@@ -132,6 +134,8 @@ def leak_text(rep):
             _plural(rep["total"], "unreleased reference"), _plural(rep["sites"], "site"),
             rep["records"]))
         out += _group_lines(rep["groups"], rep["more_groups"], "api / example")
+    elif not rep["caveats"]["complete"]:
+        out.append(evidence.none_found(rep["caveats"], "leaks", rep["records"]))
     elif held and held["total"]:
         out.append("no leaks: every unreleased reference traced code acquired to a live "
                    "object is accounted for by holders found in memory (%d records "
@@ -154,6 +158,7 @@ def leak_text(rep):
                        "%d to %s" % (n, k) for k, n in sorted(rep["singletons"].items())))
     if rep["coverage"]:
         out.append("caveat: " + rep["coverage"])
+    out += evidence.lines(rep["caveats"], "\n".join(out))
     if scan_info and scan_info["searched"] < scan_info["candidates"]:
         out.append("note: holders searched for %d of %d objects (--max-search %d); the "
                    "references of the others are listed from the ring alone" % (
@@ -169,6 +174,7 @@ def leak_text(rep):
 
 class Leaks(commands.Subcommand):
     name = "leaks"
+    reports_caveats = True
     summary = "List references traced C code acquired and never released, by site and type."
     details = """\
 From the pyref ring: each reference acquired by traced code (NEW, INCREF) in an object's

@@ -87,6 +87,7 @@ def compress_ledger(evidence):
 
 class Why(commands.Subcommand):
     name = "why"
+    reports_caveats = True
     summary = "Explain a crash: the line that released a reference it did not own, and why."
     rest_argument = "expr"
     details = """\

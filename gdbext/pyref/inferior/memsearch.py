@@ -492,4 +492,5 @@ def build_report(addr, depth=1):
         rep.ring_records = len(ringset.records_for(addr))
         rep.holders = ring_holders(ringset, addr)
         rep.coverage = leaks.ring_coverage(ringset.rings)
+        rep.ring_incomplete = ringset.caveats.for_object(addr)
     return rep
