@@ -36,8 +36,19 @@ def _convenience(name):
 def main():
     with open(os.environ["PYREF_RUN_CONFIG"]) as f:
         cfg = json.load(f)
-    result = {"status": None, "signal": None, "stop": None, "leaks": None,
-              "leaks_error": None, "crash": None, "crash_text": None, "executable": None}
+    result = {}
+    try:
+        drive(cfg, result)
+    except Exception as e:        # pyref-run reports it, with gdb's log, in one message
+        result["error"] = "%s: %s" % (type(e).__name__, e)
+        result.setdefault("status", None)
+    with open(cfg["result"], "w") as f:
+        json.dump(result, f)
+
+
+def drive(cfg, result):
+    result.update({"status": None, "signal": None, "stop": None, "leaks": None,
+                   "leaks_error": None, "crash": None, "crash_text": None, "executable": None})
     for c in ("set confirm off", "set breakpoint pending on", "set print thread-events off",
               "set print inferior-events off", "handle all nostop noprint pass",
               "handle %s stop print nopass" % " ".join(CRASHES)):
@@ -92,8 +103,6 @@ def main():
                 rep = suppress.apply(rep, rules, cfg["min_refs"])
                 rep["text"] = leak_text(rep)
             result["leaks"] = rep
-    with open(cfg["result"], "w") as f:
-        json.dump(result, f)
 
 
 def _run_pyref(cmd):

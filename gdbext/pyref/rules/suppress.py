@@ -82,7 +82,8 @@ def _keep(row, rules, min_refs, suppressed):
 def apply(rep, rules=(), min_refs=1):
     """The report `rep` (a `pyref leaks --json` dict) without the rows the rules suppress
     or that leak fewer than `min_refs` references: groups, the per-test rows ("tests",
-    rules/marks.py) and the totals follow; rep["suppressed"] = {rule: references left out}.
+    rules/marks.py) and the totals follow; rep["suppressed"] = {rule: references left out},
+    rep["failing"] = the findings that fail the run (0: clean).
     Returns a new dict; `rep` is not changed."""
     out = dict(rep)
     suppressed = {}
@@ -95,5 +96,10 @@ def apply(rep, rules=(), min_refs=1):
     if tests:
         out["tests"] = dict(tests, leaks=[t for t in tests["leaks"]
                                           if _keep(t, rules, min_refs, {})])
+        tests = out["tests"]
     out["suppressed"] = suppressed
+    # what fails a CI run: every leaked reference, or under --repeat those that grow, and
+    # the singletons' drifts
+    out["failing"] = (sum(t["count"] for t in tests["leaks"]) if tests and tests["repeat"] > 1
+                      else out["total"]) + (len(tests["drift"]) if tests else 0)
     return out
