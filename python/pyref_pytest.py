@@ -37,16 +37,16 @@ def _counts():
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    """The singletons' counts over the test's call alone (setup and teardown are pytest's
-    and the fixtures'): kept on the item for the end mark."""
+def pytest_pyfunc_call(pyfuncitem):
+    """The singletons' counts over the test function's call alone (setup, teardown and the
+    reports are pytest's and the fixtures'): kept on the item for the end mark."""
     if not SINGLETONS or not pyref_mark.available():
         yield
         return
     before = _counts()
     yield
     after = _counts()
-    item._pyref_drift = " ".join("%s=%d" % (name, a - b) for (name, _), a, b in
+    pyfuncitem._pyref_drift = " ".join("%s=%d" % (name, a - b) for (name, _), a, b in
                                  zip(SINGLETONS, after, before) if a != b)
 
 

@@ -21,6 +21,7 @@ call. A drift of DRIFT_MIN or more either way, in every run (every run after the
 under --repeat), is reported: "test_parent: None's count fell by 100" is a `return Py_None`
 without Py_INCREF, which leaves no record in the ring.
 """
+import os
 import re
 from bisect import bisect_left
 
@@ -138,7 +139,8 @@ def failing(tests):
 
 
 def row_site(r):
-    s = "%s:%s" % (r["file"], r["line"]) if r["file"] else "inside CPython"
+    """'file.c:LINE (API)' of a row: the file's base name, as the leak table shows it."""
+    s = "%s:%s" % (os.path.basename(r["file"]), r["line"]) if r["file"] else "inside CPython"
     return s + (" (%s)" % r["api"] if r["api"] else "")
 
 
