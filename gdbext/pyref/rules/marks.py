@@ -79,7 +79,8 @@ class Timeline:
                 test, run = self.owner(self.seqs[i] + 1)
                 if test is not None:
                     out.setdefault(test, {})[run] = p[3]
-        return {t: [runs.get(k, {}) for k in range(1, max(runs) + 1)]
+        # a run without a drift mark had none
+        return {t: [runs.get(k, {}) for k in range(1, max(max(runs), self.repeat) + 1)]
                 for t, runs in out.items()}
 
 
