@@ -12,17 +12,11 @@ end mark gives the change of sys.getrefcount() of None, True, False, Ellipsis an
 NotImplemented over the test's call, when one changed.
 """
 import os
-import sys
 
 import pytest
 from _pytest.runner import runtestprotocol
 
 import pyref_mark
-
-# Mortal singletons: 3.12 made them immortal, and their counts then mean nothing.
-SINGLETONS = (("None", None), ("True", True), ("False", False), ("Ellipsis", Ellipsis),
-              ("NotImplemented", NotImplemented)) if sys.version_info < (3, 12) else ()
-
 
 def pytest_addoption(parser):
     group = parser.getgroup("pyref", "pyref: leaked references by test")
@@ -32,22 +26,16 @@ def pytest_addoption(parser):
                          "(default $PYREF_REPEAT or 1)")
 
 
-def _counts():
-    return [sys.getrefcount(obj) for _, obj in SINGLETONS]
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_pyfunc_call(pyfuncitem):
     """The singletons' counts over the test function's call alone (setup, teardown and the
     reports are pytest's and the fixtures'): kept on the item for the end mark."""
-    if not SINGLETONS or not pyref_mark.available():
+    if not pyref_mark.SINGLETONS or not pyref_mark.available():
         yield
         return
-    before = _counts()
+    before = pyref_mark.singleton_counts()
     yield
-    after = _counts()
-    pyfuncitem._pyref_drift = " ".join("%s=%d" % (name, a - b) for (name, _), a, b in
-                                 zip(SINGLETONS, after, before) if a != b)
+    pyfuncitem._pyref_drift = pyref_mark.drift_label(before, pyref_mark.singleton_counts())
 
 
 def _one_run(item, nextitem, label):

@@ -157,3 +157,43 @@ def test_without_a_traced_extension_the_status_is_the_programs(tmp_path):
     p = pyref_run([PYTHON, "-c", "import sys; sys.exit(7)"], str(tmp_path), "")
     assert p.returncode == 7
     assert "no leak check" in p.stderr and "no pyref ring" in p.stderr, p.stderr
+
+
+def test_repeat_a_script_through_pyref_mark(builds, tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text("import leakcheck_ext\nfor _ in range(10):\n"
+                      "    leakcheck_ext.remember(object())\nprint('ran')\n")
+    p = pyref_run([PYTHON, "-m", "pyref_mark", str(script)], str(tmp_path), builds["leaky"],
+                  options=["--repeat", "3"])
+    assert p.stdout == "ran\n" * 3
+    assert p.returncode == LEAKS_FOUND, p.stderr
+    assert "loop.py: grows by 10 refs per run from leakcheck_ext.c:%d" % LINES["leak"] \
+        in p.stderr, p.stderr
+    p = pyref_run([PYTHON, "-m", "pyref_mark", str(script)], str(tmp_path), builds["fixed"],
+                  options=["--repeat", "3"])
+    assert p.returncode == 0, p.stderr
+
+
+def test_installed_pyref_run(tmp_path):
+    prefix = tmp_path / "prefix"
+    subprocess.run(["make", "-s", "-C", pyreftest.ROOT, "install", "PREFIX=%s" % prefix],
+                   check=True, capture_output=True, timeout=300)
+    moddir = str(tmp_path / "mod")
+    os.mkdir(moddir)
+    cfg = str(prefix / "bin" / "pyref-config")
+    suffix = subprocess.check_output(
+        [PYTHON, "-c", "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
+        text=True).strip()
+    subprocess.run(["gcc", "-g", "-O1", "-fPIC", "-shared"] +
+                   subprocess.check_output([cfg, "--python", PYTHON, "--cflags"],
+                                           text=True).split() +
+                   [SRC, "-o", os.path.join(moddir, "leakcheck_ext" + suffix)] +
+                   subprocess.check_output([cfg, "--libs"], text=True).split(), check=True)
+    suite = tmp_path / "suite"
+    shutil.copytree(os.path.join(HERE, "suite"), str(suite))
+    p = subprocess.run([str(prefix / "bin" / "pyref-run"), "--", PYTHON, "-m", "pytest", "-q",
+                        "-p", "no:cacheprovider", "-k", "leaky"], cwd=str(suite),
+                       env=dict(os.environ, PYTHONPATH=moddir), capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == LEAKS_FOUND, p.stderr
+    assert "test_things.py::test_leaky: 100 refs" in p.stderr
