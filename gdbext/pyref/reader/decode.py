@@ -21,9 +21,9 @@ Validity (format spec, "Reading"). A slot in a thread's window is
   * INCREF: delta +1 without IMMORTAL, or delta 0 with IMMORTAL (what the shim writes);
   * DECREF: delta -1 without IMMORTAL, or delta 0 with IMMORTAL;
   * DEALLOC: delta -1, refcnt (before) == 1, IMMORTAL clear;
-  * NEW, BORROW, STEAL, FREE, AUX, FORK: delta 0 (the spec's table);
+  * NEW, BORROW, STEAL, FREE, AUX, FORK, MARK: delta 0 (the spec's table);
   * INCREF, DECREF, DEALLOC: obj != 0 (the shim records only non-NULL objects);
-- otherwise decoded. An op in 10..63 decodes as `op N` with any delta.
+- otherwise decoded. An op in 11..63 decodes as `op N` with any delta.
 Then, across slots (counted in `Ring.rejected` by reason, not decoded: docs/reliability.md,
 "Plausibility checks"): a seq above the header's counter, a seq out of order in its
 thread's window (one writing thread only), the counter far above the newest record; a
@@ -76,9 +76,10 @@ from operator import add, and_, itemgetter, le, mul, sub
 
 from pyref.errors import READ_ERRORS, RingError
 from pyref.reader.bulk import CHUNK, first_line, read_pieces
-from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, FORK, HEADER_FIXED, IMMORTAL,
-                                     INCREF, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
-                                     Thread, parse_header, parse_threads, restore_seq)
+from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, HEADER_FIXED, IMMORTAL, INCREF,
+                                     MARK, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
+                                     Thread, mark_label, parse_header, parse_threads,
+                                     restore_seq)
 
 _REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
 _SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
@@ -102,7 +103,7 @@ def _plausible(opb: int, d: int) -> bool:
         return d == 0 if imm else d == -1
     if op == DEALLOC:
         return d == -1 and not imm
-    if op <= FORK:
+    if op <= MARK:
         return d == 0
     return True
 
@@ -506,6 +507,23 @@ class Ring:
             return rec.seq
         i = bisect_right(tw.starts, rec.pos) - 1
         return keys[i][rec.pos - tw.starts[i]]
+
+    def marks(self) -> list:
+        """The MARK records (pyref_mark) as [(seq, thread, label, whole)] in ring order,
+        found by searching the op bytes (no full decode); `whole` is False for a label cut
+        short (ringformat.mark_label)."""
+        out = []
+        seq = self.header.seq
+        for tw in self._windows:
+            for run in tw.runs:
+                i = run.ops.find(MARK)
+                while i != -1:
+                    if run.kind[i] == 1:
+                        rec = _record_with_local_aux(tw, run, i, seq)
+                        out.append((rec.seq, rec.thread, rec.pos) + mark_label(rec))
+                    i = run.ops.find(MARK, i + 1)
+        out.sort()
+        return [(s, t, label, whole) for s, t, _, label, whole in out]
 
     def slot_columns(self):
         """The decoded records as columns, for passes over the whole ring that must not
