@@ -10,7 +10,7 @@ from pyref import commands
 from pyref.errors import PyrefError
 from pyref.inferior import heapslots, memsearch, objects, pycontext, pythreads, rings, target
 from pyref.reader import evidence
-from pyref.rules import events, leaks
+from pyref.rules import events, leaks, marks
 from pyref.rules.leaks import MAX_LEAK_SCAN
 from pyref.rules.ownergraph import scan_summary, site_text
 
@@ -85,7 +85,8 @@ def leak_report(top, search=MAX_LEAK_SCAN):
         return info.type.name if info is not None else "?"
 
     rep = leaks.report(_candidates(ringset), alive, type_name, singletons, ringset.rings,
-                       ringset.problems, _holders, top, search)
+                       ringset.problems, _holders, top, search,
+                       [m for ring in ringset.rings for m in ring.marks()])
     rep["python_context"] = pycontext.recorded(ringset)
     rep["caveats"] = ringset.caveats.to_json()
     for g in rep["groups"] + (rep["held"]["groups"] if rep["held"] else []):
@@ -143,6 +144,7 @@ def leak_text(rep):
     else:
         out.append("no leaks: every reference traced code acquired to a live object "
                    "was released (%d records examined)" % rep["records"])
+    out += marks.text_lines(rep.get("tests"))
     if held and held["total"]:
         out.append("held, not leaked: %s at %s accounted for by holders found in "
                    "memory:" % (

@@ -40,7 +40,7 @@ class RingSet:
                             self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
                 for recs in idx.values():
-                    recs.sort(key=lambda r: r.seq)
+                    recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._index = idx
         return self._index
 
@@ -57,7 +57,7 @@ class RingSet:
                     recs.append(r)
                     self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return self._per_obj[obj]
 
@@ -77,7 +77,7 @@ class RingSet:
         for obj in objs:
             recs = merged.get(obj, [])
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return merged
 

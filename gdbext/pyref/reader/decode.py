@@ -21,9 +21,9 @@ Validity (format spec, "Reading"). A slot in a thread's window is
   * INCREF: delta +1 without IMMORTAL, or delta 0 with IMMORTAL (what the shim writes);
   * DECREF: delta -1 without IMMORTAL, or delta 0 with IMMORTAL;
   * DEALLOC: delta -1, refcnt (before) == 1, IMMORTAL clear;
-  * NEW, BORROW, STEAL, FREE, AUX, FORK: delta 0 (the spec's table);
+  * NEW, BORROW, STEAL, FREE, AUX, FORK, MARK: delta 0 (the spec's table);
   * INCREF, DECREF, DEALLOC: obj != 0 (the shim records only non-NULL objects);
-- otherwise decoded. An op in 10..63 decodes as `op N` with any delta.
+- otherwise decoded. An op in 11..63 decodes as `op N` with any delta.
 Then, across slots (counted in `Ring.rejected` by reason, not decoded: docs/reliability.md,
 "Plausibility checks"): a seq above the header's counter, a seq out of order in its
 thread's window (one writing thread only), the counter far above the newest record; a
@@ -58,6 +58,12 @@ record and its AUX whenever racing threads make seqs go back: the same pattern.)
 Sequence numbers are restored with the spec's `H - ((H - s) mod 2^32)`, except where that is
 negative (a record ahead of the header's `seq`, possible only when threads race on the
 counter while `seq < 2^32`): then `H + ((s - H) mod 2^32)`.
+
+Order (spec, "Order"): within a thread the ring position is the order, always; the threads'
+records are merged by seq without ever reordering one thread's (Ring.merge_key): the shared
+counter is relaxed, and without the GIL a thread's consecutive records can get equal or
+decreasing seqs, which a plain sort by seq would swap (INCREF DECREF INCREF DECREF read as
+INCREF INCREF DECREF DECREF, a false over-release).
 """
 from __future__ import annotations
 
@@ -65,14 +71,15 @@ import gc
 import struct
 import sys
 from bisect import bisect_left, bisect_right
-from itertools import compress, islice, repeat
-from operator import add, and_, itemgetter, le, sub
+from itertools import accumulate, compress, islice, repeat
+from operator import add, and_, itemgetter, le, mul, sub
 
 from pyref.errors import READ_ERRORS, RingError
 from pyref.reader.bulk import CHUNK, first_line, read_pieces
-from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, FORK, HEADER_FIXED, IMMORTAL,
-                                     INCREF, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
-                                     Thread, parse_header, parse_threads, restore_seq)
+from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, HEADER_FIXED, IMMORTAL, INCREF,
+                                     MARK, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
+                                     Thread, mark_label, parse_header, parse_threads,
+                                     restore_seq)
 
 _REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
 _SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
@@ -96,7 +103,7 @@ def _plausible(opb: int, d: int) -> bool:
         return d == 0 if imm else d == -1
     if op == DEALLOC:
         return d == -1 and not imm
-    if op <= FORK:
+    if op <= MARK:
         return d == 0
     return True
 
@@ -167,7 +174,7 @@ class _Run:
 
 class _ThreadWindow:
     """What decode_ring keeps of one thread: its runs and the AUX attachments."""
-    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached")
+    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached", "keys")
 
     def __init__(self, index, runs, rs):
         self.index = index
@@ -177,6 +184,7 @@ class _ThreadWindow:
         self.parents = []        # sorted(aux)
         self.rs = rs
         self.attached = False    # _attach_aux has run (only the full decode needs it)
+        self.keys = None         # _window_keys: not computed yet
 
     def locate(self, pos):
         """(run, index) of a position, or (None, 0) if not in a readable run."""
@@ -309,8 +317,31 @@ def _slot_record(tw, run, k, head_seq):
     return None
 
 
-def _ring_order(r):
-    return (r.seq, r.thread, r.pos)
+def _seq_column(run, rs):
+    """The low 32 bits of each slot's seq (its commit word), as a list of ints."""
+    if _LITTLE_HOST:
+        return memoryview(run.data).cast("I")[6::rs // 4].tolist()
+    return [v for v, in struct.iter_unpack("<24xI%dx" % (rs - 28), run.data)]
+
+
+def _window_keys(tw, head_seq):
+    """The merge key of every slot of `tw`, one list per run: the highest seq of the
+    thread's decoded records up to that slot; None when the thread's seqs never go back
+    (the key is then the record's own seq). Computed once per window, at C speed."""
+    if tw.keys is None:
+        per_run = [list(map(mul, _restore_column(head_seq, _seq_column(run, tw.rs)),
+                            map(bool, run.kind))) for run in tw.runs]
+        decoded = [q for run, col in zip(tw.runs, per_run)
+                   for q in compress(col, run.kind)]
+        if all(map(le, decoded, islice(decoded, 1, None))):
+            tw.keys = False
+        else:
+            flat = list(accumulate((q for col in per_run for q in col), max))
+            tw.keys, i = [], 0
+            for col in per_run:
+                tw.keys.append(flat[i:i + len(col)])
+                i += len(col)
+    return tw.keys or None
 
 
 def _obj_column(data, rs):
@@ -395,6 +426,7 @@ class Ring:
         self.first_seq = self.last_seq = None
         self.errors = []
         self._windows = []
+        self._window_of = {}     # thread index -> its window
         self._records = None
 
     @property
@@ -405,8 +437,9 @@ class Ring:
 
     @property
     def records(self) -> list:
-        """All decoded records (attached AUX records excluded), ordered by
-        (seq, thread, pos). Built on first use and cached: do not modify the list."""
+        """All decoded records (attached AUX records excluded), each thread's in its
+        ring's order, threads merged by seq (merge_order). Built on first use and
+        cached: do not modify the list."""
         if self._records is None:
             with _NoGC():
                 out = []
@@ -416,7 +449,10 @@ class Ring:
                         tw.attached = True
                     for run in tw.runs:
                         out.extend(_run_records(tw, run, self.header.seq))
-                out.sort(key=_seq_of)            # stable: ties stay in (thread, pos) order
+                if any(_window_keys(tw, self.header.seq) for tw in self._windows):
+                    out.sort(key=self.merge_key)  # stable, and keys rise in each thread
+                else:
+                    out.sort(key=_seq_of)        # stable: ties stay in (thread, pos) order
             self._records = out
         return self._records
 
@@ -439,7 +475,7 @@ class Ring:
                     if rec is not None:
                         out.append(rec)
                     i = data.find(needle, i + rs)
-        out.sort(key=_ring_order)
+        out.sort(key=self.merge_key)
         return out
 
     def records_of(self, objs) -> dict:
@@ -458,8 +494,36 @@ class Ring:
                     if rec is not None:
                         found.setdefault(rec.obj, []).append(rec)
         for recs in found.values():
-            recs.sort(key=_ring_order)
+            recs.sort(key=self.merge_key)
         return found
+
+    def merge_key(self, rec):
+        """The key that orders `rec` among all records (sort by it, stably, records in
+        thread then position order): its seq, or where its thread's seqs went back, the
+        highest seq of that thread up to it, so that no thread's records are reordered."""
+        tw = self._window_of.get(rec.thread)
+        keys = _window_keys(tw, self.header.seq) if tw is not None else None
+        if keys is None:
+            return rec.seq
+        i = bisect_right(tw.starts, rec.pos) - 1
+        return keys[i][rec.pos - tw.starts[i]]
+
+    def marks(self) -> list:
+        """The MARK records (pyref_mark) as [(seq, thread, label, whole)] in ring order,
+        found by searching the op bytes (no full decode); `whole` is False for a label cut
+        short (ringformat.mark_label)."""
+        out = []
+        seq = self.header.seq
+        for tw in self._windows:
+            for run in tw.runs:
+                i = run.ops.find(MARK)
+                while i != -1:
+                    if run.kind[i] == 1:
+                        rec = _record_with_local_aux(tw, run, i, seq)
+                        out.append((rec.seq, rec.thread, rec.pos) + mark_label(rec))
+                    i = run.ops.find(MARK, i + 1)
+        out.sort()
+        return [(s, t, label, whole) for s, t, _, label, whole in out]
 
     def slot_columns(self):
         """The decoded records as columns, for passes over the whole ring that must not
@@ -488,7 +552,13 @@ class Ring:
                     keep = run.kind.translate(_IS_ONE)
                     cols = [list(compress(c, keep)) for c in cols]
                     cols[3] = bytes(cols[3])
-                cols[4] = _restore_column(self.header.seq, cols[4])
+                keys = _window_keys(tw, self.header.seq)
+                if keys is not None:   # the thread's seqs go back: its merge keys
+                    col = keys[tw.runs.index(run)]
+                    cols[4] = list(compress(col, run.kind.translate(_IS_ONE))) \
+                        if run.kind.count(0) else col
+                else:
+                    cols[4] = _restore_column(self.header.seq, cols[4])
                 out.append(tuple(cols))
         return out
 
@@ -565,6 +635,7 @@ def _decode_thread(ring, read, t, chunk):
         ring.first_seq = lo if ring.first_seq is None else min(ring.first_seq, lo)
         ring.last_seq = hi if ring.last_seq is None else max(ring.last_seq, hi)
     ring._windows.append(tw)
+    ring._window_of[tw.index] = tw
 
 
 _MAX_SUSPECTS = 4096

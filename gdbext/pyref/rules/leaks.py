@@ -14,6 +14,7 @@ from operator import le
 from pyref.errors import PyrefError
 from pyref.reader import ringformat
 from pyref.rules.events import ACQUIRE, RELEASE, current_lifetime, owner_key
+from pyref.rules.marks import by_test
 
 MAX_LEAK_SCAN = 256        # objects whose holders one `pyref leaks` searches memory for
 
@@ -128,12 +129,13 @@ def account(held, count, found=0):
     return held[len(held) - k:], held[len(held) - n:len(held) - k]
 
 
-def leak_groups(events_by_obj, alive, found=None):
+def leak_groups(events_by_obj, alive, found=None, leaked_events=None):
     """(leaked, accounted): unreleased acquisitions grouped by acquiring site,
     {(file, line, func, api): [obj, ...]} with one entry per reference. `alive(obj)` says
     whether the object is still alive: falsy for a dead one (it leaked nothing); an int
     is its reference count now, True when the count is unknown. `found(obj)`, when given,
-    is the number of references holders found in memory account for (see account())."""
+    is the number of references holders found in memory account for (see account()).
+    `leaked_events`, a list, gets a (site, Event) pair per leaked reference."""
     leaked, accounted = {}, {}
     for obj, events in events_by_obj.items():
         held = unreleased(events)
@@ -143,6 +145,8 @@ def leak_groups(events_by_obj, alive, found=None):
         if count is None or count is False or (count is not True and count <= 0):
             continue
         mine, theirs = account(held, count, (found(obj) or 0) if found else 0)
+        if leaked_events is not None:
+            leaked_events += [((e.file, e.line, e.func, e.api), e) for e in mine]
         for out, evs in ((leaked, mine), (accounted, theirs)):
             for e in evs:
                 out.setdefault((e.file, e.line, e.func, e.api), []).append(obj)
@@ -191,7 +195,7 @@ def scan_order(groups, limit):
 
 
 def report(events_by_obj, alive, type_name, singletons, rings, problems=(), holders=None,
-           top=20, search=MAX_LEAK_SCAN):
+           top=20, search=MAX_LEAK_SCAN, marks=None):
     """The data of `pyref leaks` as a dict (its JSON).
 
     events_by_obj: {obj: [Event]} of the candidates (unbalanced() found them);
@@ -202,10 +206,12 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
     holders(objs, problems): ({obj: references found}, {obj: a holder's description},
         scan summary) from one search of memory, or PyrefError when it cannot search;
     top: groups shown; search: for how many objects at most to look for holders (0:
-        none, the ring alone decides).
+        none, the ring alone decides);
+    marks: the rings' MARK records (decode.Ring.marks()): the leaks by test (rules/marks.py).
     """
     problems = list(problems)
-    leaked, accounted = leak_groups(events_by_obj, alive)
+    leaked_events = []
+    leaked, accounted = leak_groups(events_by_obj, alive, None, leaked_events)
     scan_info, searched, example = None, set(), {}
     if search:
         suspects = {k: v for k, v in leaked.items() if not module_init(k[2])}
@@ -221,7 +227,9 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
             else:
                 searched = set(objs)
                 scan_info.update(summary, searched=len(objs))
-                leaked, accounted = leak_groups(events_by_obj, alive, found.get)
+                leaked_events = []
+                leaked, accounted = leak_groups(events_by_obj, alive, found.get,
+                                                leaked_events)
     skipped = {}
     for obj, name in singletons.items():
         evs = events_by_obj.get(obj)
@@ -269,4 +277,5 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
         "module_init": handed,
         "coverage": ring_coverage(rings),
         "records": sum(r.decoded for r in rings),
-        "problems": problems}
+        "problems": problems,
+        "tests": by_test(marks, [(k, e) for k, e in leaked_events if not module_init(k[2])])}
