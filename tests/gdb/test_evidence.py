@@ -232,3 +232,40 @@ def test_target_strings_escaped(tmp_path):
     assert "\x1b" not in out and "\x07" not in out, repr(out)
     assert "Evil\\x1b[2J\\x1b]0;pwned\\x07" in out, out
     assert "\\x1b[31mred.py" in out, out
+
+
+LEAKER = r"""
+#include <Python.h>
+static PyObject *leak(PyObject *self, PyObject *arg)
+{
+    Py_INCREF(arg); /* leaks one reference per call */
+    Py_RETURN_NONE;
+}
+static PyMethodDef methods[] = {{"leak", leak, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "%(name)s", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_%(name)s(void) { return PyModule_Create(&mod); }
+"""
+
+
+def test_every_ring_in_the_process_is_read(tmp_path):
+    """Two extensions linked with --static-libs (a ring each) beside one on the shared
+    runtime: all three rings are found and read, and leaks counts the 1 + 2 + 3 leaked
+    references at their 3 sites."""
+    mods = {"leak_a": True, "leak_b": True, "leak_c": False}      # name -> static
+    for name, static in mods.items():
+        src = tmp_path / (name + ".c")
+        src.write_text(LEAKER % {"name": name})
+        pyreftest.build_ext(str(src), PYTHON, str(tmp_path), static=static)
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os, sys\nsys.path.insert(0, %r)\n"
+        "import leak_a, leak_b, leak_c\n"
+        "a, b, c = [], [], []\n"
+        "leak_a.leak(a)\nfor _ in range(2): leak_b.leak(b)\n"
+        "for _ in range(3): leak_c.leak(c)\n"
+        "os.abort()\n" % str(tmp_path))
+    core, _ = pyreftest.run_to_core(PYTHON, [str(driver)], cwd=str(tmp_path))
+    res = run(core, 0, ["pyref ring", "pyref leaks --no-scan", "pyref ring --json"])
+    rings = json.loads(res["pyref ring --json"])["rings"]
+    assert len(rings) == 3, res["pyref ring"]
+    assert "6 unreleased references at 3 sites" in res["pyref leaks --no-scan"], res
