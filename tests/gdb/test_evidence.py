@@ -333,3 +333,25 @@ def test_size_capped_core_keeps_the_header(build_extension, tmp_path):
         for c in ("pyref ring", "pyref leaks --no-scan", "pyref history ARG"):
             assert "truncated" in res[c], (frac, c, res[c])
             assert not CONFIDENT.search(res[c]), (frac, c, res[c])
+
+
+def test_lost_for_want_of_a_thread_slot(build_extension, tmp_path):
+    """PYREF_RING_THREADS=1: the main thread takes the one slot, four threads leaking
+    30000 references each (two records a call: the INCREF, Py_RETURN_NONE's) record
+    nothing. No command answers as if nothing leaked."""
+    built = build_extension(SEED_SRC, PYTHON)
+    script = tmp_path / "threads.py"
+    script.write_text("import seedext\n" + THREADS_DRIVER.replace(
+        "import seedext\n", "import seedext\nseedext.leak([])\n"))
+    core, p = pyreftest.run_to_core(PYTHON, [str(script), built.moddir], cwd=str(tmp_path),
+                                    env={"PYREF_RING_THREADS": "1",
+                                         "PYTHONPATH": built.moddir})
+    arg = int(p.stdout.split()[1])
+    res = run(core, arg, ["pyref ring", "pyref leaks --no-scan", "pyref history ARG",
+                          "pyref owners ARG", "pyref why --json"])
+    assert "lost         240000" in res["pyref ring"], res["pyref ring"]
+    for c in ("pyref leaks --no-scan", "pyref history ARG", "pyref owners ARG"):
+        assert not CONFIDENT.search(res[c]), (c, res[c])
+        assert "240000 records lost" in res[c], (c, res[c])
+    assert res["pyref history ARG"].startswith("history unknown: ")
+    assert json.loads(res["pyref why --json"])["verdict"] == "unknown"
