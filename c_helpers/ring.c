@@ -319,3 +319,75 @@ void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)
     PYREF__SIGNAL_FENCE();
     t->busy = 0;
 }
+
+/* Bytes [16 k, 16 k + 16) of a label of `len` bytes as the two words of an AUX TEXT record
+ * (obj, refcnt), zero-padded past the end. */
+static void mark_text_words(const char *label, uint32_t len, uint32_t k, uint64_t *lo,
+                            uint64_t *hi)
+{
+    unsigned char b[16] = {0};
+    for (uint32_t j = 0; j < 16 && 16 * k + j < len; j++)
+        b[j] = (unsigned char)label[16 * k + j];
+    memcpy(lo, b, 8);
+    memcpy(hi, b + 8, 8);
+}
+
+void pyref_mark(const char *label)
+{
+    if (label == NULL)
+        label = "";
+    size_t full = strlen(label);
+    uint32_t len = full > PYREF_MARK_MAX ? PYREF_MARK_MAX : (uint32_t)full;
+    uint32_t ntext = (len + 15) / 16;
+    struct pyref_thread *t = pyref_tls_thread;
+    if (t->busy != 0) {
+        if (t->busy == PYREF_BUSY_OFF)
+            return;
+        if (t != &pyref_thread_none) {
+            t->lost += 1 + ntext; /* the re-entry guard, as in pyref_record() */
+            return;
+        }
+        /* the thread's first record: register it through the slow path (which writes the
+         * MARK), then the text records one by one; nothing else runs on this thread
+         * between them but a signal handler, whose records would only cut the label */
+        if (!pyref_record_slow((const void *)(uintptr_t)len, NULL, (int64_t)full,
+                               PYREF_OP_MARK, 0))
+            return;
+        t = pyref_tls_thread;
+        for (uint32_t k = 0; k < ntext; k++) {
+            uint64_t lo, hi;
+            mark_text_words(label, len, k, &lo, &hi);
+            pyref_record_aux((const void *)(uintptr_t)lo, PYREF_AUX_TEXT, (int64_t)hi);
+        }
+        return;
+    }
+    t->busy = 1;
+    PYREF__SIGNAL_FENCE();
+    uint64_t h = t->head, mask = t->mask;
+    uint64_t s = __atomic_load_n(t->seqp, __ATOMIC_RELAXED);
+    __atomic_store_n(t->seqp, s + 1, __ATOMIC_RELAXED);
+    uint64_t tidbits = (uint64_t)t->serial << 48;
+    struct pyref_record *r = t->ring + (h & mask);
+    __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    PYREF__FIELD_STORE(r->obj, (uint64_t)len);
+    PYREF__FIELD_STORE(r->site, (uint64_t)0);
+    PYREF__FIELD_STORE(r->refcnt, (int64_t)full);
+    __atomic_store_n(&r->u.commit, PYREF__COMMIT(s, PYREF_OP_MARK, 0, tidbits),
+                     __ATOMIC_RELEASE);
+    for (uint32_t k = 0; k < ntext; k++) { /* one slot after the other, as in a pair */
+        struct pyref_record *a = t->ring + ((h + 1 + k) & mask);
+        uint64_t lo, hi;
+        mark_text_words(label, len, k, &lo, &hi);
+        __atomic_store_n(&a->u.commit, 0, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        PYREF__FIELD_STORE(a->obj, lo);
+        PYREF__FIELD_STORE(a->site, (uint64_t)PYREF_AUX_TEXT);
+        PYREF__FIELD_STORE(a->refcnt, (int64_t)hi);
+        __atomic_store_n(&a->u.commit, PYREF__COMMIT(s, PYREF_OP_AUX, 0, tidbits),
+                         __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&t->head, h + 1 + ntext, __ATOMIC_RELEASE);
+    PYREF__SIGNAL_FENCE();
+    t->busy = 0;
+}

@@ -101,3 +101,39 @@ def test_gdb18_keeps_its_python_home_from_the_inferior():
               "'PYTHONHOME'))"], gdb=gdb18.values[0], load_pyref=False)
     assert re.search(r"^@@ gdb python 3 \d+$", out, re.M), out
     assert "@@ home None" in out, out
+
+
+OWNED_AND_BORROWED = """
+import os
+def g(y):
+    with open(os.path.join(%r, "addr"), "w") as f:
+        f.write(hex(id(y)))
+    os.abort()
+def f():
+    x = ["held"]
+    g(x)
+f()
+"""
+
+
+@pytest.mark.parametrize("python", pyreftest.interpreters(("3.13", "3.14", "3.14d", "3.15",
+                                                           "3.15d")))
+def test_owners_of_a_frame_local_and_a_borrowed_stack_ref(python, tmp_path):
+    """f's local x owns the list; 3.14+ passes it to g as a borrowed _PyStackRef (tagged
+    Py_TAG_REFCNT: LOAD_FAST_BORROW), shown and not counted; 3.13 holds a strong pointer
+    in g's local y. The account balances either way."""
+    d = str(tmp_path)
+    out = pyreftest.gdb_batch(
+        ["run", "python gdb.execute('pyref owners ' + open(%r).read())"
+         % os.path.join(d, "addr")], args=["--args", python, "-c", OWNED_AND_BORROWED % d])
+    assert "Python Exception" not in out and "note: interpreter frames not read" not in out, out
+    assert re.search(r"^  0x[0-9a-f]+  thread 1 .* Python frame f \(<string>\): local 'x'$",
+                     out, re.M), out
+    ident = pyreftest.interpreter_info(python)
+    if ident:   # 3.14+: the borrowed stack ref in g is a possible word, not an owner
+        assert re.search(r"possible: thread 1 .* Python frame g \(<string>\): local 'y' "
+                         r"\(a borrowed _PyStackRef", out), out
+        assert "account: refcount 1, 1 owner found, 0 unexplained" in out, out
+    else:
+        assert re.search(r"Python frame g \(<string>\): local 'y'$", out, re.M), out
+        assert "account: refcount 2, 2 owners found, 0 unexplained" in out, out

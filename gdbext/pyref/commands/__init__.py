@@ -53,6 +53,7 @@ import gdb
 
 from pyref.errors import PyrefError
 from pyref.inferior import target
+from pyref.reader.text import escape
 
 DEBUG = False  # True: also print the traceback of an internal error (for pyref's developers)
 
@@ -178,7 +179,7 @@ class Subcommand(gdb.Command):
     # -- services ----------------------------------------------------------------------
     @staticmethod
     def write(text):
-        gdb.write(text)
+        gdb.write(escape(text))
 
     def help_text(self):
         usage = self.parser.format_usage().strip()
@@ -293,19 +294,23 @@ class Subcommand(gdb.Command):
 
     # -- gdb entry point: the one place where exceptions become messages ---------------
     def invoke(self, arg, from_tty):
+        args = None
         try:
             with target.command_scope():
                 args = self.parse(arg)
                 if args is not None:
                     self.run(args, from_tty)
+                    self._truncation_caveat(args, None)
         except gdb.GdbError:
             raise
         except PyrefError as e:
-            raise gdb.GdbError(one_line("pyref: %s" % e)) from None
+            raise gdb.GdbError(one_line(self._truncation_caveat(args, "pyref: %s" % e)))\
+                from None
         except KeyboardInterrupt:
             raise gdb.GdbError("pyref: interrupted") from None
         except gdb.error as e:  # gdb.MemoryError included
-            raise gdb.GdbError(one_line("pyref: %s" % e)) from None
+            raise gdb.GdbError(one_line(self._truncation_caveat(args, "pyref: %s" % e)))\
+                from None
         except Exception as e:
             if DEBUG:
                 gdb.write("".join(traceback.format_exception(*sys.exc_info())))
@@ -313,6 +318,31 @@ class Subcommand(gdb.Command):
                                          % (type(e).__name__, e))) from None
 
 
+    # Commands whose answers carry the ring's caveats themselves (reader/evidence.py);
+    # every other command gets the one caveat of a truncated core from invoke().
+    reports_caveats = False
+
+    def _truncation_caveat(self, args, error):
+        """A truncated core is called truncated by every command: `error` (a message)
+        gets the reason appended and is returned; after a successful run the caveat is
+        written (to stderr after --json, so the JSON stays one object)."""
+        if self.reports_caveats and error is None:
+            return None
+        try:
+            trunc = target.core_truncation()
+        except (gdb.error, PyrefError):
+            trunc = None
+        if not trunc:
+            return error
+        if error is not None:
+            return "%s (%s)" % (error, trunc)
+        if getattr(args, "json", False):
+            gdb.write("pyref: caveat: %s\n" % trunc, gdb.STDERR)
+        else:
+            self.write("caveat: %s\n" % trunc)
+        return None
+
+
 def one_line(text):
-    """`text` on one line: what a gdb.GdbError says."""
-    return " ".join(str(text).split())
+    """`text` on one line, its control characters escaped: what a gdb.GdbError says."""
+    return escape(" ".join(str(text).split()))

@@ -95,6 +95,7 @@ def compress_ledger(evidence):
 
 class Why(commands.Subcommand):
     name = "why"
+    reports_caveats = True
     summary = "Explain a crash: the line that released a reference too many or too soon, and why."
     rest_argument = "expr"
     details = """\

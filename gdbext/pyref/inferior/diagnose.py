@@ -12,6 +12,7 @@ import gdb
 from pyref import __version__
 from pyref.errors import PyrefError
 from pyref.inferior import cframes, objects, pycontext, pythreads, rings, target
+from pyref.reader import evidence
 from pyref.reader.sites import Site, read_cstring
 from pyref.rules import cpython, events, verdict
 
@@ -179,6 +180,7 @@ def singleton_name(addr):
 def diagnose(expr=None):
     """The full report as a dict (the JSON of `pyref why --json`)."""
     target.require_target()
+    target.check_executable()    # another interpreter's symbols would make any verdict up
     ringset = rings.ring_set(required=False)
     crash = cframes.crash_info()
     how = None
@@ -205,8 +207,7 @@ def diagnose(expr=None):
                           "overwritten": sum(r.overwritten for r in ringset.rings),
                           "torn": sum(r.torn for r in ringset.rings)}
     else:
-        report["missing"].append("no pyref ring in the target: " +
-                                 ("; ".join(ringset.problems) or "the extension is not traced"))
+        report["missing"].append(rings.no_ring_text(ringset))
     if said is not None:
         report["cpython"] = {"kind": said.kind, "message": said.text,
                              "object": "0x%x" % said.obj if said.obj else None}
@@ -214,7 +215,7 @@ def diagnose(expr=None):
         v = verdict.analyze([], cpython=said)
         report.update(verdict=v.kind, summary=v.summary, why=v.why, harm=v.harm)
         report["missing"] += v.missing
-        return report
+        return evidence.apply_to_verdict(report, ringset.caveats, None)
     if addr is None:
         sig = crash.get("signal")
         fault = crash.get("address")
@@ -230,7 +231,7 @@ def diagnose(expr=None):
         else:
             report["summary"] = ("no freed object found in the current frames; name one: "
                                  "pyref why EXPR")
-        return report
+        return evidence.apply_to_verdict(report, ringset.caveats, None)
 
     state = objects.object_state(addr)
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
@@ -278,7 +279,7 @@ def diagnose(expr=None):
     report["evidence"] = [dict(_event_json(e, lines), seq=e.seq, before=e.before,
                                after=e.after, thread=e.thread, note=note)
                           for e, note in v.ledger]
-    return report
+    return evidence.apply_to_verdict(report, ringset.caveats, addr)
 
 
 def decode_type(event):

@@ -433,6 +433,8 @@ def owners_of(mem, targets):
         for t, p in pending:
             result[t].append(resolved[p.hit])
     _promote(mem, [o for lst in result.values() for o in lst])
+    for t, tagged in ownersources.tagged_frame_refs(mem.pyframes, targets).items():
+        result[t].extend(tagged)
     for t in targets:
         result[t].sort(key=lambda o: o.addr)
     return result
@@ -490,4 +492,5 @@ def build_report(addr, depth=1):
         rep.ring_records = len(ringset.records_for(addr))
         rep.holders = ring_holders(ringset, addr)
         rep.coverage = leaks.ring_coverage(ringset.rings)
+        rep.ring_incomplete = ringset.caveats.for_object(addr)
     return rep

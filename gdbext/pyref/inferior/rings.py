@@ -13,16 +13,18 @@ import os
 
 from pyref.errors import PyrefError, RingError
 from pyref.inferior import target
-from pyref.reader import corefile, decode, extcheck, ringformat, sites
+from pyref.reader import decode, evidence, extcheck, ringformat, sites
 
 
 class RingSet:
     """Every ring found in the target: `rings` (decoded), `how` ('symbol' or 'scan'),
     `problems` (one line each: a header that did not validate, a ring that could not be
-    read), and a merged index obj -> [Record] built on first use."""
+    read), `caveats` (reader/evidence.py: what the answers drawn from these rings must
+    say they lack), and a merged index obj -> [Record] built on first use."""
 
-    def __init__(self, rings, how, problems):
+    def __init__(self, rings, how, problems, caveats=None):
         self.rings, self.how, self.problems = rings, how, problems
+        self.caveats = caveats if caveats is not None else evidence.Caveats()
         self._index = None
         self._per_obj = {}
         self._ring_of = {}       # id(record) -> the Ring it came from (thread labels)
@@ -38,7 +40,7 @@ class RingSet:
                             self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
                 for recs in idx.values():
-                    recs.sort(key=lambda r: r.seq)
+                    recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._index = idx
         return self._index
 
@@ -55,7 +57,7 @@ class RingSet:
                     recs.append(r)
                     self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return self._per_obj[obj]
 
@@ -75,7 +77,7 @@ class RingSet:
         for obj in objs:
             recs = merged.get(obj, [])
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return merged
 
@@ -112,37 +114,29 @@ def ring_set(required=True):
                 rings.append(decode.decode_ring(target.read, addr))
             except RingError as e:
                 problems.append("ring header at 0x%x: %s" % (addr, e))
-        ringset = cache["ringset"] = RingSet(rings, headers[0][1] if headers else None,
-                                             problems)
+        ringset = cache["ringset"] = RingSet(
+            rings, headers[0][1] if headers else None, problems,
+            evidence.Caveats.of_rings(rings, problems, target.core_truncation()))
         note = empty_note(ringset)
         if note:
             problems.append(note)
     if required and not ringset.rings:
         target.check_executable()  # the wrong binary hides libpyref's symbols: say that
-        why = "; ".join(ringset.problems) or _truncated_core() or (
-            "no pyref ring in this process (is the extension built with pyref-config's "
-            "flags and loaded?)")
-        raise PyrefError(why)
+        raise PyrefError(no_ring_text(ringset))
     return ringset
 
 
-def _truncated_core():
-    """A one-line reason when the target is a core file cut short (the ring may be in the
-    missing part), else None."""
-    if target.target_kind() != "core":
-        return None
-    try:
-        path = target.core_file_path()
-        if not path:
-            return None
-        with corefile.Core(path) as core:
-            if core.truncated:
-                return ("no pyref ring found: the core file is truncated at byte %d, so the "
-                        "ring (and the list of loaded libraries) may be in the missing part"
-                        % core.truncated_at)
-    except (OSError, ValueError, MemoryError, AttributeError):
-        return None
-    return None
+def no_ring_text(ringset):
+    """Why no ring was read, in one line: a truncated core first (the ring may be in the
+    missing part: never "not traced" then), then the headers that did not validate."""
+    parts = []
+    trunc = target.core_truncation()
+    if trunc:
+        parts.append("ring unknown: %s, so the ring (and the list of loaded libraries) may "
+                     "be in the missing part" % trunc)
+    parts += ringset.problems
+    return "; ".join(parts) or ("no pyref ring in this process (is the extension built "
+                                "with pyref-config's flags and loaded?)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,7 +146,12 @@ def site_of(addr):
     """The sites.Site at a site address, cached per objfile generation, or None."""
     if not addr:
         return None
-    return target.cached(("site", addr), lambda: sites.read_site(target.read, addr))
+    site = target.cached(("site", addr), lambda: sites.read_site(target.read, addr))
+    if site is None:
+        ringset = target.stop_cache().get("ringset")
+        if ringset is not None:
+            ringset.caveats.site_unreadable(addr)
+    return site
 
 
 def site_text(addr):

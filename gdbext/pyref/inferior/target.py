@@ -355,6 +355,24 @@ def core_file_path():
     return m.group(1) if m else None
 
 
+def core_truncation():
+    """One line when the target is a core file shorter than its program headers say
+    (corefile.Core.truncation_text), else None. Checked once per objfile generation."""
+    if target_kind() != "core":
+        return None
+
+    def check():
+        path = core_file_path()
+        if not path:
+            return None
+        try:
+            with corefile.Core(path) as core:
+                return core.truncation_text()
+        except (OSError, ValueError, MemoryError):
+            return None
+    return cached(("target.core_truncation", core_file_path()), check)
+
+
 # ---------------------------------------------------------------------------------------
 # The executable: the one the target runs (or ran) against the one gdb loaded
 # ---------------------------------------------------------------------------------------

@@ -519,12 +519,10 @@ def _connect_events():
 # Creating a watch
 # ---------------------------------------------------------------------------------------
 def _words(lay, addr):
-    """[(addr, size, what)] of the refcount words to watch."""
-    if lay.free_threaded:
-        obj = target.struct_layout("PyObject", "struct _object")
-        return [(addr + lay.ob_ref_local, obj.field("ob_ref_local").size, "ob_ref_local"),
-                (addr + lay.ob_ref_shared, obj.field("ob_ref_shared").size, "ob_ref_shared")]
-    return [(addr + lay.ob_refcnt, 8, "ob_refcnt")]
+    """[(addr, size, what)] of the refcount words to watch, as DWARF sizes them: the
+    64-bit ob_refcnt (3.10-3.13), the 32-bit one (3.14+), ob_ref_local and ob_ref_shared
+    (3.13t)."""
+    return [(addr + off, size, name) for name, off, size in lay.count_words]
 
 
 _C_TYPES = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "long long"}

@@ -14,6 +14,7 @@ from operator import le
 from pyref.errors import PyrefError
 from pyref.reader import ringformat
 from pyref.rules.events import ACQUIRE, RELEASE, current_lifetime, owner_key
+from pyref.rules.marks import by_test
 
 MAX_LEAK_SCAN = 2048       # objects whose holders one `pyref leaks` searches memory for
 # A count no object reaches by its references: CPython's static objects on 3.11 and
@@ -185,15 +186,17 @@ def ambiguous(held, count, found=0):
     return [e for e in held if id(e) not in chosen] if leaked else []
 
 
-def leak_groups(events_by_obj, alive, found=None, static=None, maybe=None):
+def leak_groups(events_by_obj, alive, found=None, leaked_events=None, static=None,
+                maybe=None):
     """(leaked, accounted): unreleased acquisitions grouped by acquiring site,
     {(file, line, func, api): [obj, ...]} with one entry per reference. `alive(obj)` says
     whether the object is still alive: falsy for a dead one (it leaked nothing); an int
     is its reference count now, True when the count is unknown; a count of NEAR_IMMORTAL
     or more is a static object's (its references are tallied in `static`, {obj: n}, when
     given). `found(obj)`, when given, is the number of references holders found in memory
-    account for (see account()); `maybe`, when given, receives {site: [obj]} of the
-    acquisitions a leaked reference may equally be (ambiguous())."""
+    account for (see account()). `leaked_events`, a list, gets a (site, Event) pair per
+    leaked reference; `maybe`, when given, receives {site: [obj]} of the acquisitions a
+    leaked reference may equally be (ambiguous())."""
     leaked, accounted = {}, {}
     for obj, events in events_by_obj.items():
         held = unreleased(events)
@@ -208,6 +211,8 @@ def leak_groups(events_by_obj, alive, found=None, static=None, maybe=None):
             continue
         n_found = (found(obj) or 0) if found else 0
         mine, theirs = account(held, count, n_found)
+        if leaked_events is not None:
+            leaked_events += [((e.file, e.line, e.func, e.api), e) for e in mine]
         for out, evs in ((leaked, mine), (accounted, theirs)):
             for e in evs:
                 out.setdefault((e.file, e.line, e.func, e.api), []).append(obj)
@@ -259,7 +264,7 @@ def scan_order(groups, limit):
 
 
 def report(events_by_obj, alive, type_name, singletons, rings, problems=(), holders=None,
-           top=20, search=MAX_LEAK_SCAN, minor=None):
+           top=20, search=MAX_LEAK_SCAN, marks=None, minor=None):
     """The data of `pyref leaks` as a dict (its JSON).
 
     events_by_obj: {obj: [Event]} of the candidates (unbalanced() found them);
@@ -270,12 +275,16 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
     holders(objs, problems): ({obj: references found}, {obj: a holder's description},
         scan summary) from one search of memory, or PyrefError when it cannot search;
     top: groups shown; search: for how many objects at most to look for holders (0:
-        none, the ring alone decides); minor: the interpreter's minor version (on 3.11 and
-        earlier the singletons' references are real ones: they are listed by site).
+        none, the ring alone decides);
+    marks: the rings' MARK records (decode.Ring.marks()): the leaks by test (rules/marks.py);
+    minor: the interpreter's minor version (on 3.11 and earlier the singletons' references
+        are real ones: they are listed by site).
     """
     problems = list(problems)
+    leaked_events = []
     static, maybe = {}, {}
-    leaked, accounted = leak_groups(events_by_obj, alive, static=static)
+    leaked, accounted = leak_groups(events_by_obj, alive, None, leaked_events,
+                                    static=static)
     scan_info, searched, example = None, set(), {}
     if search:
         suspects = {k: v for k, v in leaked.items() if not module_init(k[2])}
@@ -291,8 +300,9 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
             else:
                 searched = set(objs)
                 scan_info.update(summary, searched=len(objs))
+                leaked_events = []
                 leaked, accounted = leak_groups(events_by_obj, alive, found.get,
-                                                maybe=maybe)
+                                                leaked_events, maybe=maybe)
     skipped, singleton_sites = {}, []
     for obj, name in singletons.items():
         evs = events_by_obj.get(obj)
@@ -364,4 +374,5 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
         "module_init": handed,
         "coverage": ring_coverage(rings),
         "records": sum(r.decoded for r in rings),
-        "problems": problems}
+        "problems": problems,
+        "tests": by_test(marks, [(k, e) for k, e in leaked_events if not module_init(k[2])])}

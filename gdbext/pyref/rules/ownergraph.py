@@ -77,6 +77,7 @@ class Report:
         self.mem = None                 # the search (memsearch.Memory): regions, passes
         self.short = ""                 # a short repr of the object
         self.ringset = None             # the target's rings, when a ring was found
+        self.ring_incomplete = None     # why the ring's account of it may lack records
 
 
 def _node_key(o):
@@ -194,9 +195,12 @@ def report_text(rep, show_all=False):
         for file_, line, func, api, count in rep.holders:
             out.append("  %s %s: %d" % (site_text(file_, line, func), api or "", count))
     elif rep.ringset is not None and rep.ringset.rings:
-        out.append("ring: no C site holds an unreleased reference to it")
+        out.append("ring: unknown: " + rep.ring_incomplete if rep.ring_incomplete else
+                   "ring: no C site holds an unreleased reference to it")
     if rep.coverage:
         out.append("  (%s)" % rep.coverage)
+    if rep.holders and rep.ring_incomplete:
+        out.append("  (incomplete: %s)" % rep.ring_incomplete)
     hidden = []
     if stale and not show_all:
         kinds = {}
@@ -272,6 +276,7 @@ def report_json(rep, show_all=False):
                     "unexplained": None if n is None or immortal else n - len(counted)},
         "registers": rep.registers,
         "ring": {"records": rep.ring_records, "coverage": rep.coverage,
+                 "incomplete": rep.ring_incomplete,
                  "holders": [{"file": f, "line": ln, "function": fn, "api": api,
                               "count": c} for f, ln, fn, api, c in rep.holders]},
         "graph": {"nodes": [{"id": _key_text_id(k), "label": v}
