@@ -104,8 +104,28 @@ class _HelpRequested(Exception):
     pass
 
 
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _int64(text):
+    """argparse's type for every integer option: what the target and Python's own bounds
+    (islice, ranges) accept, so no number reaches a command that would make it fail."""
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if not _INT_MIN <= v <= _INT_MAX:
+        raise argparse.ArgumentTypeError("%s is out of range (at most 2^63-1)" % text)
+    return v
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports instead of exiting."""
+    """argparse that reports instead of exiting; integer options are bounded (_int64)."""
+
+    def add_argument(self, *args, **kwargs):
+        if kwargs.get("type") is int:
+            kwargs["type"] = _int64
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message):  # already one clean line: no "pyref: " prefix added
         raise gdb.GdbError("%s: %s (see \"help %s\")" % (self.prog, message, self.prog))
