@@ -7,15 +7,78 @@ transitions, sites resolved; (3) the verdict from the gdb-free rules (rules/verd
 The crash itself (signal, faulting address, the innermost frame of traced code) is read
 from gdb's frames and $_siginfo (inferior/cframes.py); nothing is called in the inferior.
 """
+import gdb
+
 from pyref import __version__
 from pyref.errors import PyrefError
 from pyref.inferior import cframes, objects, pycontext, pythreads, rings, target
 from pyref.reader import evidence
-from pyref.reader.sites import Site
-from pyref.rules import events, verdict
+from pyref.reader.sites import Site, read_cstring
+from pyref.rules import cpython, events, verdict
 
 SINGLETONS = objects.SINGLETON_SYMBOLS
 MAX_RING_CANDIDATES = 5000
+MAX_MESSAGE = 512          # bytes of one of CPython's messages read from a frame
+# Signals of a crash (SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV): a dead object among the
+# crashing frames' pointers was being used; a breakpoint's SIGTRAP is no use of anything.
+CRASH_SIGNALS = (4, 6, 7, 8, 11)
+# The singleton a CPython function deallocating one names (its fatal error names no
+# object).
+DEALLOC_SINGLETON = {"none_dealloc": "_Py_NoneStruct",
+                     "notimplemented_dealloc": "_Py_NotImplementedStruct"}
+
+
+# ---------------------------------------------------------------------------------------
+# CPython's own evidence
+# ---------------------------------------------------------------------------------------
+def frame_arguments(f):
+    """{name: value} of a frame's arguments: char pointers read as strings (bounded),
+    other pointers and integers as ints; what cannot be read is left out."""
+    out = {}
+    try:
+        block = f.block()
+    except (gdb.error, RuntimeError):
+        return out
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is None:
+        return out
+    for sym in block:
+        if not sym.is_argument:
+            continue
+        try:
+            v = sym.value(f)
+            if v.is_optimized_out:
+                continue
+            t = v.type.strip_typedefs()
+            if t.code == gdb.TYPE_CODE_PTR:
+                p = int(v) & ((1 << 64) - 1)
+                if t.target().strip_typedefs().code == gdb.TYPE_CODE_INT and \
+                        t.target().strip_typedefs().sizeof == 1:
+                    out[sym.name] = read_cstring(target.read, p, MAX_MESSAGE) if p else None
+                else:
+                    out[sym.name] = p
+            elif t.code in (gdb.TYPE_CODE_INT, gdb.TYPE_CODE_ENUM):
+                out[sym.name] = int(v)
+        except (gdb.error, RuntimeError, ValueError, PyrefError):
+            continue
+    return out
+
+
+def cpython_evidence():
+    """cpython.Evidence from the crashed thread's frames (a fatal error's message,
+    _PyObject_AssertFailed's arguments), or None. Read from gdb's frames: nothing is
+    called in the inferior."""
+    found = []
+    for f in cframes.frames():
+        name = f.name()
+        if name in (cpython.ASSERT_FAILED, cpython.NEGATIVE) or name in cpython.FATAL:
+            ev = cpython.classify(name, frame_arguments(f))
+            if ev is not None:
+                if ev.obj is None and ev.where in DEALLOC_SINGLETON:
+                    ev.obj = target.symbol_address(DEALLOC_SINGLETON[ev.where])
+                found.append(ev)
+    return cpython.strongest(found)
 
 
 # ---------------------------------------------------------------------------------------
@@ -48,32 +111,34 @@ def find_dead_object(ringset):
 
 
 def find_in_ring(ringset):
-    """(addr, how) of the object whose recorded history holds the most recent release
-    without ownership (a verdict with evidence), or (None, None). For a crash whose frames
-    do not hold the dead object, or no crash at all."""
+    """(addr, how) of the object whose recorded history shows harm with a culprit (freed
+    and used after, freed by a borrower or a thief, a count below zero), the most recent
+    culprit first, or (None, None). For a crash whose frames do not hold the dead object,
+    or no crash at all. A release the ownership rules find odd, without harm, is no
+    reason to pick an object."""
     best = None
     checked = 0
     for obj, recs in ringset.index().items():
-        ops = {r.op_name for r in recs}
-        if not ops & {"DECREF", "DEALLOC", "STEAL"}:
-            continue
+        ops = [r.op_name for r in recs]
+        ends = [i for i, op in enumerate(ops) if op in events.ENDS_LIFE]
         singleton = singleton_name(obj)
-        if not singleton and not ops & {"BORROW", "STEAL"} and \
-                sum(r.op_name in ("DECREF", "DEALLOC") for r in recs) < 2:
-            continue                     # no evidence possible: skip cheaply
+        negative = any(r.after < 0 and not r.immortal for r in recs) or \
+            (singleton is not None and any(r.after <= 0 for r in recs))
+        if not negative and not ends:
+            continue                     # no harm possible: skip cheaply
+        if not negative and ends[-1] == len(ops) - 1 and "BORROW" not in ops and \
+                "STEAL" not in ops and len(ends) == 1:
+            continue                     # one life that ended, nothing after it
         checked += 1
         if checked > MAX_RING_CANDIDATES:
             break
-        for life in reversed(events.lifetimes(events_for(ringset, obj))):
-            found = verdict.unowned_release(life, singleton)
-            if found:
-                if best is None or found[0].seq > best[1]:
-                    best = (obj, found[0].seq)
-                break
+        v = verdict.analyze(events_for(ringset, obj), state="live", singleton=singleton)
+        if v.culprit is not None and (best is None or v.culprit.seq > best[1]):
+            best = (obj, v.culprit.seq)
     if best is None:
         return None, None
-    return best[0], ("no freed object in the crashing frames; the ring shows a release "
-                     "without ownership")
+    return best[0], ("no freed object in the crashing frames; the ring shows harm done "
+                     "to this one")
 
 
 def traced_use_site(traced_files):
@@ -119,11 +184,16 @@ def diagnose(expr=None):
     ringset = rings.ring_set(required=False)
     crash = cframes.crash_info()
     how = None
+    said = None if expr else cpython_evidence()
+    in_frames = False
     if expr:
         addr = target.eval_address(expr)
         how = "named"
+    elif said is not None and said.obj:
+        addr, how = said.obj, "named by CPython: " + said.text
     else:
         addr, how = find_dead_object(ringset)
+        in_frames = addr is not None
         if addr is None and ringset.rings:
             addr, how = find_in_ring(ringset)
     report = {"pyref_version": __version__, "crash": crash, "ring": None,
@@ -138,6 +208,14 @@ def diagnose(expr=None):
                           "torn": sum(r.torn for r in ringset.rings)}
     else:
         report["missing"].append(rings.no_ring_text(ringset))
+    if said is not None:
+        report["cpython"] = {"kind": said.kind, "message": said.text,
+                             "object": "0x%x" % said.obj if said.obj else None}
+    if addr is None and said is not None:
+        v = verdict.analyze([], cpython=said)
+        report.update(verdict=v.kind, summary=v.summary, why=v.why, harm=v.harm)
+        report["missing"] += v.missing
+        return evidence.apply_to_verdict(report, ringset.caveats, None)
     if addr is None:
         sig = crash.get("signal")
         fault = crash.get("address")
@@ -172,15 +250,21 @@ def diagnose(expr=None):
     # the crash frame that used the object is traced code that had recorded it
     traced_files = {e.file for e in evs if e.file}
     use = traced_use_site(traced_files) if not expr else None
+    crashed_on = in_frames and crash.get("signal") in CRASH_SIGNALS
     v = verdict.analyze(evs, state=state["state"], singleton=singleton_name(addr),
-                        target_minor=python_minor(), use_site=use)
+                        target_minor=python_minor(), use_site=use, crashed_on=crashed_on,
+                        cpython=said if said is not None and said.obj == addr else None)
     lines = pycontext.lines_by_seq(ringset, ringset.records_for(addr)) \
         if report["python_context"] else {}
     report["verdict"] = v.kind
     report["summary"] = v.summary
     report["why"] = v.why
     report["version_note"] = v.version_note
+    report["harm"] = v.harm
+    report["suspect"] = v.suspect
     report["missing"] += v.missing
+    if v.used_at is not None:
+        report["used_at"] = _event_json(v.used_at, lines)
     if v.culprit is not None:
         report["culprit"] = _event_json(v.culprit, lines)
     if v.origin is not None:
