@@ -307,9 +307,10 @@ def _core_capped(cwd, args, cap):
 
 def test_size_capped_core_keeps_the_header(build_extension, tmp_path):
     """A 4-thread process's core written by the kernel under a size cap (ulimit -c) of
-    a fifth, a half and 70 % of the bytes an uncapped one writes: the header, mapped lowest, is in what was kept (the
-    pyref_ring pointer, in libpyref's data mapped high, is not: the scan finds it), so the
-    ring is found, and every answer says the core is truncated."""
+    20, 50 and 70 % of the bytes an uncapped one writes: the header, mapped lowest, is in
+    what was kept (the pyref_ring pointer, in libpyref's data mapped high, may not be: the
+    scan finds the header), so the ring is found, and every answer says the core is
+    truncated."""
     if not pyreftest.kernel_cores_here():
         pytest.skip("the kernel does not write cores into the cwd (core_pattern)")
     built = build_extension(SEED_SRC, PYTHON)
