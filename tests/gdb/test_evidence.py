@@ -148,6 +148,8 @@ def test_torn_record_is_said(leak_core, tmp_path):
         res["pyref history ARG"]
     assert json.loads(res["pyref history --json ARG"])["complete"] is False
     assert "torn" in res["pyref ring"]
+    why = json.loads(res["pyref why --json ARG"])     # its history lacks a record: unknown
+    assert why["verdict"] == "unknown" and "torn" in why["summary"], why
 
 
 def test_seq_flip_rejected(leak_core, tmp_path):
