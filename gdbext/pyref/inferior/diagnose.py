@@ -12,7 +12,7 @@ import gdb
 from pyref import __version__
 from pyref.errors import PyrefError
 from pyref.inferior import cframes, objects, pycontext, pythreads, rings, target
-from pyref.reader import evidence
+from pyref.reader import evidence, ringformat
 from pyref.reader.sites import Site, read_cstring
 from pyref.rules import cpython, events, verdict
 
@@ -110,6 +110,41 @@ def find_dead_object(ringset):
     return weak if weak else (None, None)
 
 
+def _may_show_harm(recs, singleton):
+    """Whether an object's records (decode.Records, no site resolved) can show harm that
+    analyze() would name a culprit for: a count below zero (a singleton's at zero), a
+    record on dead memory after a lifetime ended, or a lifetime with a borrow or a steal
+    that a traced DEALLOC ended. One pass over the raw fields, cutting lifetimes as
+    events.lifetimes() does: most objects of a full ring pass none of the tests and are
+    never resolved."""
+    rf = ringformat
+    ended = False                    # the previous record ended a lifetime
+    lent = False                     # the running lifetime has a BORROW or a STEAL
+    for r in recs:
+        op, before, flags = r[4], r[2], r[5]
+        after = before + r[3]
+        if not flags & rf.IMMORTAL and (after < 0 or singleton is not None and after <= 0
+                                        and op in (rf.DECREF, rf.DEALLOC)):
+            return True
+        if ended:
+            if op in (rf.FREE, rf.STEAL):
+                continue             # the end's own FREE, or the steal that freed it
+            if op != rf.NEW and not 0 < before < verdict.SANE_COUNT:
+                return True          # a use of dead memory
+            ended = False
+        if op == rf.NEW and before == 1:
+            lent = False
+        elif op in (rf.BORROW, rf.STEAL):
+            lent = True
+        elif op == rf.DEALLOC:
+            if lent:
+                return True
+            ended, lent = True, False
+        elif op == rf.FREE:
+            ended, lent = True, False
+    return False
+
+
 def find_in_ring(ringset):
     """(addr, how) of the object whose recorded history shows harm with a culprit (freed
     and used after, freed by a borrower or a thief, a count below zero), the most recent
@@ -118,17 +153,11 @@ def find_in_ring(ringset):
     reason to pick an object."""
     best = None
     checked = 0
+    singles = {target.symbol_address(sym): name for sym, name in SINGLETONS.items()}
     for obj, recs in ringset.index().items():
-        ops = [r.op_name for r in recs]
-        ends = [i for i, op in enumerate(ops) if op in events.ENDS_LIFE]
-        singleton = singleton_name(obj)
-        negative = any(r.after < 0 and not r.immortal for r in recs) or \
-            (singleton is not None and any(r.after <= 0 for r in recs))
-        if not negative and not ends:
-            continue                     # no harm possible: skip cheaply
-        if not negative and ends[-1] == len(ops) - 1 and "BORROW" not in ops and \
-                "STEAL" not in ops and len(ends) == 1:
-            continue                     # one life that ended, nothing after it
+        singleton = singles.get(obj)
+        if not _may_show_harm(recs, singleton):
+            continue
         checked += 1
         if checked > MAX_RING_CANDIDATES:
             break

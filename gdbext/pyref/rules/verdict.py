@@ -243,6 +243,13 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
                          "the ring wrapped past it)")
         v.summary = "no recorded history"
         return v
+    if singleton:
+        # a singleton is never freed for good: its count reaching zero is the harm
+        # (CPython's none_dealloc aborts), whatever lifetimes the DEALLOC seems to end
+        _judge_running(v, events, singleton)
+        if v.culprit is not None:
+            _version_note(v, events, singleton, target_minor)
+            return v
     lives = lifetimes(events)
     ended_now = end_of(lives[-1]) is not None
     dead = ended_now or state == "freed"
@@ -332,7 +339,8 @@ def _judge_ended(v, life, end, use, crash_use):
                          "never INCREF'd since"))
             v.summary = "%s at %s %s" % (extra.op, extra.where(), v.why)
             return True
-        if use is not None and use.file is not None and owner_key(use) == owner_key(end):
+        if use is not None and use.file is not None and owner_key(use) == owner_key(end) \
+                and (use.file, use.line) != (end.file, end.line):
             acq = [e for e in life if e.op in ACQUIRE and e.file is not None]
             v.kind, v.culprit = "premature-free", end
             v.origin = acq[-1] if acq else None
