@@ -154,14 +154,16 @@ def find_in_ring(ringset):
     best = None
     checked = 0
     singles = {target.symbol_address(sym): name for sym, name in SINGLETONS.items()}
+    complete = not any(r.overwritten for r in ringset.rings)
     for obj, recs in ringset.index().items():
         singleton = singles.get(obj)
-        if not _may_show_harm(recs, singleton):
+        if not _may_show_harm(recs, singleton) and not (complete and singleton):
             continue
         checked += 1
         if checked > MAX_RING_CANDIDATES:
             break
-        v = verdict.analyze(events_for(ringset, obj), state="live", singleton=singleton)
+        v = verdict.analyze(events_for(ringset, obj), state="live", singleton=singleton,
+                            complete=complete)
         if v.culprit is not None and (best is None or v.culprit.seq > best[1]):
             best = (obj, v.culprit.seq)
     if best is None:
@@ -268,7 +270,17 @@ def diagnose(expr=None):
                         "found": how}
     evs = events_for(ringset, addr) if ringset.rings else []
     freed_types = [t for t in (decode_type(e) for e in evs if e.op == "FREE") if t]
-    if evs and evs[-1].op in events.ENDS_LIFE and state["state"] == objects.LIVE:
+    lives = events.lifetimes(evs)
+    if lives and len(lives) > 1 and events.end_of(lives[-1]) is None and \
+            state["state"] == objects.LIVE and not verdict.poisoned(
+                next((e for e in lives[-1] if e.file is not None), lives[-1][0])):
+        # a live object: the earlier lifetimes at its address were other objects
+        report["earlier_lifetimes"] = len(lives) - 1
+        report["missing"].append(
+            "%d earlier lifetime%s at this address (other objects, freed) left out: "
+            "`pyref history` shows them" % (len(lives) - 1, "" if len(lives) == 2 else "s"))
+        evs = lives[-1]
+    elif evs and events.end_of(lives[-1]) is not None and state["state"] == objects.LIVE:
         # the recorded free is the truth about this object; the memory holds another now
         report["object"]["reason"] = ("its memory was reused after the recorded free: it "
                                       "now holds a %s" % state["type"])
@@ -282,7 +294,9 @@ def diagnose(expr=None):
     crashed_on = in_frames and crash.get("signal") in CRASH_SIGNALS
     v = verdict.analyze(evs, state=state["state"], singleton=singleton_name(addr),
                         target_minor=python_minor(), use_site=use, crashed_on=crashed_on,
-                        cpython=said if said is not None and said.obj == addr else None)
+                        cpython=said if said is not None and said.obj == addr else None,
+                        complete=bool(ringset.rings) and
+                        not any(r.overwritten for r in ringset.rings))
     lines = pycontext.lines_by_seq(ringset, ringset.records_for(addr)) \
         if report["python_context"] else {}
     report["verdict"] = v.kind
