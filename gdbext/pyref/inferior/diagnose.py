@@ -11,10 +11,10 @@ import gdb
 
 from pyref import __version__
 from pyref.errors import PyrefError
-from pyref.inferior import cframes, objects, pycontext, pythreads, rings, target
+from pyref.inferior import cframes, layout, objects, pycontext, pythreads, rings, target
 from pyref.reader import evidence, ringformat
 from pyref.reader.sites import Site, read_cstring
-from pyref.rules import cpython, events, verdict
+from pyref.rules import cpython, events, leaks, verdict
 
 SINGLETONS = objects.SINGLETON_SYMBOLS
 MAX_RING_CANDIDATES = 5000
@@ -84,10 +84,63 @@ def cpython_evidence():
 # ---------------------------------------------------------------------------------------
 # Finding the object
 # ---------------------------------------------------------------------------------------
+MAX_TUPLE_CHECK = 64       # items of a tuple read to tell a dead one
+
+
+def dead_tuple(info):
+    """Why a live-looking tuple is a dead one, or None. CPython keeps freed tuples on a
+    free list, type and memory intact, their first item slot reused as the list's link:
+    a tuple whose items are a NULL and freed objects, or freed objects only, was freed
+    (its items released) and not built again; the link is NULL or the next freed tuple.
+    A tuple still being built has NULL slots too, but its filled ones are live."""
+    if info.type is None or info.type.name != "tuple" or info.body is None:
+        return None
+    lay = layout.layouts()
+    try:
+        n = info.body.i64(lay.ob_size)
+        if not 0 < n <= MAX_TUPLE_CHECK:
+            return None
+        ptrs = target.read_ptrs(info.addr + layout.need("PyTupleObject").offset("ob_item"),
+                                n)
+    except (PyrefError, gdb.error):
+        return None
+    freed = nulls = 0
+    for i, p in enumerate(ptrs):
+        if not p:
+            nulls += 1
+            continue
+        if i == 0 and _is_tuple(p):
+            continue                 # the free list's link to the next freed tuple
+        try:
+            item = objects.inspect(p)
+        except PyrefError:
+            item = None
+        if item is not None and item.state == objects.LIVE:
+            rc = item.refcount
+            if rc is not None and (rc.immortal or rc.total >= leaks.NEAR_IMMORTAL):
+                continue             # a static object (a small int): alive for good
+            return None
+        freed += 1
+    if not freed:
+        return None
+    return ("a tuple whose items are freed objects%s: freed onto CPython's tuple free list "
+            "(the first slot links the list), its items released" % (
+                " and a NULL" if nulls else ""))
+
+
+def _is_tuple(addr):
+    try:
+        info = objects.inspect(addr)
+    except PyrefError:
+        return False
+    return info.type is not None and info.type.name == "tuple"
+
+
 def find_dead_object(ringset):
-    """(addr, how) of the dead object the crash involves, or (None, None). Innermost frame
-    first; an object whose ring history ends in its deallocation wins over one whose
-    memory merely looks freed."""
+    """(addr, how, dead) of the dead object the crash involves, or (None, None, None).
+    Innermost frame first; an object whose ring history ends in its deallocation wins
+    over one whose memory merely looks freed. `dead`, when not None, says why an object
+    that looks live is a dead one (dead_tuple())."""
     index = ringset.index() if ringset is not None and ringset.rings else {}
     weak = None
     for f in cframes.frames():
@@ -98,7 +151,7 @@ def find_dead_object(ringset):
             recs = index.get(addr)
             if recs and recs[-1].op_name in ("DEALLOC", "FREE"):
                 return addr, "%s in %s: its ring history ends with %s" % (
-                    name, fname, recs[-1].op_name)
+                    name, fname, recs[-1].op_name), None
             if weak is None:
                 try:
                     info = objects.inspect(addr)
@@ -106,8 +159,12 @@ def find_dead_object(ringset):
                     continue
                 if info.state == objects.FREED and (recs or info.type is not None
                                                     or "0xDD" in info.reason):
-                    weak = addr, "%s in %s: %s" % (name, fname, info.reason)
-    return weak if weak else (None, None)
+                    weak = addr, "%s in %s: %s" % (name, fname, info.reason), None
+                elif info.state == objects.LIVE and recs:
+                    dead = dead_tuple(info)
+                    if dead:
+                        weak = addr, "%s in %s: %s" % (name, fname, dead), dead
+    return weak if weak else (None, None, None)
 
 
 def _may_show_harm(recs, singleton):
@@ -217,13 +274,14 @@ def diagnose(expr=None):
     how = None
     said = None if expr else cpython_evidence()
     in_frames = False
+    dead = None
     if expr:
         addr = target.eval_address(expr)
         how = "named"
     elif said is not None and said.obj:
         addr, how = said.obj, "named by CPython: " + said.text
     else:
-        addr, how = find_dead_object(ringset)
+        addr, how, dead = find_dead_object(ringset)
         in_frames = addr is not None
         if addr is None and ringset.rings:
             addr, how = find_in_ring(ringset)
@@ -265,6 +323,8 @@ def diagnose(expr=None):
         return evidence.apply_to_verdict(report, ringset.caveats, None)
 
     state = objects.object_state(addr)
+    if dead:
+        state.update(state="freed", reason=dead)
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
                         "state": state["state"], "reason": state["reason"],
                         "found": how}
