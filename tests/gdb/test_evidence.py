@@ -269,3 +269,89 @@ def test_every_ring_in_the_process_is_read(tmp_path):
     rings = json.loads(res["pyref ring --json"])["rings"]
     assert len(rings) == 3, res["pyref ring"]
     assert "6 unreleased references at 3 sites" in res["pyref leaks --no-scan"], res
+
+
+THREADS_DRIVER = """
+import os, sys, threading
+sys.path.insert(0, sys.argv[1])
+import seedext
+held = [[] for _ in range(4)]
+def work(k):
+    for _ in range(30000):
+        seedext.leak(held[k])
+ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("arg", id(held[0]), flush=True)
+os.abort()
+"""
+
+
+def _core_capped(cwd, args, cap):
+    """The kernel's core of `args`, written with RLIMIT_CORE = cap bytes (None: no cap)."""
+    import glob
+    import resource
+    for old in glob.glob(os.path.join(cwd, "core*")):
+        os.unlink(old)
+    lim = resource.RLIM_INFINITY if cap is None else cap
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_CORE, (lim, lim))
+    p = subprocess.run([PYTHON] + args, cwd=cwd, capture_output=True, text=True,
+                       preexec_fn=limit, timeout=300)
+    assert p.returncode < 0, p.stderr
+    cores = glob.glob(os.path.join(cwd, "core*"))
+    assert cores, "no core in %s" % cwd
+    return cores[0], p
+
+
+def test_size_capped_core_keeps_the_header(build_extension, tmp_path):
+    """A 4-thread process's core written by the kernel under a size cap (ulimit -c) of
+    a fifth, half and nine tenths of its size: the header, mapped lowest, is in what was kept (the
+    pyref_ring pointer, in libpyref's data mapped high, is not: the scan finds it), so the
+    ring is found, and every answer says the core is truncated."""
+    if not pyreftest.kernel_cores_here():
+        pytest.skip("the kernel does not write cores into the cwd (core_pattern)")
+    built = build_extension(SEED_SRC, PYTHON)
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_DRIVER)
+    full, _ = _core_capped(str(tmp_path), [str(script), built.moddir], None)
+    size = os.path.getsize(full)
+    written = os.stat(full).st_blocks * 512         # the cap counts these, not the holes
+    assert written > 8 << 20, written
+    for frac in (0.2, 0.5, 0.9):
+        core, p = _core_capped(str(tmp_path), [str(script), built.moddir],
+                               int(written * frac))
+        arg = int(p.stdout.split()[1])
+        from pyref.reader import corefile
+        with corefile.Core(core) as c:          # the kernel counts written bytes, not holes
+            assert c.truncated and os.path.getsize(core) < size, (frac, c.size, size)
+        res = run(core, arg, ["pyref ring", "pyref leaks --no-scan", "pyref history ARG",
+                              "pyref ring --json"])
+        rings = json.loads(res["pyref ring --json"])["rings"]
+        assert rings and rings[0]["address"] == "0x100000", res["pyref ring"]
+        for c in ("pyref ring", "pyref leaks --no-scan", "pyref history ARG"):
+            assert "truncated" in res[c], (frac, c, res[c])
+            assert not CONFIDENT.search(res[c]), (frac, c, res[c])
+
+
+def test_lost_for_want_of_a_thread_slot(build_extension, tmp_path):
+    """PYREF_RING_THREADS=1: the main thread takes the one slot, four threads leaking
+    30000 references each (two records a call: the INCREF, Py_RETURN_NONE's) record
+    nothing. No command answers as if nothing leaked."""
+    built = build_extension(SEED_SRC, PYTHON)
+    script = tmp_path / "threads.py"
+    script.write_text("import seedext\n" + THREADS_DRIVER.replace(
+        "import seedext\n", "import seedext\nseedext.leak([])\n"))
+    core, p = pyreftest.run_to_core(PYTHON, [str(script), built.moddir], cwd=str(tmp_path),
+                                    env={"PYREF_RING_THREADS": "1",
+                                         "PYTHONPATH": built.moddir})
+    arg = int(p.stdout.split()[1])
+    res = run(core, arg, ["pyref ring", "pyref leaks --no-scan", "pyref history ARG",
+                          "pyref owners ARG", "pyref why --json"])
+    assert "lost         240000" in res["pyref ring"], res["pyref ring"]
+    for c in ("pyref leaks --no-scan", "pyref history ARG", "pyref owners ARG"):
+        assert not CONFIDENT.search(res[c]), (c, res[c])
+        assert "240000 records lost" in res[c], (c, res[c])
+    assert res["pyref history ARG"].startswith("history unknown: ")
+    assert json.loads(res["pyref why --json"])["verdict"] == "unknown"

@@ -39,6 +39,10 @@ The base class owns what every command must do alike:
   between its options, which may come before or after it (so `pyref show (PyObject *)
   $rdi` needs no quoting, and `pyref watch obj --log` works);
 - `target.command_scope()` around `run` (no inferior calls, user settings restored);
+- output: what `write()` writes has its control characters escaped (reader/text.py: a
+  crafted core's strings cannot drive the terminal); integer options are bounded; on a
+  truncated core a command whose answer does not carry the ring's caveats itself
+  (`reports_caveats`) says the core is truncated, and so does its error;
 - the single place where exceptions become messages: a PyrefError or gdb.error becomes a
   one-line gdb.GdbError "pyref: ...", anything unexpected "pyref: internal error: ...".
   Never a Python traceback (gdb prints "Python Exception" only for non-GdbError).

@@ -184,7 +184,7 @@ def site_of(addr):
     if not addr:
         return None
     site = target.cached(("site", addr), lambda: sites.read_site(target.read, addr))
-    if site is None:
+    if site is None or site.file == "?":       # no struct, or its strings unreadable
         ringset = target.stop_cache().get("ringset")
         if ringset is not None:
             ringset.caveats.site_unreadable(addr)

@@ -173,13 +173,21 @@ def lines(cv, said="", prefix="caveat: ") -> list:
     return [prefix + c["text"] for c in (cv or {}).get("caveats", ()) if c["text"] not in said]
 
 
+def partial(cv) -> str:
+    """Why an answer "none found" would be partial ('' when it would not): damage, or
+    records whose sites could not be read (such records are not counted)."""
+    return "; ".join(c["text"] for c in (cv or {}).get("caveats", ())
+                     if c["kind"] in DAMAGE + (SITES,))
+
+
 def none_found(cv, what, examined) -> str:
     """'no WHAT in the N records that could be read; M could not (why)' when the caveats
-    `cv` say records are missing, else 'no WHAT (N records examined)'."""
-    if not cv or cv["complete"]:
+    `cv` say records are missing or some records' sites unreadable (such records are
+    not counted), else 'no WHAT (N records examined)'."""
+    why = partial(cv)
+    if not why:
         return "no %s (%d records examined)" % (what, examined)
     m = cv["missing_records"]
-    why = "; ".join(c["text"] for c in cv["caveats"] if c["kind"] in DAMAGE)
     return "no %s in the %d records that could be read; %s could not (%s)" % (
         what, examined, "%d" % m if m else "others", why)
 
