@@ -104,8 +104,8 @@ def main(argv):
                 run.append((wall, cpu))
             med = [statistics.median(x[k] for x in v) for v in (bare, run) for k in (0, 1)]
             rows.append((label,) + tuple(med))
-            print("%s: wall %.2f / %.2f s, cpu %.2f / %.2f s" % ((label,) + tuple(med)),
-                  file=sys.stderr)
+            print("%s: bare %.2f s wall, %.2f s CPU; pyref-run %.2f s wall, %.2f s CPU" %
+                  ((label,) + tuple(med)), file=sys.stderr)
     print("| program (%s, median of %d) | bare wall / CPU | pyref-run wall / CPU | ratio "
           "wall / CPU | added CPU |" % (os.path.basename(py), args.rounds))
     print("|---|---:|---:|---:|---:|")
