@@ -197,3 +197,22 @@ def test_installed_pyref_run(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == LEAKS_FOUND, p.stderr
     assert "test_things.py::test_leaky: 100 refs" in p.stderr
+
+
+def test_make_demo_leaks_prints_what_the_readme_shows():
+    """The README's "Find the leaks in your test suite" transcript is demo/leaks/run.sh's:
+    its by-test lines and exit statuses must still come out."""
+    with open(os.path.join(pyreftest.ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## Find the leaks in your test suite"):]
+    section = section[:section.index("\n## ")]
+    claims = [ln for ln in section.splitlines()
+              if ln.startswith(("  tests/test_speedups.py::", "(exit status"))]
+    assert len(claims) == 5, claims
+    p = subprocess.run([os.path.join(pyreftest.ROOT, "demo", "leaks", "run.sh"), PYTHON],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert [c for c in claims if c not in out] == [], p.stdout
+    assert [ln for ln in out if ln.startswith("(exit status")] == \
+        ["(exit status 23)", "(exit status 23)", "(exit status 0)"]
