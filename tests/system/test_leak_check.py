@@ -216,3 +216,16 @@ def test_make_demo_leaks_prints_what_the_readme_shows():
     assert [c for c in claims if c not in out] == [], p.stdout
     assert [ln for ln in out if ln.startswith("(exit status")] == \
         ["(exit status 23)", "(exit status 23)", "(exit status 0)"]
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="no script(1) to give it a terminal")
+def test_on_a_terminal_the_program_reads_it(tmp_path):
+    """Run from a terminal (script(1) makes one), the program reads its input from it:
+    pyref-run makes the program's process group the terminal's foreground one."""
+    prog = tmp_path / "ask.py"
+    prog.write_text("import sys\nprint('tty', sys.stdin.isatty())\nprint('got', input())\n")
+    cmd = "%s -- %s %s; echo status=$?" % (PYREF_RUN, PYTHON, prog)
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], input="bob\n",
+                       capture_output=True, text=True, timeout=120)
+    assert "tty True" in p.stdout and "got bob" in p.stdout, p.stdout + p.stderr
+    assert "status=0" in p.stdout
