@@ -245,3 +245,27 @@ def test_unowned_release_is_the_latest_lifetime_first():
 ])
 def test_ledger_notes(specs, notes):
     assert [n for _, n in verdict.ledger(events(*specs))] == notes
+
+
+def test_a_borrowed_pointer_kept_and_used_elsewhere_names_no_line():
+    """Borrowed in tp_new, used after its free by a method that got it from the struct:
+    the store that kept it (an assignment) is the bug and has no record."""
+    v = verdict.analyze(events("BORROW handler_new:22 PyArg_ParseTupleAndKeywords",
+                               "FREE"), state="freed", use_site=use("handler_call:55"))
+    assert (v.kind, v.culprit, where(v.origin)) == \
+        ("use-after-free", None, "handler_new.c:22 (handler_new)")
+    assert "kept, without an INCREF" in v.summary and v.missing
+
+
+def test_a_singleton_released_more_than_acquired_when_the_ring_is_complete():
+    """decref_none on 3.12: None is immortal, nothing breaks, but traced code released it
+    ten times and never acquired it; with every record since recording began in the
+    ring, that is a culprit, harmless only on 3.12+. Acquired elsewhere and released in
+    tp_clear is not."""
+    specs = ["DECREF* f:44 5"] * 3
+    v = verdict.analyze(events(*specs), singleton="None", target_minor=12, complete=True)
+    assert (v.kind, where(v.culprit)) == ("double-release", "f.c:44 (f)")
+    assert v.version_note.startswith("harmless here")
+    assert verdict.analyze(events(*specs), singleton="None").culprit is None
+    fields = ["INCREF tp_new:8 300", "DECREF tp_clear:21 301"]
+    assert verdict.analyze(events(*fields), singleton="None", complete=True).culprit is None

@@ -11,10 +11,10 @@ import gdb
 
 from pyref import __version__
 from pyref.errors import PyrefError
-from pyref.inferior import cframes, objects, pycontext, pythreads, rings, target
-from pyref.reader import evidence
+from pyref.inferior import cframes, layout, objects, pycontext, pythreads, rings, target
+from pyref.reader import evidence, ringformat
 from pyref.reader.sites import Site, read_cstring
-from pyref.rules import cpython, events, verdict
+from pyref.rules import cpython, events, leaks, verdict
 
 SINGLETONS = objects.SINGLETON_SYMBOLS
 MAX_RING_CANDIDATES = 5000
@@ -84,10 +84,63 @@ def cpython_evidence():
 # ---------------------------------------------------------------------------------------
 # Finding the object
 # ---------------------------------------------------------------------------------------
+MAX_TUPLE_CHECK = 64       # items of a tuple read to tell a dead one
+
+
+def dead_tuple(info):
+    """Why a live-looking tuple is a dead one, or None. CPython keeps freed tuples on a
+    free list, type and memory intact, their first item slot reused as the list's link:
+    a tuple whose items are a NULL and freed objects, or freed objects only, was freed
+    (its items released) and not built again; the link is NULL or the next freed tuple.
+    A tuple still being built has NULL slots too, but its filled ones are live."""
+    if info.type is None or info.type.name != "tuple" or info.body is None:
+        return None
+    lay = layout.layouts()
+    try:
+        n = info.body.i64(lay.ob_size)
+        if not 0 < n <= MAX_TUPLE_CHECK:
+            return None
+        ptrs = target.read_ptrs(info.addr + layout.need("PyTupleObject").offset("ob_item"),
+                                n)
+    except (PyrefError, gdb.error):
+        return None
+    freed = nulls = 0
+    for i, p in enumerate(ptrs):
+        if not p:
+            nulls += 1
+            continue
+        if i == 0 and _is_tuple(p):
+            continue                 # the free list's link to the next freed tuple
+        try:
+            item = objects.inspect(p)
+        except PyrefError:
+            item = None
+        if item is not None and item.state == objects.LIVE:
+            rc = item.refcount
+            if rc is not None and (rc.immortal or rc.total >= leaks.NEAR_IMMORTAL):
+                continue             # a static object (a small int): alive for good
+            return None
+        freed += 1
+    if not freed:
+        return None
+    return ("a tuple whose items are freed objects%s: freed onto CPython's tuple free list "
+            "(the first slot links the list), its items released" % (
+                " and a NULL" if nulls else ""))
+
+
+def _is_tuple(addr):
+    try:
+        info = objects.inspect(addr)
+    except PyrefError:
+        return False
+    return info.type is not None and info.type.name == "tuple"
+
+
 def find_dead_object(ringset):
-    """(addr, how) of the dead object the crash involves, or (None, None). Innermost frame
-    first; an object whose ring history ends in its deallocation wins over one whose
-    memory merely looks freed."""
+    """(addr, how, dead) of the dead object the crash involves, or (None, None, None).
+    Innermost frame first; an object whose ring history ends in its deallocation wins
+    over one whose memory merely looks freed. `dead`, when not None, says why an object
+    that looks live is a dead one (dead_tuple())."""
     index = ringset.index() if ringset is not None and ringset.rings else {}
     weak = None
     for f in cframes.frames():
@@ -98,7 +151,7 @@ def find_dead_object(ringset):
             recs = index.get(addr)
             if recs and recs[-1].op_name in ("DEALLOC", "FREE"):
                 return addr, "%s in %s: its ring history ends with %s" % (
-                    name, fname, recs[-1].op_name)
+                    name, fname, recs[-1].op_name), None
             if weak is None:
                 try:
                     info = objects.inspect(addr)
@@ -106,8 +159,47 @@ def find_dead_object(ringset):
                     continue
                 if info.state == objects.FREED and (recs or info.type is not None
                                                     or "0xDD" in info.reason):
-                    weak = addr, "%s in %s: %s" % (name, fname, info.reason)
-    return weak if weak else (None, None)
+                    weak = addr, "%s in %s: %s" % (name, fname, info.reason), None
+                elif info.state == objects.LIVE and recs:
+                    dead = dead_tuple(info)
+                    if dead:
+                        weak = addr, "%s in %s: %s" % (name, fname, dead), dead
+    return weak if weak else (None, None, None)
+
+
+def _may_show_harm(recs, singleton):
+    """Whether an object's records (decode.Records, no site resolved) can show harm that
+    analyze() would name a culprit for: a count below zero (a singleton's at zero), a
+    record on dead memory after a lifetime ended, or a lifetime with a borrow or a steal
+    that a traced DEALLOC ended. One pass over the raw fields, cutting lifetimes as
+    events.lifetimes() does: most objects of a full ring pass none of the tests and are
+    never resolved."""
+    rf = ringformat
+    ended = False                    # the previous record ended a lifetime
+    lent = False                     # the running lifetime has a BORROW or a STEAL
+    for r in recs:
+        op, before, flags = r[4], r[2], r[5]
+        after = before + r[3]
+        if not flags & rf.IMMORTAL and (after < 0 or singleton is not None and after <= 0
+                                        and op in (rf.DECREF, rf.DEALLOC)):
+            return True
+        if ended:
+            if op in (rf.FREE, rf.STEAL):
+                continue             # the end's own FREE, or the steal that freed it
+            if op != rf.NEW and not 0 < before < verdict.SANE_COUNT:
+                return True          # a use of dead memory
+            ended = False
+        if op == rf.NEW and before == 1:
+            lent = False
+        elif op in (rf.BORROW, rf.STEAL):
+            lent = True
+        elif op == rf.DEALLOC:
+            if lent:
+                return True
+            ended, lent = True, False
+        elif op == rf.FREE:
+            ended, lent = True, False
+    return False
 
 
 def find_in_ring(ringset):
@@ -118,21 +210,17 @@ def find_in_ring(ringset):
     reason to pick an object."""
     best = None
     checked = 0
+    singles = {target.symbol_address(sym): name for sym, name in SINGLETONS.items()}
+    complete = not any(r.overwritten for r in ringset.rings)
     for obj, recs in ringset.index().items():
-        ops = [r.op_name for r in recs]
-        ends = [i for i, op in enumerate(ops) if op in events.ENDS_LIFE]
-        singleton = singleton_name(obj)
-        negative = any(r.after < 0 and not r.immortal for r in recs) or \
-            (singleton is not None and any(r.after <= 0 for r in recs))
-        if not negative and not ends:
-            continue                     # no harm possible: skip cheaply
-        if not negative and ends[-1] == len(ops) - 1 and "BORROW" not in ops and \
-                "STEAL" not in ops and len(ends) == 1:
-            continue                     # one life that ended, nothing after it
+        singleton = singles.get(obj)
+        if not _may_show_harm(recs, singleton) and not (complete and singleton):
+            continue
         checked += 1
         if checked > MAX_RING_CANDIDATES:
             break
-        v = verdict.analyze(events_for(ringset, obj), state="live", singleton=singleton)
+        v = verdict.analyze(events_for(ringset, obj), state="live", singleton=singleton,
+                            complete=complete)
         if v.culprit is not None and (best is None or v.culprit.seq > best[1]):
             best = (obj, v.culprit.seq)
     if best is None:
@@ -186,13 +274,14 @@ def diagnose(expr=None):
     how = None
     said = None if expr else cpython_evidence()
     in_frames = False
+    dead = None
     if expr:
         addr = target.eval_address(expr)
         how = "named"
     elif said is not None and said.obj:
         addr, how = said.obj, "named by CPython: " + said.text
     else:
-        addr, how = find_dead_object(ringset)
+        addr, how, dead = find_dead_object(ringset)
         in_frames = addr is not None
         if addr is None and ringset.rings:
             addr, how = find_in_ring(ringset)
@@ -234,12 +323,24 @@ def diagnose(expr=None):
         return evidence.apply_to_verdict(report, ringset.caveats, None)
 
     state = objects.object_state(addr)
+    if dead:
+        state.update(state="freed", reason=dead)
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
                         "state": state["state"], "reason": state["reason"],
                         "found": how}
     evs = events_for(ringset, addr) if ringset.rings else []
     freed_types = [t for t in (decode_type(e) for e in evs if e.op == "FREE") if t]
-    if evs and evs[-1].op in events.ENDS_LIFE and state["state"] == objects.LIVE:
+    lives = events.lifetimes(evs)
+    if lives and len(lives) > 1 and events.end_of(lives[-1]) is None and \
+            state["state"] == objects.LIVE and not verdict.poisoned(
+                next((e for e in lives[-1] if e.file is not None), lives[-1][0])):
+        # a live object: the earlier lifetimes at its address were other objects
+        report["earlier_lifetimes"] = len(lives) - 1
+        report["missing"].append(
+            "%d earlier lifetime%s at this address (other objects, freed) left out: "
+            "`pyref history` shows them" % (len(lives) - 1, "" if len(lives) == 2 else "s"))
+        evs = lives[-1]
+    elif evs and events.end_of(lives[-1]) is not None and state["state"] == objects.LIVE:
         # the recorded free is the truth about this object; the memory holds another now
         report["object"]["reason"] = ("its memory was reused after the recorded free: it "
                                       "now holds a %s" % state["type"])
@@ -253,7 +354,9 @@ def diagnose(expr=None):
     crashed_on = in_frames and crash.get("signal") in CRASH_SIGNALS
     v = verdict.analyze(evs, state=state["state"], singleton=singleton_name(addr),
                         target_minor=python_minor(), use_site=use, crashed_on=crashed_on,
-                        cpython=said if said is not None and said.obj == addr else None)
+                        cpython=said if said is not None and said.obj == addr else None,
+                        complete=bool(ringset.rings) and
+                        not any(r.overwritten for r in ringset.rings))
     lines = pycontext.lines_by_seq(ringset, ringset.records_for(addr)) \
         if report["python_context"] else {}
     report["verdict"] = v.kind

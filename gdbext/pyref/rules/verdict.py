@@ -213,8 +213,27 @@ def _name(e):
     return e.where() if e is not None and e.file else "inside CPython"
 
 
+def singleton_over_release(events):
+    """The first release by traced code of a singleton that took the program's account of
+    it below zero — traced code released it more times than it acquired it — or None.
+    Counted over the whole ring (a singleton lives as long as the interpreter), immortal
+    transitions included (on 3.12+ each is still the code's release); only meaningful
+    when the ring holds everything since recording began."""
+    held = 0
+    for e in events:
+        if e.file is None:
+            continue
+        if e.op in ACQUIRE:
+            held += 1
+        elif e.op in RELEASE or e.op == "STEAL":
+            held -= 1
+            if held < 0:
+                return e
+    return None
+
+
 def analyze(events, state="live", singleton=None, target_minor=None, use_site=None,
-            crashed_on=False, cpython=None):
+            crashed_on=False, cpython=None, complete=False):
     """Verdict for one object's events (oldest first).
 
     state: 'live', 'freed' or 'not an object' (what the object's memory says now).
@@ -225,12 +244,15 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
     crashed_on: the process crashed with this object, dead, among its crashing frames'
         pointers (a use of it, even if not in traced code).
     cpython: rules/cpython.Evidence CPython's own checks left about this object, or None.
+    complete: the ring holds every record since recording began (it never wrapped): a
+        singleton released more times than traced code acquired it is then a culprit.
     """
     v = Verdict(kind="unknown", summary="", ledger=ledger(events))
     if cpython is not None:
         # CPython's word is harm: the object's own history says which release did it,
         # else the evidence alone (rules/cpython.py)
-        first = analyze(events, state, singleton, target_minor, use_site, True)
+        first = analyze(events, state, singleton, target_minor, use_site, True,
+                        complete=complete)
         if first.culprit is not None:
             first.harm = "CPython: %s; %s" % (cpython.text, first.harm)
             return first
@@ -243,6 +265,21 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
                          "the ring wrapped past it)")
         v.summary = "no recorded history"
         return v
+    if singleton:
+        # a singleton is never freed for good: its count reaching zero is the harm
+        # (CPython's none_dealloc aborts), whatever lifetimes the DEALLOC seems to end
+        _judge_running(v, events, singleton)
+        extra = singleton_over_release(events) if complete and v.culprit is None else None
+        if extra is not None:
+            v.kind, v.culprit = "double-release", extra
+            v.harm = ("traced code released %s more times than it acquired it, and the "
+                      "ring holds all of its records" % singleton)
+            v.why = ("released a reference to %s that traced code never acquired: %s comes "
+                     "from a global, so using it borrows it" % (singleton, singleton))
+            v.summary = "%s at %s %s" % (extra.op, extra.where(), v.why)
+        if v.culprit is not None:
+            _version_note(v, events, singleton, target_minor)
+            return v
     lives = lifetimes(events)
     ended_now = end_of(lives[-1]) is not None
     dead = ended_now or state == "freed"
@@ -332,7 +369,8 @@ def _judge_ended(v, life, end, use, crash_use):
                          "never INCREF'd since"))
             v.summary = "%s at %s %s" % (extra.op, extra.where(), v.why)
             return True
-        if use is not None and use.file is not None and owner_key(use) == owner_key(end):
+        if use is not None and use.file is not None and owner_key(use) == owner_key(end) \
+                and (use.file, use.line) != (end.file, end.line):
             acq = [e for e in life if e.op in ACQUIRE and e.file is not None]
             v.kind, v.culprit = "premature-free", end
             v.origin = acq[-1] if acq else None
@@ -365,6 +403,20 @@ def _judge_ended(v, life, end, use, crash_use):
         v.why = ("released the object after it was freed (%s)%s" % (
             _name(end), ": it was " + v.origin.how() + " already" if v.origin else ""))
         v.summary = "%s at %s %s" % (use.op, use.where(), v.why)
+        return True
+    if use is not None and use.file is not None and borrows and \
+            not any(owner_key(e) == owner_key(use) for e in life if e.file is not None) and \
+            all(e.op == "BORROW" for e in life if e.file is not None):
+        # the using function got the pointer from none of the recorded calls: the
+        # borrower kept it (a struct field, a static) without an INCREF
+        b = borrows[-1]
+        v.kind, v.origin = "use-after-free", b
+        v.summary = ("%s used the object after it was freed (%s); the pointer was %s and "
+                     "kept, without an INCREF, where %s found it: take a reference "
+                     "(Py_NewRef) where %s stores it" % (
+                         use.where(), _name(end), b.how(), use.func, b.func))
+        v.missing.append("the store of the borrowed pointer (an assignment, not a call) "
+                         "leaves no record")
         return True
     if use is not None and use.file is not None:
         mine = [e for e in borrows if owner_key(e) == owner_key(use)]
