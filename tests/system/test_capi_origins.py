@@ -44,6 +44,7 @@ dk, dv = "key-" + str(os.getpid()), "value-" + str(os.getpid())
 dd = {dk: dv}
 ids["out"] = m.exercise_out(dd)
 ids["out"].update(d=id(dd), k=id(dk), v=id(dv))
+ids["build"] = m.exercise_build()
 with open("ids.json", "w") as f:
     json.dump(ids, f)
 keep = (t, l, d, a, b, c, inner, dd)
@@ -203,6 +204,35 @@ def test_output_arguments(core_records):
     if version[:2] >= (3, 13):
         (n,) = find(got, "getitemref", "NEW", o["v"])
         assert n[2] == "PyDict_GetItemRef" and n[5] == ()
+
+
+def test_build_value_n_is_a_steal_by_its_result(core_records):
+    """Py_BuildValue's "N" arguments are STEALs (count before the call: the caller's and
+    the keep list's), the container the result holding them at their index; "O" records
+    nothing (the call INCREFs it); "N" alone is the result itself: no container."""
+    got, ids, _ = core_records
+    b = ids["build"]
+    (n1,) = find(got, "build-tuple", "STEAL", b["n1"])
+    assert n1[2] == "Py_BuildValue" and n1[4] == 2
+    assert n1[5] == ((b["r1"], AUX_CONTAINER, 0),)
+    assert [g for g in got if g[0] == "build-tuple" and g[3] == b["o1"]] == []
+    find(got, "build-tuple", "NEW", b["r1"])
+    (n2,) = find(got, "build-alone", "STEAL", b["n2"])
+    assert n2[5] == () and b["r2"] == b["n2"]
+    find(got, "build-alone", "NEW", b["n2"])
+    (n3,) = find(got, "build-mixed", "STEAL", b["n3"])
+    (n4,) = find(got, "build-mixed", "STEAL", b["n4"])
+    assert n3[5] == ((b["r3"], AUX_CONTAINER, 2),)
+    assert n4[5] == ((b["r3"], AUX_CONTAINER, -1),), "inside the list: no tuple index"
+
+
+def test_underscore_calls_record_their_origin(core_records):
+    """_PyType_Lookup's result is BORROWed from the type; a miss (NULL) records nothing."""
+    got, ids, _ = core_records
+    b = ids["build"]
+    assert [g for g in got if g[0] == "type-lookup"] == []
+    (hit,) = find(got, "type-lookup-hit", "BORROW", b["append"])
+    assert hit[2] == "_PyType_Lookup" and hit[5] == ((b["list_type"], AUX_CONTAINER, -1),)
 
 
 # ---------------------------------------------------------------------------------------
