@@ -58,6 +58,9 @@ def seed_images():
             obj = 0x10000 + 16 * rnd.randrange(8)
             if x < 0.1 and w.threads[i]["head"]:
                 w.aux(i, obj, value=rnd.randrange(9))
+            elif x < 0.13 and cap >= 8:
+                w.mark(i, "test:start t.py::test_%d" % rnd.randrange(99),
+                       cut=rnd.choice([None, 5]))
             elif x < 0.25:
                 w.record(i, obj, op=DEALLOC, refcnt=1)
             elif x < 0.3:
@@ -161,14 +164,18 @@ def mutate(rnd, mem, w, log):
 # One case
 # ---------------------------------------------------------------------------------------
 def check_ring(ring):
-    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable, \
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + ring.rejected, \
         ring.counters
     recs = ring.records
     attached = sum(len(r.aux) for r in recs)
     assert len(recs) + attached == ring.decoded, (len(recs), attached, ring.decoded)
     if ring.decoded == 0:
         assert ring.errors, "nothing decoded and no error says why"
-    keys = [(r.seq, r.thread, r.pos) for r in recs]
+    # each thread's records in its ring's order; threads merged by Ring.merge_key
+    for t in {r.thread for r in recs}:
+        pos = [r.pos for r in recs if r.thread == t]
+        assert pos == sorted(pos), t
+    keys = list(map(ring.merge_key, recs))
     assert keys == sorted(keys)
     objs = {r.obj for r in recs[:50]} | {0, 0x10000}
     index = build_index(ring)
@@ -179,6 +186,12 @@ def check_ring(ring):
         lifetimes(fast)
     for r in recs[:20]:
         r.op_name, r.after, r.shared, r.immortal
+    marks = ring.marks()
+    assert [m[0] for m in marks] == sorted(m[0] for m in marks)
+    assert len(marks) == sum(1 for r in recs if r.op == ringformat.MARK)
+    for seq, thread, label, whole in marks:
+        assert isinstance(label, str) and len(label.encode("utf-8", "surrogatepass")) <= \
+            3 * ringformat.MARK_MAX
 
 
 def run_case(images, seed, case):
