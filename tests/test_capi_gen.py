@@ -187,7 +187,7 @@ def _preprocessed(python, limited, tmp_path):
     return text, defined, (major, minor)
 
 
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.every_version())
 def test_availability_matches_headers(python, tmp_path):
     """since/until/limited of every wrapped API agree with what this interpreter's
     Python.h declares (a function) or defines (a macro)."""
@@ -218,7 +218,7 @@ def test_availability_matches_headers(python, tmp_path):
     assert wrong == []
 
 
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.every_version())
 def test_no_wrapped_name_in_headers_python_h_skips(python, tmp_path):
     """A header included after Python.h (marshal.h, datetime.h, frameobject.h, ...) must not
     declare or define a wrapped name: the wrapper macro would mangle its declaration."""

@@ -28,7 +28,7 @@ def run_trace(python, moddir):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_traced_behaves_as_untraced(python, variant, tmp_path):
     if variant == "c++" and not shutil.which("g++"):
         pytest.skip("g++ not installed")
@@ -76,7 +76,7 @@ TRACE_OPS = [("INCREF", 1), ("INCREF", 1), ("INCREF", 1), ("INCREF", 1),
              ("DECREF", -1), ("DECREF", -1), ("DECREF", -1), ("DECREF", -1)]
 
 
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.every_version())
 def test_ring_records_the_counts(python, tmp_path):
     """A traced build's ring, read from a real core, holds each transition with the count
     the interpreter had before it (what Py_REFCNT said one step earlier) and its change;

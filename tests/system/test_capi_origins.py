@@ -55,7 +55,7 @@ os.abort()
 # ---------------------------------------------------------------------------------------
 # Records from a real core, per interpreter
 # ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=pyreftest.interpreters(pyreftest.ALL))
+@pytest.fixture(scope="module", params=pyreftest.every_version())
 def core_records(request, tmp_path_factory):
     """(records, ids, version): the capi_ext.c records of one crashed run, each as
     (marker, op, api, obj, refcnt, aux) with aux = ((container, kind, value), ...)."""
@@ -249,7 +249,7 @@ FLAVOURS = {
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_wrappers_keep_semantics(python, flavour, tmp_path):
     """capi_ext.semantics(): each argument evaluated once, results and their types as the
     real calls', lvalue macros still lvalues, failed calls unchanged, s# lengths follow
@@ -293,7 +293,7 @@ def compile_ext(python, lang, clean, limited, capi, tmp_path):
 @pytest.mark.parametrize("lang,clean,limited", MATRIX,
                          ids=["%s%s%s" % (l, "-clean" if c else "", "-limited" if m else "")
                               for l, c, m in MATRIX])
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_compile_matrix(python, lang, clean, limited, tmp_path):
     """capi_ext.c compiles warning-free (-Wall -Wextra -Werror, -Wshadow in C) through the
     shim in every configuration, exactly as it does with PYREF_CAPI_OFF."""
@@ -344,7 +344,7 @@ def bound_checks():
 
 @pytest.mark.parametrize("lang,limited", [("c", False), ("c++", False), ("c", True),
                                           ("c++", True)])
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_bound_wrappers_typecheck(python, lang, limited, tmp_path):
     """Every wrapper that binds arguments accepts the real parameter types (C++ is strict:
     a wrong type in the reference data fails here) and yields the real call's type."""
