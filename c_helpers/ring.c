@@ -83,6 +83,40 @@ static void *map_anonymous(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+/* Where headers go: the gap below a non-PIE executable's 0x400000 (a PIE one and the mmap
+ * area are far above). */
+#define PYREF_HEADER_LOW 0x100000u
+#define PYREF_HEADER_LOW_END 0x400000u
+
+/* Maps `size` bytes for a ring header as low in the address space as it can: cores are
+ * written in address order and the header is what a reader needs first, so a core cut at
+ * a size limit (systemd-coredump, ulimit -c) keeps it while it loses the rings and
+ * libraries mapped high. Tries page-aligned addresses from PYREF_HEADER_LOW up (one per
+ * statically linked runtime in the process) without replacing any mapping; elsewhere
+ * (that range taken or refused: a sanitizer, mmap_min_addr) the kernel's choice, as any
+ * anonymous mapping. Returns NULL when no memory can be had. */
+static void *map_header(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t len = (size + page - 1) / page * page;
+    for (uintptr_t a = PYREF_HEADER_LOW; a + len <= PYREF_HEADER_LOW_END; a += len) {
+        void *p = mmap((void *)a, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (p == (void *)a)
+            return p;
+        if (p != MAP_FAILED) { /* a kernel before 4.17 took the flag for a hint */
+            munmap(p, size);
+            break;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    return map_anonymous(size);
+}
+
 static void thread_exited(void *arg)
 {
     struct pyref_thread *t = (struct pyref_thread *)arg;
@@ -124,7 +158,7 @@ static void ring_init(void)
     unsigned long nthreads = env_number("PYREF_RING_THREADS", PYREF_DEFAULT_THREADS, 1,
                                         PYREF_MAX_THREADS_LIMIT, 0);
     size_t size = PYREF_THREAD_TABLE_OFF + nthreads * sizeof(struct pyref_thread);
-    struct pyref_ring_header *h = (struct pyref_ring_header *)map_anonymous(size);
+    struct pyref_ring_header *h = (struct pyref_ring_header *)map_header(size);
     if (h == NULL)
         return; /* every record will be counted nowhere: there is no header to count in */
 
@@ -316,6 +350,78 @@ void pyref_record_aux(const void *obj, uint64_t kind, int64_t value)
                      PYREF__COMMIT(prev_seq, PYREF_OP_AUX, 0, (uint64_t)t->serial << 48),
                      __ATOMIC_RELEASE);
     __atomic_store_n(&t->head, h + 1, __ATOMIC_RELEASE);
+    PYREF__SIGNAL_FENCE();
+    t->busy = 0;
+}
+
+/* Bytes [16 k, 16 k + 16) of a label of `len` bytes as the two words of an AUX TEXT record
+ * (obj, refcnt), zero-padded past the end. */
+static void mark_text_words(const char *label, uint32_t len, uint32_t k, uint64_t *lo,
+                            uint64_t *hi)
+{
+    unsigned char b[16] = {0};
+    for (uint32_t j = 0; j < 16 && 16 * k + j < len; j++)
+        b[j] = (unsigned char)label[16 * k + j];
+    memcpy(lo, b, 8);
+    memcpy(hi, b + 8, 8);
+}
+
+void pyref_mark(const char *label)
+{
+    if (label == NULL)
+        label = "";
+    size_t full = strlen(label);
+    uint32_t len = full > PYREF_MARK_MAX ? PYREF_MARK_MAX : (uint32_t)full;
+    uint32_t ntext = (len + 15) / 16;
+    struct pyref_thread *t = pyref_tls_thread;
+    if (t->busy != 0) {
+        if (t->busy == PYREF_BUSY_OFF)
+            return;
+        if (t != &pyref_thread_none) {
+            t->lost += 1 + ntext; /* the re-entry guard, as in pyref_record() */
+            return;
+        }
+        /* the thread's first record: register it through the slow path (which writes the
+         * MARK), then the text records one by one; nothing else runs on this thread
+         * between them but a signal handler, whose records would only cut the label */
+        if (!pyref_record_slow((const void *)(uintptr_t)len, NULL, (int64_t)full,
+                               PYREF_OP_MARK, 0))
+            return;
+        t = pyref_tls_thread;
+        for (uint32_t k = 0; k < ntext; k++) {
+            uint64_t lo, hi;
+            mark_text_words(label, len, k, &lo, &hi);
+            pyref_record_aux((const void *)(uintptr_t)lo, PYREF_AUX_TEXT, (int64_t)hi);
+        }
+        return;
+    }
+    t->busy = 1;
+    PYREF__SIGNAL_FENCE();
+    uint64_t h = t->head, mask = t->mask;
+    uint64_t s = __atomic_load_n(t->seqp, __ATOMIC_RELAXED);
+    __atomic_store_n(t->seqp, s + 1, __ATOMIC_RELAXED);
+    uint64_t tidbits = (uint64_t)t->serial << 48;
+    struct pyref_record *r = t->ring + (h & mask);
+    __atomic_store_n(&r->u.commit, 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    PYREF__FIELD_STORE(r->obj, (uint64_t)len);
+    PYREF__FIELD_STORE(r->site, (uint64_t)0);
+    PYREF__FIELD_STORE(r->refcnt, (int64_t)full);
+    __atomic_store_n(&r->u.commit, PYREF__COMMIT(s, PYREF_OP_MARK, 0, tidbits),
+                     __ATOMIC_RELEASE);
+    for (uint32_t k = 0; k < ntext; k++) { /* one slot after the other, as in a pair */
+        struct pyref_record *a = t->ring + ((h + 1 + k) & mask);
+        uint64_t lo, hi;
+        mark_text_words(label, len, k, &lo, &hi);
+        __atomic_store_n(&a->u.commit, 0, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        PYREF__FIELD_STORE(a->obj, lo);
+        PYREF__FIELD_STORE(a->site, (uint64_t)PYREF_AUX_TEXT);
+        PYREF__FIELD_STORE(a->refcnt, (int64_t)hi);
+        __atomic_store_n(&a->u.commit, PYREF__COMMIT(s, PYREF_OP_AUX, 0, tidbits),
+                         __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&t->head, h + 1 + ntext, __ATOMIC_RELEASE);
     PYREF__SIGNAL_FENCE();
     t->busy = 0;
 }

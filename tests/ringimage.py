@@ -124,6 +124,22 @@ class Writer:
         t["head"] += 1
         self.flush()
 
+    def mark(self, i, label, cut=None):
+        """A MARK as pyref_mark() writes it: the record (obj = bytes copied, refcnt = the
+        label's length), then the label in AUX TEXT records of 16 bytes, one seq for all.
+        `cut` copies only that many bytes (the writer's PYREF_MARK_MAX)."""
+        raw = label.encode() if isinstance(label, str) else label
+        n = len(raw) if cut is None else min(cut, len(raw))
+        s = self.record(i, n, op=ringformat.MARK, refcnt=len(raw), site=0)
+        t = self.threads[i]
+        for k in range(0, n, 16):
+            chunk = raw[k:min(k + 16, n)].ljust(16, b"\0")
+            lo, hi = struct.unpack("<Qq", chunk)
+            self.put(i, t["head"], lo, ringformat.AUX_TEXT, hi, s, AUX, 0, t["serial"])
+            t["head"] += 1
+        self.flush()
+        return s
+
     def set_commit(self, i, pos, value):
         struct.pack_into("<Q", self.ring_buf(i), self.slot_off(i, pos) + 24, value)
 
@@ -133,5 +149,6 @@ class Writer:
 
 def invariant(ring):
     """Checks the spec's accounting of a decoded ring; returns the ring."""
-    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + \
+        ring.rejected
     return ring

@@ -58,6 +58,9 @@ def seed_images():
             obj = 0x10000 + 16 * rnd.randrange(8)
             if x < 0.1 and w.threads[i]["head"]:
                 w.aux(i, obj, value=rnd.randrange(9))
+            elif x < 0.13 and cap >= 8:
+                w.mark(i, "test:start t.py::test_%d" % rnd.randrange(99),
+                       cut=rnd.choice([None, 5]))
             elif x < 0.25:
                 w.record(i, obj, op=DEALLOC, refcnt=1)
             elif x < 0.3:
@@ -161,7 +164,7 @@ def mutate(rnd, mem, w, log):
 # One case
 # ---------------------------------------------------------------------------------------
 def check_ring(ring):
-    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable, \
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + ring.rejected, \
         ring.counters
     recs = ring.records
     attached = sum(len(r.aux) for r in recs)
@@ -183,6 +186,12 @@ def check_ring(ring):
         lifetimes(fast)
     for r in recs[:20]:
         r.op_name, r.after, r.shared, r.immortal
+    marks = ring.marks()
+    assert [m[0] for m in marks] == sorted(m[0] for m in marks)
+    assert len(marks) == sum(1 for r in recs if r.op == ringformat.MARK)
+    for seq, thread, label, whole in marks:
+        assert isinstance(label, str) and len(label.encode("utf-8", "surrogatepass")) <= \
+            3 * ringformat.MARK_MAX
 
 
 def run_case(images, seed, case):

@@ -24,7 +24,7 @@ extern "C" {
 #define PYREF_FORMAT_VERSION 1
 #define PYREF_RECORD_SIZE  32
 #define PYREF_THREAD_TABLE_OFF 256
-#define PYREF_DEFAULT_RECORDS 65536
+#define PYREF_DEFAULT_RECORDS 1048576
 #define PYREF_DEFAULT_THREADS 256
 
 /* Operations (record.op bits 0-5). Keep in step with docs/ring-format.md and decode.py. */
@@ -37,7 +37,8 @@ enum pyref_op {
     PYREF_OP_STEAL = 6,
     PYREF_OP_FREE = 7,
     PYREF_OP_AUX = 8,
-    PYREF_OP_FORK = 9
+    PYREF_OP_FORK = 9,
+    PYREF_OP_MARK = 10 /* a label the program wrote (pyref_mark); AUX TEXT records carry it */
 };
 #define PYREF_OP_MASK     0x3f
 #define PYREF_OP_SHARED   0x40 /* 3.13t: the transition went to ob_ref_shared */
@@ -272,6 +273,26 @@ pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt
     t->busy = 0;
     return 1;
 }
+
+/* AUX kind of the records that carry a MARK's label, 16 bytes each (obj, then refcnt). */
+#define PYREF_AUX_TEXT 0x12
+/* The longest label a MARK carries: longer ones are cut to this many bytes. */
+#define PYREF_MARK_MAX 240
+
+/*
+ * Writes a MARK record labelled `label` (a NUL-terminated string; NULL is ""), on the
+ * calling thread's ring: a boundary in the history that readers name records by (the
+ * pytest plugin marks each test's start and end with its node id). The record's `obj` is
+ * the number of label bytes copied (at most PYREF_MARK_MAX), `refcnt` the label's full
+ * length (larger when it was cut); the bytes follow in AUX TEXT records, 16 a record,
+ * zero-padded, all written in one sequence with one seq, like pyref_record_pair(): the
+ * label is copied, the caller's string may go away at once. Thread-safe (each thread writes
+ * its own ring) and async-signal-safe (no lock, no allocation; a mark from a signal handler
+ * interrupting a record of the same thread is dropped and counted in thread.lost, like
+ * any record). Out of line and never called by the shim: a program that does not mark
+ * pays nothing. A no-op when recording is off or no ring can be had.
+ */
+void pyref_mark(const char *label);
 
 /* Library version string, e.g. "0.1.0". */
 extern const char pyref_version[];

@@ -491,5 +491,8 @@ def build_report(addr, depth=1):
     if ringset is not None and ringset.rings:
         rep.ring_records = len(ringset.records_for(addr))
         rep.holders = ring_holders(ringset, addr)
+        rep.kept = ownergraph.kept_pointers(events.from_records(ringset.records_for(addr),
+                                                                rings.site_of))
         rep.coverage = leaks.ring_coverage(ringset.rings)
+        rep.ring_incomplete = ringset.caveats.for_object(addr)
     return rep

@@ -21,9 +21,15 @@ Validity (format spec, "Reading"). A slot in a thread's window is
   * INCREF: delta +1 without IMMORTAL, or delta 0 with IMMORTAL (what the shim writes);
   * DECREF: delta -1 without IMMORTAL, or delta 0 with IMMORTAL;
   * DEALLOC: delta -1, refcnt (before) == 1, IMMORTAL clear;
-  * NEW, BORROW, STEAL, FREE, AUX, FORK: delta 0 (the spec's table);
+  * NEW, BORROW, STEAL, FREE, AUX, FORK, MARK: delta 0 (the spec's table);
   * INCREF, DECREF, DEALLOC: obj != 0 (the shim records only non-NULL objects);
-- otherwise decoded. An op in 10..63 decodes as `op N` with any delta.
+- otherwise decoded. An op in 11..63 decodes as `op N` with any delta.
+Then, across slots (counted in `Ring.rejected` by reason, not decoded: docs/reliability.md,
+"Plausibility checks"): a seq above the header's counter, a seq out of order in its
+thread's window (one writing thread only), the counter far above the newest record; a
+descriptor whose head no counter allows or whose ring overlaps another's is not read
+(`Ring.rejected_descriptors`). `Ring.suspects` holds the obj field of torn and rejected
+slots: those objects' histories are incomplete (reader/evidence.py).
 
 AUX records carry the seq of the record they belong to. An AUX is *attached* when the slots
 before it (same thread, consecutive positions) are AUX records back to a decoded non-AUX
@@ -65,15 +71,15 @@ import gc
 import struct
 import sys
 from bisect import bisect_left, bisect_right
-from itertools import accumulate, chain, compress, repeat
-from itertools import islice
+from itertools import accumulate, chain, compress, islice, repeat
 from operator import add, and_, itemgetter, le, mul, sub
 
 from pyref.errors import READ_ERRORS, RingError
 from pyref.reader.bulk import CHUNK, first_line, read_pieces
-from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, FORK, HEADER_FIXED, IMMORTAL,
-                                     INCREF, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
-                                     Thread, parse_header, parse_threads, restore_seq)
+from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, HEADER_FIXED, IMMORTAL, INCREF,
+                                     MARK, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
+                                     Thread, mark_label, parse_header, parse_threads,
+                                     restore_seq)
 
 _REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
 _SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
@@ -97,7 +103,7 @@ def _plausible(opb: int, d: int) -> bool:
         return d == 0 if imm else d == -1
     if op == DEALLOC:
         return d == -1 and not imm
-    if op <= FORK:
+    if op <= MARK:
         return d == 0
     return True
 
@@ -421,6 +427,12 @@ class Ring:
         self.threads = threads
         self.written = self.overwritten = self.torn = self.decoded = 0
         self.lost = self.in_flight = self.unreadable = self.threads_seen = 0
+        self.torn_oldest = 0     # torn slots that a busy writer was overwriting (oldest)
+        self.rejected = 0        # decodable slots failing the plausibility checks
+        self.rejections = {}     # reason -> count (slots and descriptors)
+        self.rejected_descriptors = []   # one line each
+        self.writers = 0         # descriptors with a ring and records
+        self.suspects = set()    # obj fields of the other torn slots
         self.first_seq = self.last_seq = None
         self.errors = []
         self._windows = []
@@ -505,6 +517,23 @@ class Ring:
             return rec.seq
         i = bisect_right(tw.starts, rec.pos) - 1
         return keys[i][rec.pos - tw.starts[i]]
+
+    def marks(self) -> list:
+        """The MARK records (pyref_mark) as [(seq, thread, label, whole)] in ring order,
+        found by searching the op bytes (no full decode); `whole` is False for a label cut
+        short (ringformat.mark_label)."""
+        out = []
+        seq = self.header.seq
+        for tw in self._windows:
+            for run in tw.runs:
+                i = run.ops.find(MARK)
+                while i != -1:
+                    if run.kind[i] == 1:
+                        rec = _record_with_local_aux(tw, run, i, seq)
+                        out.append((rec.seq, rec.thread, rec.pos) + mark_label(rec))
+                    i = run.ops.find(MARK, i + 1)
+        out.sort()
+        return [(s, t, label, whole) for s, t, _, label, whole in out]
 
     def slot_columns(self):
         """The decoded records as columns, for passes over the whole ring that must not
@@ -595,13 +624,16 @@ def _decode_thread(ring, read, t, chunk):
     tw = _ThreadWindow(t.index, runs, rs)
     for run in runs:
         _classify(run, rs)
+    torn = [run.kind.count(0) for run in runs]
+    _reject_implausible(ring, runs, rs)
     first = last = None
-    for run in runs:
+    for run, bad in zip(runs, torn):
         kind = run.kind
-        bad = kind.count(0)
         ring.torn += bad
-        ring.decoded += run.count - bad
-        if bad == run.count:
+        ring.decoded += run.count - kind.count(0)
+        if kind.count(0):
+            _note_suspects(ring, t, run, base, rs)
+        if kind.count(0) == run.count:
             continue
         if first is None:
             first = (run, run.count - len(kind.lstrip(b"\0")))
@@ -614,6 +646,93 @@ def _decode_thread(ring, read, t, chunk):
         ring.last_seq = hi if ring.last_seq is None else max(ring.last_seq, hi)
     ring._windows.append(tw)
     ring._window_of[tw.index] = tw
+
+
+_MAX_SUSPECTS = 4096
+
+
+def seq_slack(h) -> int:
+    """How far a reader may see records ahead of the header's counter, or the counter
+    ahead of the newest record: writers take their seq from the counter before writing, so
+    only the writes in flight in each thread slot when the process stopped (at most a
+    record and its AUX each) can be out of step."""
+    return 2 * h.max_threads + 2
+
+
+def _reject(ring, run, i, reason):
+    run.kind[i] = 0
+    ring.rejected += 1
+    ring.rejections[reason] = ring.rejections.get(reason, 0) + 1
+
+
+def _reject_implausible(ring, runs, rs):
+    """Plausibility of the decoded records of one thread's window, beyond each slot's own
+    fields: a seq above the header's counter (every writer takes its seq from it before
+    writing), and a seq out of order with both neighbours in the window (one thread takes
+    its seqs in the order it writes its slots; an AUX repeats its record's). Such slots are
+    marked 0 (not decoded), counted in ring.rejected by reason. The in-order case, the
+    usual one, costs two C-level passes."""
+    h = ring.header
+    # One writer's seqs are exact. Several writers race on the relaxed counter without the
+    # GIL (docs/reliability.md, "Limits": back by up to 1.7 million measured), so their
+    # seqs only bound each other loosely: no order check, and a seq is implausible only
+    # beyond twice the counter (where a flipped high bit lands).
+    exact = ring.writers <= 1
+    limit = h.seq + seq_slack(h) if exact else 2 * h.seq + seq_slack(h)
+    seqs, parts = [], []            # parts: (run, slot indexes kept, offset in seqs)
+    for run in runs:
+        if not run.count:
+            continue
+        s32 = memoryview(run.data).cast("I")[6::rs // 4].tolist() if _LITTLE_HOST else \
+            [struct.unpack_from("<I", run.data, k * rs + 24)[0] for k in range(run.count)]
+        low = h.seq & _M32
+        top = max(s32)
+        if top <= low:               # no 2^32 wrap in the run: order and bound of s32 hold
+            col = s32 if h.seq == low else list(map(add, s32, repeat(h.seq - low)))
+            top += h.seq - low
+        else:
+            col = _restore_column(h.seq, s32)
+            top = max(col)
+        if top > limit:
+            for k in range(run.count):
+                if run.kind[k] and col[k] > limit:
+                    _reject(ring, run, k, "seq above the header's counter")
+        idx = range(run.count)
+        if run.kind.count(0):
+            keep = run.kind.translate(_IS_ONE)
+            idx, col = list(compress(idx, keep)), list(compress(col, keep))
+        parts.append((run, idx, len(seqs)))
+        seqs.extend(col)
+    if exact and len(seqs) > 2 and not all(map(le, seqs, islice(seqs, 1, None))):
+        bad = [i for i in range(len(seqs))
+               if (i and seqs[i - 1] > seqs[i] and (i + 1 == len(seqs) or
+                                                    seqs[i + 1] >= seqs[i - 1])) or
+               (i + 1 < len(seqs) and seqs[i] > seqs[i + 1] and (
+                   i == 0 or seqs[i - 1] <= seqs[i + 1]))]
+        offsets = [p[2] for p in parts]
+        for i in bad:
+            run, idx, off = parts[bisect_right(offsets, i) - 1]
+            k = idx[i - off]
+            if i == 0 and run.ops[k] == AUX and seqs[0] == seqs[-1]:
+                continue     # an in-flight pair's AUX in the oldest slot (module docstring)
+            _reject(ring, run, k, "seq out of order in its thread's window")
+
+
+def _note_suspects(ring, t, run, base, rs):
+    """Records the obj field of a run's torn or corrupt slots in ring.suspects (a torn
+    slot lost its commit word, not its object: that object's history is incomplete). The
+    oldest slot of a busy thread's full window is the one its writer was overwriting when
+    the process stopped: counted in ring.torn_oldest, not a suspect (its old record was
+    about to go, like an overwritten one)."""
+    objs = memoryview(run.data).cast("Q")[0::rs // 8] if _LITTLE_HOST else \
+        _obj_column(run.data, rs)
+    i = run.kind.find(0)
+    while i != -1 and len(ring.suspects) < _MAX_SUSPECTS:
+        if run.pos0 + i == base and t.busy == 1 and t.head >= ring.header.capacity:
+            ring.torn_oldest += 1
+        elif objs[i]:
+            ring.suspects.add(objs[i])
+        i = run.kind.find(0, i + 1)
 
 
 def _in_flight(h, t, commit_at) -> int:
@@ -630,6 +749,26 @@ def _in_flight(h, t, commit_at) -> int:
         if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
             return 1
     return 0
+
+
+def _implausible_descriptor(h, t, spans):
+    """(reason, text) when descriptor `t` cannot be what a writer left (a head no counter
+    allows, a ring overlapping one already read), else None; an accepted ring is added to
+    `spans`. Every record takes a seq from the header's counter and at most one AUX shares
+    it, so head <= 2 x (seq + slack)."""
+    if t.head > 2 * (h.seq + seq_slack(h)):
+        return ("descriptor head above the header's counter",
+                "head %d, but the header's counter is %d" % (t.head, h.seq))
+    size = h.capacity * h.record_size
+    if t.ring % 8 or t.ring + size > 1 << 64:
+        return ("descriptor ring address impossible", "ring address %#x" % t.ring)
+    for start, end, i in spans:
+        if t.ring < end and start < t.ring + size:
+            return ("descriptor aliasing another's ring",
+                    "its ring at %#x overlaps thread %d's at %#x" % (t.ring, i, start))
+    if t.head:
+        spans.append((t.ring, t.ring + size, t.index))
+    return None
 
 
 def tail(read, header: Header, thread: Thread, n: int) -> list:
@@ -693,7 +832,9 @@ def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
                                                      header.max_threads - len(threads),
                                                      header.max_threads))
     ring.lost = header.lost_nothread
+    ring.writers = sum(1 for t in threads if t.ring and t.head)
     bad_seqp = []
+    spans = []           # [(start, end, index)] of the thread rings accepted so far
     for t in threads:
         ring.lost += t.lost
         if t.busy == 1:
@@ -703,12 +844,26 @@ def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
                 ring.errors.append("thread %d: head %d but no ring (corrupt descriptor); "
                                    "ignored" % (t.index, t.head))
             continue
+        why = _implausible_descriptor(header, t, spans)
+        if why:
+            ring.rejections[why[0]] = ring.rejections.get(why[0], 0) + 1
+            ring.rejected_descriptors.append("thread %d: %s; its records were not read"
+                                             % (t.index, why[1]))
+            continue
         if t.mask != header.capacity - 1:
             ring.errors.append("thread %d: mask %#x is not capacity-1 (%#x); using the "
                                "header's capacity" % (t.index, t.mask, header.capacity - 1))
         if t.seqp != header.seq_addr:
             bad_seqp.append(t)
         _decode_thread(ring, read, t, chunk)
+    gap = header.seq - 1 - ring.last_seq if ring.last_seq is not None else 0
+    if ring.writers == 1 and not ring.rejected_descriptors and \
+            gap > ring.torn + ring.unreadable + ring.rejected + seq_slack(header):
+        why = "header's counter far above its newest record"
+        ring.rejections[why] = ring.rejections.get(why, 0) + 1
+        ring.errors.append("the header's counter is %d but the newest record has seq %d: "
+                           "records are missing, or the counter is damaged" % (
+                               header.seq, ring.last_seq))
     if bad_seqp:
         ring.errors.append("thread%s %s: seqp %#x does not point at this header's seq (%#x): "
                            "a stale or copied header?" % (

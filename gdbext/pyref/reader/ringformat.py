@@ -32,9 +32,11 @@ MAX_RECORD_SIZE = 1024                     # larger is not a plausible v1 header
 MAX_DESC_SIZE = 1024
 SCAN_MAX_BYTES = 16 << 30                  # scan_for_headers' default budget (~5 s of reads)
 
-INCREF, DECREF, DEALLOC, NEW, BORROW, STEAL, FREE, AUX, FORK = range(1, 10)
+INCREF, DECREF, DEALLOC, NEW, BORROW, STEAL, FREE, AUX, FORK, MARK = range(1, 11)
 OPS = {1: "INCREF", 2: "DECREF", 3: "DEALLOC", 4: "NEW", 5: "BORROW", 6: "STEAL",
-       7: "FREE", 8: "AUX", 9: "FORK"}
+       7: "FREE", 8: "AUX", 9: "FORK", 10: "MARK"}
+AUX_TEXT = 0x12                            # AUX kind: 16 bytes of a MARK's label
+MARK_MAX = 240                             # PYREF_MARK_MAX: label bytes a MARK carries
 OP_MASK = 0x3F
 SHARED = 0x40
 IMMORTAL = 0x80
@@ -48,6 +50,7 @@ _HEADER = struct.Struct("<QIIIIBBHI16sIIIIQQQQII24xQ120x")
 _DESC = struct.Struct("<QQQQQIIQH6x")
 assert _HEADER.size == HEADER_FIXED and _DESC.size == THREAD_DESC_SIZE
 _M32 = 0xFFFFFFFF
+_M64 = (1 << 64) - 1
 _LITTLE_HOST = sys.byteorder == "little"
 
 
@@ -206,6 +209,17 @@ class Record(namedtuple("_RecordBase",
     @property
     def immortal(self) -> bool:
         return bool(self[5] & IMMORTAL)
+
+
+def mark_label(rec) -> tuple:
+    """(label, whole) of a MARK record: its label from the AUX TEXT records attached to it
+    (`obj` bytes of them), and whether that is all of it (False when the writer cut it at
+    MARK_MAX bytes or text records were overwritten or torn). Undecodable bytes become
+    U+FFFD."""
+    want = min(rec.obj, MARK_MAX)
+    raw = b"".join((a.obj & _M64).to_bytes(8, "little") + (a.refcnt & _M64).to_bytes(8, "little")
+                   for a in rec.aux if a.site == AUX_TEXT)[:want]
+    return raw.decode("utf-8", "replace"), len(raw) == want and rec.refcnt == rec.obj
 
 
 def restore_seq(head_seq: int, s: int) -> int:
