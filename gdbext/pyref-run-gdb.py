@@ -7,6 +7,7 @@
 # Nothing here calls a function in the program.
 import json
 import os
+import signal
 
 import gdb
 from pyref.commands.leaks import leak_text
@@ -65,7 +66,8 @@ def drive(cfg, result):
         bps.append(bp)
     seen = []
     gdb.events.stop.connect(lambda ev: _stop_event(ev, seen))
-    command = "run " + cfg["run_args"]
+    # starti: stopped at its first instruction, the program gets the caller's terminal
+    command = "starti " + cfg["run_args"]
     while True:
         del seen[:]
         try:
@@ -73,6 +75,10 @@ def drive(cfg, result):
         except gdb.error as e:
             result["error"] = str(e)
             break
+        if command.startswith("starti") and gdb.selected_inferior().pid:
+            _give_terminal(cfg["stdin_fd"], gdb.selected_inferior().pid)
+            command = "continue"
+            continue
         command = "continue"
         if not gdb.selected_inferior().pid:               # exited
             result["status"] = _convenience("_exitcode")
@@ -103,6 +109,23 @@ def drive(cfg, result):
                 rep = suppress.apply(rep, rules, cfg["min_refs"])
                 rep["text"] = leak_text(rep)
             result["leaks"] = rep
+
+
+def _give_terminal(fd, pid):
+    """Makes the program's process group the foreground one of the caller's terminal, when
+    its standard input is one: GDB, whose own input is not a terminal, started it in a
+    process group of its own, which would be stopped (SIGTTIN) on reading the terminal, and
+    would not get the terminal's Ctrl-C. pyref-run takes the terminal back at the end."""
+    try:
+        if not os.isatty(fd):
+            return
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            os.tcsetpgrp(fd, os.getpgid(pid))
+        finally:
+            signal.signal(signal.SIGTTOU, old)
+    except OSError:
+        pass        # not our terminal (another session's): the program reads it as it can
 
 
 def _run_pyref(cmd):

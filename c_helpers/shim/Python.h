@@ -129,8 +129,9 @@ static inline __attribute__((always_inline)) int pyref__is_immortal(PyObject *op
 #endif
 
 /* After each record: note the object for the free hook and record the Python context.
- * Defined in pyref_hooks.h, included at the end of this file. */
-static inline void pyref__after_record(PyObject *op);
+ * `count` is the count the record carries. Defined in pyref_hooks.h, included at the end
+ * of this file. */
+static inline void pyref__after_record(PyObject *op, Py_ssize_t count);
 
 /* Records then performs Py_INCREF(op). op must be non-NULL, as for Py_INCREF. */
 static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
@@ -145,7 +146,7 @@ static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
                      PYREF_OP_INCREF | pyref__shared_flag(op) |
                          (immortal ? PYREF_OP_IMMORTAL : 0),
                      pyref__incref_noop(before, immortal) ? 0 : 1))
-        pyref__after_record(op); /* pyref_hooks.h; not when recording is off */
+        pyref__after_record(op, before); /* pyref_hooks.h; not when recording is off */
 }
 
 /* Records then performs Py_DECREF(op). The record is written first: the DECREF may free
@@ -159,7 +160,7 @@ static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
                     : before == 1 ? PYREF_OP_DEALLOC
                                   : PYREF_OP_DECREF;
     if (pyref_record(op, site, before, kind | pyref__shared_flag(op), immortal ? 0 : -1))
-        pyref__after_record(op); /* pyref_hooks.h: before the DECREF, which may free op */
+        pyref__after_record(op, before); /* pyref_hooks.h: before the DECREF, which may free op */
     pyref__real_decref(op, site);
 }
 

@@ -137,3 +137,36 @@ def test_owners_of_a_frame_local_and_a_borrowed_stack_ref(python, tmp_path):
     else:
         assert re.search(r"Python frame g \(<string>\): local 'y'$", out, re.M), out
         assert "account: refcount 2, 2 owners found, 0 unexplained" in out, out
+
+
+RELEASE = "/usr/bin/python3.11"   # Debian's: its debug info is a separate package
+
+
+def test_release_interpreter_without_symbols_reads_the_extensions_dwarf(tmp_path):
+    """The interpreter's debug symbols hidden: the traced extension's own DWARF (built -g)
+    describes PyObject and PyTypeObject, so `pyref show` and `pyref history` still read
+    the object and its ring; what needs the interpreter's structs says so in one line,
+    naming the package."""
+    if not os.path.exists(RELEASE):
+        pytest.skip("%s not installed" % RELEASE)
+    d = str(tmp_path)
+    src = os.path.join(pyreftest.ROOT, "tests", "ext", "seedext.c")
+    pyreftest.build_ext(src, RELEASE, d)
+    core, p = pyreftest.run_to_core(
+        RELEASE, [os.path.join(pyreftest.ROOT, "tests", "ext", "seed_driver.py"), d, "leak",
+                  "3"], cwd=d)
+    arg = int(re.search(r"arg (\d+)", p.stdout).group(1))
+    out = pyreftest.gdb_batch(["set debug-file-directory /nonexistent", "file " + RELEASE,
+                               "core-file " + core, "echo @@ show\\n", "pyref show 0x%x" % arg,
+                               "echo @@ history\\n", "pyref history 0x%x" % arg,
+                               "echo @@ pystack\\n", "pyref pystack", "echo @@ end\\n"])
+    assert "Python Exception" not in out and "Traceback" not in out, out
+    s = sections(out)
+    assert re.search(r"^type:\s+list \(type object 0x", s["show"], re.M), out
+    assert re.search(r"^refcount: 4$", s["show"], re.M), out
+    assert len(re.findall(r"INCREF\s+\d+ -> \d+\s+seedext\.c:\d+ \(leak\)", s["history"])) \
+        == 3, out
+    stack = [line for line in out.splitlines() if line.startswith("pyref:")]  # stderr
+    assert stack == ["pyref: no debug info for _PyRuntimeState: the Python stack reads the "
+                     "interpreter's thread states (install the interpreter's debug symbols: "
+                     "python3.11-dbg on Debian and Ubuntu)"], out

@@ -197,3 +197,35 @@ def test_installed_pyref_run(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == LEAKS_FOUND, p.stderr
     assert "test_things.py::test_leaky: 100 refs" in p.stderr
+
+
+def test_make_demo_leaks_prints_what_the_readme_shows():
+    """The README's "Find the leaks in your test suite" transcript is demo/leaks/run.sh's:
+    its by-test lines and exit statuses must still come out."""
+    with open(os.path.join(pyreftest.ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## Find the leaks in your test suite"):]
+    section = section[:section.index("\n## ")]
+    claims = [ln for ln in section.splitlines()
+              if ln.startswith(("  tests/test_speedups.py::", "(exit status"))]
+    assert len(claims) == 5, claims
+    p = subprocess.run([os.path.join(pyreftest.ROOT, "demo", "leaks", "run.sh"), PYTHON],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert [c for c in claims if c not in out] == [], p.stdout
+    assert [ln for ln in out if ln.startswith("(exit status")] == \
+        ["(exit status 23)", "(exit status 23)", "(exit status 0)"]
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="no script(1) to give it a terminal")
+def test_on_a_terminal_the_program_reads_it(tmp_path):
+    """Run from a terminal (script(1) makes one), the program reads its input from it:
+    pyref-run makes the program's process group the terminal's foreground one."""
+    prog = tmp_path / "ask.py"
+    prog.write_text("import sys\nprint('tty', sys.stdin.isatty())\nprint('got', input())\n")
+    cmd = "%s -- %s %s; echo status=$?" % (PYREF_RUN, PYTHON, prog)
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], input="bob\n",
+                       capture_output=True, text=True, timeout=120)
+    assert "tty True" in p.stdout and "got bob" in p.stdout, p.stdout + p.stderr
+    assert "status=0" in p.stdout

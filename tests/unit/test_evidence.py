@@ -242,3 +242,15 @@ def test_racing_writers_seqs_not_rejected():
     w.flush()
     ring = invariant(w.decode())
     assert (ring.rejected, ring.decoded) == (0, 7)
+
+
+@pytest.mark.parametrize("e,op", [
+    ("(((PyObject*)x)->ob_refcnt = 77, x)", "="), ("x += 1", "+="), ("p++", "++"),
+    ("--n", "--"), ("a <<= 2", "<<="), ("*p = 0", "="),
+    ("x == 1 ? a : b", None), ("a <= b", None), ("a != b", None), ("op", None),
+    ('strcmp(s, "a=b")', None), ("'='", None), ("(PyObject *)$rdi", None), ("x - -1", None),
+])
+def test_expressions_that_write_refused(e, op):
+    from pyref.reader import expr
+    assert expr.side_effect(e) == op
+    assert (expr.refuse_side_effects(e) is None) == (op is None)

@@ -152,3 +152,14 @@ def test_under_repeat_only_what_grows_fails():
     rep["tests"] = marks.by_test(m, [ev(1000 + 100 * k + 1) for k in range(3)] +
                                  [ev(1002, CACHE)])
     assert suppress.apply(rep)["failing"] == 3
+
+
+def test_a_wrapped_ring_leaves_what_precedes_its_oldest_mark_without_a_test():
+    m = timeline("t.py::b", repeat=2)             # t.py::a's marks were overwritten
+    leaked = [ev(900), ev(1001), ev(1101)]
+    assert marks.by_test(m, leaked)["outside"] == 1
+    rep = marks.by_test(m, leaked, wrapped=True)
+    assert (rep["outside"], rep["unknown"]) == (0, 1)
+    assert marks.failing(rep) == 2 + 1            # under --repeat nothing says it is steady
+    assert "  test unknown: 1 refs acquired before the oldest mark the ring still holds " \
+        "(a larger --ring keeps more)" in marks.text_lines(rep)

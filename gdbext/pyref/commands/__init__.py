@@ -39,6 +39,10 @@ The base class owns what every command must do alike:
   between its options, which may come before or after it (so `pyref show (PyObject *)
   $rdi` needs no quoting, and `pyref watch obj --log` works);
 - `target.command_scope()` around `run` (no inferior calls, user settings restored);
+- output: what `write()` writes has its control characters escaped (reader/text.py: a
+  crafted core's strings cannot drive the terminal); integer options are bounded; on a
+  truncated core a command whose answer does not carry the ring's caveats itself
+  (`reports_caveats`) says the core is truncated, and so does its error;
 - the single place where exceptions become messages: a PyrefError or gdb.error becomes a
   one-line gdb.GdbError "pyref: ...", anything unexpected "pyref: internal error: ...".
   Never a Python traceback (gdb prints "Python Exception" only for non-GdbError).
@@ -104,8 +108,28 @@ class _HelpRequested(Exception):
     pass
 
 
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _int64(text):
+    """argparse's type for every integer option: what the target and Python's own bounds
+    (islice, ranges) accept, so no number reaches a command that would make it fail."""
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if not _INT_MIN <= v <= _INT_MAX:
+        raise argparse.ArgumentTypeError("%s is out of range (at most 2^63-1)" % text)
+    return v
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports instead of exiting."""
+    """argparse that reports instead of exiting; integer options are bounded (_int64)."""
+
+    def add_argument(self, *args, **kwargs):
+        if kwargs.get("type") is int:
+            kwargs["type"] = _int64
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message):  # already one clean line: no "pyref: " prefix added
         raise gdb.GdbError("%s: %s (see \"help %s\")" % (self.prog, message, self.prog))

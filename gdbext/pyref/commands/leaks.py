@@ -169,7 +169,7 @@ def leak_text(rep):
             _plural(rep["total"], "unreleased reference"), _plural(rep["sites"], "site"),
             rep["records"]))
         out += _group_lines(rep["groups"], rep["more_groups"], "api / example")
-    elif not rep["caveats"]["complete"]:
+    elif evidence.partial(rep["caveats"]):
         out.append(evidence.none_found(rep["caveats"], "leaks", rep["records"]))
     elif held and held["total"]:
         out.append("no leaks: every unreleased reference traced code acquired to a live "

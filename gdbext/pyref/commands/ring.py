@@ -16,7 +16,7 @@ def ring_report(ringset):
     for ring in ringset.rings:
         h = ring.header
         out.append("ring at 0x%x (found by %s), format v%d, pid %d" %
-                   (ring.addr, ringset.how, h.version, h.pid))
+                   (ring.addr, getattr(ring, "found_by", ringset.how), h.version, h.pid))
         out.append("  capacity     %d records per thread, %d-byte records, %d thread slots" %
                    (h.capacity, h.record_size, h.max_threads))
         out.append("  written      %d" % ring.written)
@@ -64,7 +64,7 @@ lost records were never written (re-entry guard, no thread slot)."""
         ringset = rings.ring_set()
         if args.json:
             self.write(json.dumps({"rings": [{
-                "address": "0x%x" % r.addr, "found_by": ringset.how, "version": r.header.version,
+                "address": "0x%x" % r.addr, "found_by": getattr(r, "found_by", ringset.how), "version": r.header.version,
                 "capacity": r.header.capacity, "written": r.written, "decoded": r.decoded,
                 "overwritten": r.overwritten, "torn": r.torn, "lost": r.lost,
                 "unreadable": r.unreadable, "in_flight": r.in_flight,

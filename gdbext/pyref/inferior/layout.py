@@ -66,7 +66,10 @@ def need(*names, why=""):
     info (`why` says what it is needed for)."""
     lay = target.struct_layout(*names)
     if lay is None:
-        raise NoDebugInfoError("no debug info for %s%s" % (names[0], why))
+        # PyObject and PyTypeObject may come from a traced extension's own DWARF (built
+        # -g, it describes what its code uses): what is missing is the interpreter's
+        raise NoDebugInfoError("no debug info for %s%s (install the interpreter's debug "
+                               "symbols: %s)" % (names[0], why, _debug_package()))
     return lay
 
 
@@ -316,7 +319,7 @@ class _Heap:
 # ---------------------------------------------------------------------------------------
 # The Python stack walk
 # ---------------------------------------------------------------------------------------
-_STACK_WHY = ": the Python stack needs the interpreter's debug symbols"
+_STACK_WHY = ": the Python stack reads the interpreter's thread states"
 
 
 def _walk_layout(lay):

@@ -86,18 +86,50 @@ class RingSet:
         return self._ring_of.get(id(rec), self.rings[0])
 
 
+SCAN_LIVE_MAX = 256 << 20       # writable bytes scanned for headers in a live process
+SCAN_CORE_MAX = 4 << 30         # ... in a core, when a symbol already names a ring
+
+
 def _candidate_headers():
-    """[(addr, how)] of ring headers: by symbol first, by scan when the symbol is absent."""
-    problems = []
+    """([(addr, how)], problems, unread, notes): the ring headers of the target, the
+    one-line problems met, the headers found and not read, and what was not searched.
+    Every mapped file
+    defining `pyref_ring` points at one (the shared runtime's, and one per extension
+    linked with --static-libs); a scan of the writable memory for the header's magic
+    finds those no symbol names (a stripped static extension). A live process with more
+    than SCAN_LIVE_MAX writable bytes (a core with more than SCAN_CORE_MAX) is scanned only
+    when no symbol names a ring, and `notes` says so."""
+    problems, unread, notes = [], [], []
+    found = {}
     ptr = target.symbol_u64("pyref_ring")
     if ptr:
-        return [(ptr, "symbol")], problems
-    if target.symbol_address("pyref_ring") is not None and ptr == 0:
+        found[ptr] = "symbol"
+    named = target.symbol_addresses("pyref_ring")
+    for path, sym in named:
+        try:
+            p = target.read_u64(sym)
+        except target.MemoryReadError:
+            continue
+        if p:
+            found.setdefault(p, "symbol")
+    if not found and (named or target.symbol_address("pyref_ring") is not None):
         problems.append("pyref_ring is NULL: the runtime is loaded but has not created its "
                         "ring (PYREF=off, or the process stopped before libpyref's init)")
     regions = [(m.start, m.end) for m in target.mappings() if "w" in m.perms]
-    found = ringformat.scan_for_headers(target.read, regions)
-    return [(a, "scan") for a in found], problems
+    size = sum(e - a for a, e in regions)
+    live = target.target_kind() == "live"
+    if found and size > (SCAN_LIVE_MAX if live else SCAN_CORE_MAX):
+        notes.append("rings that no pyref_ring symbol names were not searched for: %d MiB "
+                     "of writable memory is more than a scan reads here (a stripped "
+                     "--static-libs extension's ring would be missed)" % (size >> 20))
+    else:
+        rejects = []
+        for a in ringformat.scan_for_headers(target.read, regions, rejects):
+            found.setdefault(a, "scan")
+        unread += ["ring header at %#x not read: %s" % (a, why) for a, why in rejects
+                   if not why.startswith("not scanned")]
+        notes += [why for _, why in rejects if why.startswith("not scanned")]
+    return sorted(found.items()), problems, unread, notes
 
 
 def ring_set(required=True):
@@ -107,16 +139,21 @@ def ring_set(required=True):
     cache = target.stop_cache()
     ringset = cache.get("ringset")
     if ringset is None:
-        headers, problems = _candidate_headers()
+        headers, problems, unread, notes = _candidate_headers()
         rings = []
         for addr, how in headers:
             try:
-                rings.append(decode.decode_ring(target.read, addr))
+                ring = decode.decode_ring(target.read, addr)
             except RingError as e:
                 problems.append("ring header at 0x%x: %s" % (addr, e))
+                continue
+            ring.found_by = how
+            rings.append(ring)
         ringset = cache["ringset"] = RingSet(
             rings, headers[0][1] if headers else None, problems,
-            evidence.Caveats.of_rings(rings, problems, target.core_truncation()))
+            evidence.Caveats.of_rings(rings, problems, target.core_truncation(), unread))
+        for n in notes:
+            ringset.caveats.add(evidence.NOTE, n)
         note = empty_note(ringset)
         if note:
             problems.append(note)
@@ -147,7 +184,7 @@ def site_of(addr):
     if not addr:
         return None
     site = target.cached(("site", addr), lambda: sites.read_site(target.read, addr))
-    if site is None:
+    if site is None or site.file == "?":       # no struct, or its strings unreadable
         ringset = target.stop_cache().get("ringset")
         if ringset is not None:
             ringset.caveats.site_unreadable(addr)
@@ -174,7 +211,7 @@ def empty_note(ringset):
     """One line when the rings hold no record at all, naming the cause when a loaded
     module shows it (reader/extcheck.py): one that links libpyref.so but was compiled
     against the interpreter's Python.h, not the shim's. None when a record was written."""
-    if not ringset.rings or any(r.written for r in ringset.rings):
+    if not ringset.rings or any(r.written for r in ringset.rings) or ringset.caveats.damaged:
         return None
     return target.cached("rings.empty_note", _empty_note)
 

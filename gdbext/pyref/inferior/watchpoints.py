@@ -39,6 +39,7 @@ from pyref.inferior.cframes import change_sites
 from pyref.inferior.pythreads import plain
 from pyref.inferior.target import MemoryReadError
 from pyref.reader import decode, ringformat
+from pyref.reader.text import escape
 
 X86_DEBUG_REGISTERS = 4   # DR0-DR3 on x86 and x86-64
 MAX_SITES = 1000          # distinct sites counted per watch for the summary
@@ -264,7 +265,7 @@ class Watch:
         if why:
             gdb.write("pyref watch %d: stopped: %s\n" % (self.id, why))
             if self.summary:
-                gdb.write(self.summary_text())
+                gdb.write(escape(self.summary_text()))
             return True
         return False
 
@@ -320,7 +321,7 @@ class Watch:
         if c.printed:
             return
         c.printed = True
-        gdb.write(self.change_text(c))
+        gdb.write(escape(self.change_text(c)))
 
     def change_text(self, c):
         """The log line of change `c`, then with --python-stack one line per frame.
@@ -390,7 +391,7 @@ class Watch:
         if not quiet:
             gdb.write("pyref watch %d ends: %s\n" % (self.id, why))
             if self.summary:
-                gdb.write(self.summary_text())
+                gdb.write(escape(self.summary_text()))
         gdb.post_event(self.delete_breakpoints)
 
     def delete_breakpoints(self):
@@ -482,7 +483,7 @@ def _on_exited(event):
         w.delete("the process ended")
         gdb.write("pyref watch %d ends: the process ended\n" % w.id)
         if w.summary:
-            gdb.write(w.summary_text())
+            gdb.write(escape(w.summary_text()))
 
 
 @_quietly

@@ -71,7 +71,7 @@ import gc
 import struct
 import sys
 from bisect import bisect_left, bisect_right
-from itertools import accumulate, compress, islice, repeat
+from itertools import accumulate, chain, compress, islice, repeat
 from operator import add, and_, itemgetter, le, mul, sub
 
 from pyref.errors import READ_ERRORS, RingError
@@ -329,11 +329,21 @@ def _window_keys(tw, head_seq):
     thread's decoded records up to that slot; None when the thread's seqs never go back
     (the key is then the record's own seq). Computed once per window, at C speed."""
     if tw.keys is None:
-        per_run = [list(map(mul, _restore_column(head_seq, _seq_column(run, tw.rs)),
-                            map(bool, run.kind))) for run in tw.runs]
-        decoded = [q for run, col in zip(tw.runs, per_run)
-                   for q in compress(col, run.kind)]
-        if all(map(le, decoded, islice(decoded, 1, None))):
+        raw = [_seq_column(run, tw.rs) for run in tw.runs]
+        # The low 32 bits rising over the decoded slots, and no 2^32 epoch step between
+        # the first and the last once restored (restore_seq adds a multiple of 2^32,
+        # stepping once at most): the seqs rise, no need to restore them all.
+        low = list(compress(chain.from_iterable(raw),
+                            chain.from_iterable(run.kind for run in tw.runs)))
+        rising = not low or (all(map(le, low, islice(low, 1, None))) and
+                             restore_seq(head_seq, low[-1]) - restore_seq(head_seq, low[0])
+                             == low[-1] - low[0])
+        per_run = None if rising else [
+            list(map(mul, _restore_column(head_seq, col), map(bool, run.kind)))
+            for run, col in zip(tw.runs, raw)]
+        decoded = () if per_run is None else [
+            q for run, col in zip(tw.runs, per_run) for q in compress(col, run.kind)]
+        if per_run is None or all(map(le, decoded, islice(decoded, 1, None))):
             tw.keys = False
         else:
             flat = list(accumulate((q for col in per_run for q in col), max))

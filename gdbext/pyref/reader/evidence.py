@@ -23,12 +23,13 @@ TRUNCATED = "truncated"          # the core file is shorter than its program hea
 UNREAD_RING = "unread-ring"      # a ring (header) found and not decoded
 UNREADABLE = "unreadable"        # records or descriptors in memory the target lacks
 TORN = "torn"                    # slots of a window with no commit, or that fail the checks
-REJECTED = "rejected"            # slots or descriptors failing the plausibility checks
+REJECTED = "rejected"            # slots failing the plausibility checks
+REJECTED_RING = "rejected-ring"  # descriptors or a counter failing them: anyone's records
 LOST = "lost"                    # records never written (no thread slot, re-entry guard)
 SITES = "sites"                  # site structs unreadable: records without a file:line
 NOTE = "note"                    # anything else the reader noted
-DAMAGE = (TRUNCATED, UNREAD_RING, UNREADABLE, TORN, REJECTED, LOST)
-_WHOLE = (TRUNCATED, UNREAD_RING, UNREADABLE, LOST)   # may hide any object's records
+DAMAGE = (TRUNCATED, UNREAD_RING, UNREADABLE, TORN, REJECTED, REJECTED_RING, LOST)
+_WHOLE = (TRUNCATED, UNREAD_RING, UNREADABLE, REJECTED_RING, LOST)   # anyone's records
 
 
 @dataclass
@@ -107,10 +108,10 @@ class Caveats:
                     rejected, "" if rejected == 1 else "s", " (%s)" % why if why else ""),
                     rejected)
             for text in getattr(r, "rejected_descriptors", ()):
-                cv.add(REJECTED, text)
+                cv.add(REJECTED_RING, text)
             for text in r.errors:
                 if text.startswith("the header's counter"):
-                    cv.add(REJECTED, text)
+                    cv.add(REJECTED_RING, text)
             if r.lost:
                 cv.add(LOST, "%d record%s lost (never written: no free thread slot, or "
                        "dropped by the re-entry guard)" % (r.lost, "" if r.lost == 1 else "s"),
@@ -172,13 +173,21 @@ def lines(cv, said="", prefix="caveat: ") -> list:
     return [prefix + c["text"] for c in (cv or {}).get("caveats", ()) if c["text"] not in said]
 
 
+def partial(cv) -> str:
+    """Why an answer "none found" would be partial ('' when it would not): damage, or
+    records whose sites could not be read (such records are not counted)."""
+    return "; ".join(c["text"] for c in (cv or {}).get("caveats", ())
+                     if c["kind"] in DAMAGE + (SITES,))
+
+
 def none_found(cv, what, examined) -> str:
     """'no WHAT in the N records that could be read; M could not (why)' when the caveats
-    `cv` say records are missing, else 'no WHAT (N records examined)'."""
-    if not cv or cv["complete"]:
+    `cv` say records are missing or some records' sites unreadable (such records are
+    not counted), else 'no WHAT (N records examined)'."""
+    why = partial(cv)
+    if not why:
         return "no %s (%d records examined)" % (what, examined)
     m = cv["missing_records"]
-    why = "; ".join(c["text"] for c in cv["caveats"] if c["kind"] in DAMAGE)
     return "no %s in the %d records that could be read; %s could not (%s)" % (
         what, examined, "%d" % m if m else "others", why)
 

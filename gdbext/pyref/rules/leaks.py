@@ -412,4 +412,5 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
         "coverage": ring_coverage(rings),
         "records": sum(r.decoded for r in rings),
         "problems": problems,
-        "tests": by_test(marks, [(k, e) for k, e in leaked_events if not module_init(k[2])])}
+        "tests": by_test(marks, [(k, e) for k, e in leaked_events if not module_init(k[2])],
+                         any(r.overwritten for r in rings))}

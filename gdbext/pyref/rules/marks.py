@@ -6,14 +6,16 @@ the leaked acquisitions as (site, Event) pairs), findings out; gdb-free.
 Attribution: a reference belongs to the last mark before its acquisition in `seq` order
 (one order over every thread). After `test:start ID` it is ID's; after `test:end ID` it
 is no test's (collection, imports, session fixtures: "outside any test"); after a label
-of the user's, it is that label's.
+of the user's, it is that label's. Before the first mark it is no test's, unless the ring
+wrapped: then the marks before it were overwritten and its test is unknown.
 
 Repetition (--repeat N: the plugin runs each test N times, its marks say `ID #K`): a leak
 repeats, a cache does not. For each test and acquiring line, the references leaked in
 run K are counted; the line is reported when every run after the first leaked at least
 one (the first may fill a cache, so it is not asked to), as "grows by M per run" with M
 the fewest of runs 2..N; otherwise it is steady (listed apart, not a failure). References
-acquired outside any test are not repeated, so they are not judged under --repeat.
+acquired outside any test are not repeated, so they are not judged under --repeat; those
+of unknown test (a wrapped ring) are, since nothing says they do not grow.
 
 Singletons (≤ 3.11, where None, True, False... are counted): the plugin writes, before a
 test's end mark, `test:drift NAME=DELTA...`: the change of sys.getrefcount() over the test's
@@ -88,24 +90,30 @@ def _site_key(site):
     return {"file": site[0], "line": site[1], "function": site[2], "api": site[3]}
 
 
-def by_test(marks, leaked):
+def by_test(marks, leaked, wrapped=False):
     """The "tests" part of a `pyref leaks` report, or None without marks.
 
     marks: [(seq, thread, label, whole)] (Ring.marks() of every ring);
-    leaked: [((file, line, function, api), Event)], the leaked acquisitions.
+    leaked: [((file, line, function, api), Event)], the leaked acquisitions;
+    wrapped: whether the ring lost its oldest records (then marks older than those it holds
+        are gone too, and what was acquired before its oldest mark has no known test).
     Returns {"repeat": N, "leaks": rows that count (tests' leaks, or what grows under
     --repeat), "steady": rows that did not grow, "outside": references acquired outside
-    any test, "drift": [{"test", "name", "deltas"}]}; a row is {"test", "file", "line",
-    "function", "api", "count", "runs" (per run), "per_run" (under --repeat)}."""
+    any test, "unknown": references acquired before the oldest mark of a wrapped ring,
+    "drift": [{"test", "name", "deltas"}]}; a row is {"test", "file", "line", "function",
+    "api", "count", "runs" (per run), "per_run" (under --repeat)}."""
     if not marks:
         return None
     tl = Timeline(marks)
     counts = {}
-    outside = 0
+    outside = unknown = 0
     for site, e in leaked:
         test, run = tl.owner(e.seq)
         if test is None:
-            outside += 1
+            if wrapped and e.seq < tl.seqs[0]:
+                unknown += 1
+            else:
+                outside += 1
             continue
         runs = counts.setdefault((test, site), [0] * tl.repeat)
         runs[min(run, tl.repeat) - 1] += 1
@@ -129,14 +137,16 @@ def by_test(marks, leaked):
             if all(d >= DRIFT_MIN for d in tail) or all(d <= -DRIFT_MIN for d in tail):
                 drift.append({"test": test, "name": name, "deltas": deltas})
     return {"repeat": tl.repeat, "leaks": rows, "steady": steady, "outside": outside,
-            "drift": drift}
+            "unknown": unknown, "drift": drift}
 
 
 def failing(tests):
-    """How many findings of by_test() fail a CI run: the rows that count and the drifts."""
+    """How many findings of by_test() fail a CI run under --repeat: the rows that grow,
+    what a wrapped ring leaves without a known test (it may grow; nothing says it does
+    not), and the drifts."""
     if not tests:
         return 0
-    return sum(r["count"] for r in tests["leaks"]) + len(tests["drift"])
+    return sum(r["count"] for r in tests["leaks"]) + tests["unknown"] + len(tests["drift"])
 
 
 def row_site(r):
@@ -167,6 +177,9 @@ def text_lines(tests):
     if tests["outside"]:
         out.append("  outside any test: %d refs (collection, imports, session fixtures)%s"
                    % (tests["outside"], "; not repeated, not judged" if rep > 1 else ""))
+    if tests["unknown"]:
+        out.append("  test unknown: %d refs acquired before the oldest mark the ring still "
+                   "holds (a larger --ring keeps more)" % tests["unknown"])
     for d in tests["drift"]:
         last = d["deltas"][-1]
         out.append("  %s: %s's count %s by %d%s (no record in the ring: a reference "

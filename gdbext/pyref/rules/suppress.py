@@ -17,6 +17,7 @@ import os
 import re
 
 from pyref.errors import PyrefError
+from pyref.rules import marks
 
 _LINE_RULE = re.compile(r"^(?P<file>.+):(?P<line>\d+)$")
 
@@ -98,8 +99,10 @@ def apply(rep, rules=(), min_refs=1):
                                           if _keep(t, rules, min_refs, {})])
         tests = out["tests"]
     out["suppressed"] = suppressed
-    # what fails a CI run: every leaked reference, or under --repeat those that grow, and
-    # the singletons' drifts
-    out["failing"] = (sum(t["count"] for t in tests["leaks"]) if tests and tests["repeat"] > 1
-                      else out["total"]) + (len(tests["drift"]) if tests else 0)
+    # what fails a CI run: every leaked reference and the singletons' drifts, or under
+    # --repeat what marks.failing() counts
+    if tests and tests["repeat"] > 1:
+        out["failing"] = marks.failing(tests)
+    else:
+        out["failing"] = out["total"] + (len(tests["drift"]) if tests else 0)
     return out
