@@ -83,6 +83,40 @@ static void *map_anonymous(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+/* Where headers go: the gap below a non-PIE executable's 0x400000 (a PIE one and the mmap
+ * area are far above). */
+#define PYREF_HEADER_LOW 0x100000u
+#define PYREF_HEADER_LOW_END 0x400000u
+
+/* Maps `size` bytes for a ring header as low in the address space as it can: cores are
+ * written in address order and the header is what a reader needs first, so a core cut at
+ * a size limit (systemd-coredump, ulimit -c) keeps it while it loses the rings and
+ * libraries mapped high. Tries page-aligned addresses from PYREF_HEADER_LOW up (one per
+ * statically linked runtime in the process) without replacing any mapping; elsewhere
+ * (that range taken or refused: a sanitizer, mmap_min_addr) the kernel's choice, as any
+ * anonymous mapping. Returns NULL when no memory can be had. */
+static void *map_header(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t len = (size + page - 1) / page * page;
+    for (uintptr_t a = PYREF_HEADER_LOW; a + len <= PYREF_HEADER_LOW_END; a += len) {
+        void *p = mmap((void *)a, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (p == (void *)a)
+            return p;
+        if (p != MAP_FAILED) { /* a kernel before 4.17 took the flag for a hint */
+            munmap(p, size);
+            break;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    return map_anonymous(size);
+}
+
 static void thread_exited(void *arg)
 {
     struct pyref_thread *t = (struct pyref_thread *)arg;
@@ -124,7 +158,7 @@ static void ring_init(void)
     unsigned long nthreads = env_number("PYREF_RING_THREADS", PYREF_DEFAULT_THREADS, 1,
                                         PYREF_MAX_THREADS_LIMIT, 0);
     size_t size = PYREF_THREAD_TABLE_OFF + nthreads * sizeof(struct pyref_thread);
-    struct pyref_ring_header *h = (struct pyref_ring_header *)map_anonymous(size);
+    struct pyref_ring_header *h = (struct pyref_ring_header *)map_header(size);
     if (h == NULL)
         return; /* every record will be counted nowhere: there is no header to count in */
 

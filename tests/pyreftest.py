@@ -38,8 +38,13 @@ def _pyenv(minor):
 CACHE = os.environ.get("PYREF_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pyref")
 ALL = ("3.10", "3.11", "3.11d", "3.12", "3.13", "3.13t", "3.14", "3.14d", "3.15", "3.15d")
-# What interpreters() gives by default: the versions pyref's shim builds on today.
+# The interpreters a suite runs on. `make check` runs the representative suites (show,
+# history, pystack: every_version()) on all of ALL and the others on CURRENT;
+# `make check-matrix` (mk/matrix.mk) runs the rest: PYREF_MATRIX=1 makes interpreters() the
+# versions outside CURRENT and every_version() empty (make check ran them), and
+# PYREF_MATRIX=all makes both ALL (the gdb suites under GDB 18: PYREF_GDB=gdb18).
 CURRENT = ("3.10", "3.11", "3.11d", "3.12", "3.13")
+MATRIX = os.environ.get("PYREF_MATRIX", "")
 _manifest = None
 
 
@@ -73,15 +78,48 @@ def interpreter(ident):
         ident, "not prepared (make interpreters; cache %s)" % CACHE))
 
 
-def interpreters(ids=CURRENT):
-    """pytest params, one per interpreter id (CURRENT, or ALL); a missing one is skipped
-    with the reason, python3.11d is required (make deps installs it)."""
+def interpreters(ids=None):
+    """pytest params, one per interpreter id (`ids`, by default the suite's share of the
+    matrix: CURRENT, or per PYREF_MATRIX); a missing one is skipped with the reason,
+    python3.11d is required (make deps installs it)."""
+    if ids is None:
+        ids = {"1": tuple(i for i in ALL if i not in CURRENT), "all": ALL}.get(MATRIX,
+                                                                             CURRENT)
     params = []
     for ident in ids:
         exe, reason = interpreter(ident)
         marks = pytest.mark.skip(reason=reason) if reason else ()
         params.append(pytest.param(exe or "missing-" + ident, id=ident, marks=marks))
     return params
+
+
+def every_version():
+    """interpreters() of a representative suite, which `make check` runs on all of ALL
+    (none under PYREF_MATRIX=1: `make check-matrix` runs only what `make check` did not)."""
+    return interpreters({"1": (), "all": ALL}.get(MATRIX, ALL))
+
+
+def default_gdb():
+    """The gdb a test runs when it names none: PYREF_GDB (a path, or gdb18: the prepared
+    GDB 18), else GDB 13 (/usr/bin/gdb)."""
+    want = os.environ.get("PYREF_GDB") or "/usr/bin/gdb"
+    if want == "gdb18":
+        info = manifest()["debuggers"].get("gdb18")
+        if not info or not os.path.exists(info["path"]):
+            pytest.skip("PYREF_GDB=gdb18: %s" % manifest()["skipped"].get(
+                "gdb18", "not prepared (make interpreters; cache %s)" % CACHE))
+        return info["path"]
+    return want
+
+
+def gcore_gdb(python):
+    """The gdb to write a live process's core with (generate-core-file): GDB 13 leaves out
+    a mapping of a Debian unstable interpreter ("Memory read failed for corefile section",
+    1 MiB: a thread's data stack), so those cores are written by GDB 18 when prepared."""
+    info = manifest()["debuggers"].get("gdb18")
+    if interpreter_info(python).get("gdb_init") and info and os.path.exists(info["path"]):
+        return info["path"]
+    return None
 
 
 def interpreter_info(python):
@@ -182,7 +220,7 @@ def _find_core(cwd, pid):
 def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
     """Runs `python args...` in `cwd` until it dies of a signal and returns
     (core_path, CompletedProcess). Uses the kernel's core dump when core_pattern writes
-    to the cwd, else runs the program under `gdb` (default /usr/bin/gdb) and takes gcore
+    to the cwd, else runs the program under `gdb` (default: default_gdb()) and takes gcore
     at the fatal signal."""
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -200,7 +238,7 @@ def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
         assert core, "no core file in %s (core_pattern?)" % cwd
         return core, p
     core = os.path.join(cwd, "core.gcore")
-    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"] + \
+    cmd = [gdb or default_gdb(), "-batch", "-nx"] + \
         [a for c in _gdb_init(python) for a in ("-iex", c)] + [
            "-ex", "set pagination off",
            "-ex", "handle SIGABRT stop nopass", "-ex", "handle SIGSEGV stop nopass",
@@ -228,12 +266,12 @@ def _gdb_init(*programs):
 def gdb_command(commands=(), args=(), load_pyref=True, early=(), loader=LOADER, gdb=None,
                 python=None):
     """The one `gdb -batch -nx` command line of the tests (`gdb`: a path, default
-    /usr/bin/gdb; see gdbs()): `early` commands before gdb reads its arguments (-iex), after
+    default_gdb(); see gdbs()): `early` commands before gdb reads its arguments (-iex), after
     those a prepared interpreter needs (`python`'s, else those of the first of `args` that
     is one), settings pinned (no pager, no line wrapping, no inferior calls, no
     debuginfod), pyref's `loader` sourced unless `load_pyref` is false, then each command
     (-ex) and `args` (the program, a core, --args ...)."""
-    cmd = [gdb or "/usr/bin/gdb", "-batch", "-nx"]
+    cmd = [gdb or default_gdb(), "-batch", "-nx"]
     for c in _gdb_init(python, *args) + list(early):
         cmd += ["-iex", c]
     cmd += ["-ex", "set pagination off", "-ex", "set width 0",

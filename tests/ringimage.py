@@ -149,5 +149,6 @@ class Writer:
 
 def invariant(ring):
     """Checks the spec's accounting of a decoded ring; returns the ring."""
-    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + \
+        ring.rejected
     return ring

@@ -16,8 +16,8 @@
  * SEMANTICS
  *   Each wrapper calls the interpreter's own inline function (captured below, before the
  *   macro is redefined), so the effect on the object is exactly the interpreter's on 3.10,
- *   3.11, 3.12 (immortal objects) and 3.13 (also free-threaded). It reads Py_REFCNT()
- *   before, writes a 32-byte record (docs/ring-format.md), then performs the operation.
+ *   3.11, 3.12 (immortal objects), 3.13 (also free-threaded), 3.14 and 3.15 (a 32-bit
+ *   count beside ob_overflow and ob_flags). It reads Py_REFCNT() before, writes a 32-byte record (docs/ring-format.md), then performs the operation.
  *   A DECREF is recorded *before* it runs, because it may free the object.
  *
  * Py_LIMITED_API
@@ -74,15 +74,38 @@ static inline __attribute__((always_inline)) int pyref__is_immortal(PyObject *op
 #define pyref__is_immortal(op) 0
 #endif
 
-/* The count as Py_REFCNT() gives it. On 3.12+ GIL builds the interpreter's INCREF/DECREF
- * store only the low 32 bits (ob_refcnt_split); a 64-bit load of the count just after
- * such a store cannot be store-forwarded and stalls ~15 cycles, so read those 32 bits: the
- * high half of a mortal object's count is 0, and an immortal one is flagged anyway. */
-#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API) && \
-    SIZEOF_VOID_P > 4
+/* The count as Py_REFCNT() gives it, read before the operation. Where the interpreter's
+ * INCREF/DECREF store only a 32-bit count (3.12/3.13 GIL builds: ob_refcnt_split; 3.14+:
+ * ob_refcnt, the low half of ob_refcnt_full beside ob_overflow and ob_flags), read those 32
+ * bits: a 64-bit load just after such a store cannot be store-forwarded and stalls ~15
+ * cycles, and the high half of a mortal object's count is 0 (an immortal one is flagged
+ * anyway). Free-threaded builds: Py_REFCNT() adds ob_ref_local and ob_ref_shared. */
+#if defined(Py_LIMITED_API) || defined(Py_GIL_DISABLED) || SIZEOF_VOID_P <= 4 || \
+    PY_VERSION_HEX < 0x030C0000
+#define pyref__refcnt(op) Py_REFCNT(op)
+#elif PY_VERSION_HEX < 0x030E0000
 #define pyref__refcnt(op) ((Py_ssize_t)(op)->ob_refcnt_split[PY_BIG_ENDIAN])
 #else
-#define pyref__refcnt(op) Py_REFCNT(op)
+#define pyref__refcnt(op) ((Py_ssize_t)(op)->ob_refcnt)
+#endif
+
+/* Whether the interpreter's own Py_INCREF leaves the count unchanged, given the count
+ * `before` it (pyref__refcnt) and `immortal` (pyref__is_immortal): the exact test of each
+ * version's Py_INCREF, which is not always _Py_IsImmortal. 3.12/3.13 (64-bit GIL builds)
+ * saturate at UINT32_MAX; 3.14+ stop at _Py_IMMORTAL_INITIAL_REFCNT (3 << 30) while an
+ * object is immortal from 1 << 31 on, so a count in between still moves; free-threaded
+ * builds and 32-bit ones test immortality. Py_DECREF is a no-op exactly when immortal on
+ * every 3.12+ build. Under Py_LIMITED_API the call goes to the interpreter's _Py_IncRef,
+ * which runs the same inline code. */
+#if PY_VERSION_HEX < 0x030C0000
+#define pyref__incref_noop(before, immortal) ((void)(before), (void)(immortal), 0)
+#elif defined(Py_GIL_DISABLED) || SIZEOF_VOID_P <= 4
+#define pyref__incref_noop(before, immortal) ((void)(before), (immortal))
+#elif PY_VERSION_HEX < 0x030E0000
+#define pyref__incref_noop(before, immortal) ((void)(immortal), (uint32_t)(before) == UINT32_MAX)
+#else
+#define pyref__incref_noop(before, immortal)                                               \
+    ((void)(immortal), (uint32_t)(before) >= (uint32_t)(3UL << 30))
 #endif
 
 /* 3.13t: did this thread's operation go to ob_ref_shared (not the owner)? */
@@ -106,8 +129,9 @@ static inline __attribute__((always_inline)) int pyref__is_immortal(PyObject *op
 #endif
 
 /* After each record: note the object for the free hook and record the Python context.
- * Defined in pyref_hooks.h, included at the end of this file. */
-static inline void pyref__after_record(PyObject *op);
+ * `count` is the count the record carries. Defined in pyref_hooks.h, included at the end
+ * of this file. */
+static inline void pyref__after_record(PyObject *op, Py_ssize_t count);
 
 /* Records then performs Py_INCREF(op). op must be non-NULL, as for Py_INCREF. */
 static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
@@ -121,8 +145,8 @@ static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
     if (pyref_record(op, site, before,
                      PYREF_OP_INCREF | pyref__shared_flag(op) |
                          (immortal ? PYREF_OP_IMMORTAL : 0),
-                     immortal ? 0 : 1))
-        pyref__after_record(op); /* pyref_hooks.h; not when recording is off */
+                     pyref__incref_noop(before, immortal) ? 0 : 1))
+        pyref__after_record(op, before); /* pyref_hooks.h; not when recording is off */
 }
 
 /* Records then performs Py_DECREF(op). The record is written first: the DECREF may free
@@ -136,7 +160,7 @@ static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
                     : before == 1 ? PYREF_OP_DEALLOC
                                   : PYREF_OP_DECREF;
     if (pyref_record(op, site, before, kind | pyref__shared_flag(op), immortal ? 0 : -1))
-        pyref__after_record(op); /* pyref_hooks.h: before the DECREF, which may free op */
+        pyref__after_record(op, before); /* pyref_hooks.h: before the DECREF, which may free op */
     pyref__real_decref(op, site);
 }
 

@@ -160,7 +160,7 @@ static inline void pyref__orig_PyTuple_SET_ITEM(PyObject *p, Py_ssize_t pos, PyO
 }
 #endif
 
-#if defined(PyWeakref_GET_OBJECT) && !defined(Py_LIMITED_API)
+#if defined(PyWeakref_GET_OBJECT) && PY_VERSION_HEX < 0x030F0000 && !defined(Py_LIMITED_API)
 #if PY_VERSION_HEX < 0x030D0000
 static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 {
@@ -430,7 +430,7 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #endif
 
 /* PyWeakref_GET_OBJECT: borrowed, container ref */
-#if defined(PyWeakref_GET_OBJECT) && !defined(Py_LIMITED_API)
+#if defined(PyWeakref_GET_OBJECT) && PY_VERSION_HEX < 0x030F0000 && !defined(Py_LIMITED_API)
 #undef PyWeakref_GET_OBJECT
 #if PY_VERSION_HEX < 0x030D0000
 #define PyWeakref_GET_OBJECT(a0) pyref__w_PyWeakref_GET_OBJECT(a0, __COUNTER__)
@@ -476,6 +476,23 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("PyByteArray_FromStringAndSize", PyByteArray_FromStringAndSize(__VA_ARGS__))
 #endif
 
+#if !defined(PyBytesWriter_Finish) && PY_VERSION_HEX >= 0x030F0000 && !defined(Py_LIMITED_API)
+#define PyBytesWriter_Finish(...) \
+    PYREF__NEW("PyBytesWriter_Finish", PyBytesWriter_Finish(__VA_ARGS__))
+#endif
+
+#if !defined(PyBytesWriter_FinishWithPointer) && PY_VERSION_HEX >= 0x030F0000 && \
+    !defined(Py_LIMITED_API)
+#define PyBytesWriter_FinishWithPointer(...) \
+    PYREF__NEW("PyBytesWriter_FinishWithPointer", PyBytesWriter_FinishWithPointer(__VA_ARGS__))
+#endif
+
+#if !defined(PyBytesWriter_FinishWithSize) && PY_VERSION_HEX >= 0x030F0000 && \
+    !defined(Py_LIMITED_API)
+#define PyBytesWriter_FinishWithSize(...) \
+    PYREF__NEW("PyBytesWriter_FinishWithSize", PyBytesWriter_FinishWithSize(__VA_ARGS__))
+#endif
+
 #if !defined(PyBytes_FromFormat)
 #define PyBytes_FromFormat(...) \
     PYREF__NEW("PyBytes_FromFormat", PyBytes_FromFormat(__VA_ARGS__))
@@ -499,6 +516,10 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #if !defined(PyBytes_FromStringAndSize)
 #define PyBytes_FromStringAndSize(...) \
     PYREF__NEW("PyBytes_FromStringAndSize", PyBytes_FromStringAndSize(__VA_ARGS__))
+#endif
+
+#if !defined(PyBytes_Join) && PY_VERSION_HEX >= 0x030E0000 && !defined(Py_LIMITED_API)
+#define PyBytes_Join(...) PYREF__NEW("PyBytes_Join", PyBytes_Join(__VA_ARGS__))
 #endif
 
 #if !defined(PyCMethod_New)
@@ -616,6 +637,14 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #if !defined(PyComplex_FromDoubles)
 #define PyComplex_FromDoubles(...) \
     PYREF__NEW("PyComplex_FromDoubles", PyComplex_FromDoubles(__VA_ARGS__))
+#endif
+
+#if !defined(PyConfig_Get) && PY_VERSION_HEX >= 0x030E0000 && !defined(Py_LIMITED_API)
+#define PyConfig_Get(...) PYREF__NEW("PyConfig_Get", PyConfig_Get(__VA_ARGS__))
+#endif
+
+#if !defined(PyConfig_Names) && PY_VERSION_HEX >= 0x030E0000 && !defined(Py_LIMITED_API)
+#define PyConfig_Names(...) PYREF__NEW("PyConfig_Names", PyConfig_Names(__VA_ARGS__))
 #endif
 
 #if !defined(PyContextVar_New) && !defined(Py_LIMITED_API)
@@ -819,6 +848,10 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("PyFrame_GetVarString", PyFrame_GetVarString(__VA_ARGS__))
 #endif
 
+#if !defined(PyFrozenDict_New) && PY_VERSION_HEX >= 0x030F0000 && !defined(Py_LIMITED_API)
+#define PyFrozenDict_New(...) PYREF__NEW("PyFrozenDict_New", PyFrozenDict_New(__VA_ARGS__))
+#endif
+
 #if !defined(PyFrozenSet_New)
 #define PyFrozenSet_New(...) PYREF__NEW("PyFrozenSet_New", PyFrozenSet_New(__VA_ARGS__))
 #endif
@@ -885,12 +918,14 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("PyImport_ImportModule", PyImport_ImportModule(__VA_ARGS__))
 #endif
 
-#if !defined(PyImport_ImportModuleAttr) && PY_VERSION_HEX >= 0x030E0000
+#if !defined(PyImport_ImportModuleAttr) && PY_VERSION_HEX >= 0x030E0000 && \
+    !defined(Py_LIMITED_API)
 #define PyImport_ImportModuleAttr(...) \
     PYREF__NEW("PyImport_ImportModuleAttr", PyImport_ImportModuleAttr(__VA_ARGS__))
 #endif
 
-#if !defined(PyImport_ImportModuleAttrString) && PY_VERSION_HEX >= 0x030E0000
+#if !defined(PyImport_ImportModuleAttrString) && PY_VERSION_HEX >= 0x030E0000 && \
+    !defined(Py_LIMITED_API)
 #define PyImport_ImportModuleAttrString(...) \
     PYREF__NEW("PyImport_ImportModuleAttrString", PyImport_ImportModuleAttrString(__VA_ARGS__))
 #endif
@@ -905,7 +940,7 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("PyImport_ImportModuleLevelObject", PyImport_ImportModuleLevelObject(__VA_ARGS__))
 #endif
 
-#if !defined(PyImport_ImportModuleNoBlock)
+#if !defined(PyImport_ImportModuleNoBlock) && PY_VERSION_HEX < 0x030F0000
 #define PyImport_ImportModuleNoBlock(...) \
     PYREF__NEW("PyImport_ImportModuleNoBlock", PyImport_ImportModuleNoBlock(__VA_ARGS__))
 #endif
@@ -940,13 +975,24 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #define PyList_New(...) PYREF__NEW("PyList_New", PyList_New(__VA_ARGS__))
 #endif
 
-#if !defined(PyLongWriter_Finish) && PY_VERSION_HEX >= 0x030E0000
+#if !defined(PyLongWriter_Finish) && PY_VERSION_HEX >= 0x030E0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
 #define PyLongWriter_Finish(...) \
     PYREF__NEW("PyLongWriter_Finish", PyLongWriter_Finish(__VA_ARGS__))
 #endif
 
 #if !defined(PyLong_FromDouble)
 #define PyLong_FromDouble(...) PYREF__NEW("PyLong_FromDouble", PyLong_FromDouble(__VA_ARGS__))
+#endif
+
+#if !defined(PyLong_FromInt32) && PY_VERSION_HEX >= 0x030E0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030E0000)
+#define PyLong_FromInt32(...) PYREF__NEW("PyLong_FromInt32", PyLong_FromInt32(__VA_ARGS__))
+#endif
+
+#if !defined(PyLong_FromInt64) && PY_VERSION_HEX >= 0x030E0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030E0000)
+#define PyLong_FromInt64(...) PYREF__NEW("PyLong_FromInt64", PyLong_FromInt64(__VA_ARGS__))
 #endif
 
 #if !defined(PyLong_FromLong)
@@ -958,7 +1004,8 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("PyLong_FromLongLong", PyLong_FromLongLong(__VA_ARGS__))
 #endif
 
-#if !defined(PyLong_FromNativeBytes) && PY_VERSION_HEX >= 0x030D0000 && !defined(Py_LIMITED_API)
+#if !defined(PyLong_FromNativeBytes) && PY_VERSION_HEX >= 0x030D0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030E0000)
 #define PyLong_FromNativeBytes(...) \
     PYREF__NEW("PyLong_FromNativeBytes", PyLong_FromNativeBytes(__VA_ARGS__))
 #endif
@@ -974,6 +1021,16 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 
 #if !defined(PyLong_FromString)
 #define PyLong_FromString(...) PYREF__NEW("PyLong_FromString", PyLong_FromString(__VA_ARGS__))
+#endif
+
+#if !defined(PyLong_FromUInt32) && PY_VERSION_HEX >= 0x030E0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030E0000)
+#define PyLong_FromUInt32(...) PYREF__NEW("PyLong_FromUInt32", PyLong_FromUInt32(__VA_ARGS__))
+#endif
+
+#if !defined(PyLong_FromUInt64) && PY_VERSION_HEX >= 0x030E0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030E0000)
+#define PyLong_FromUInt64(...) PYREF__NEW("PyLong_FromUInt64", PyLong_FromUInt64(__VA_ARGS__))
 #endif
 
 #if !defined(PyLong_FromUnicodeObject) && !defined(Py_LIMITED_API)
@@ -992,7 +1049,7 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #endif
 
 #if !defined(PyLong_FromUnsignedNativeBytes) && PY_VERSION_HEX >= 0x030D0000 && \
-    !defined(Py_LIMITED_API)
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030E0000)
 #define PyLong_FromUnsignedNativeBytes(...) \
     PYREF__NEW("PyLong_FromUnsignedNativeBytes", PyLong_FromUnsignedNativeBytes(__VA_ARGS__))
 #endif
@@ -1059,6 +1116,12 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #elif defined(PyModule_FromDefAndSpec2) && defined(Py_TRACE_REFS) && PY_VERSION_HEX < 0x030D0000
 #define PyModule_FromDefAndSpec2TraceRefs(...) \
     PYREF__NEW("PyModule_FromDefAndSpec2", PyModule_FromDefAndSpec2TraceRefs(__VA_ARGS__))
+#endif
+
+#if !defined(PyModule_FromSlotsAndSpec) && PY_VERSION_HEX >= 0x030F0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
+#define PyModule_FromSlotsAndSpec(...) \
+    PYREF__NEW("PyModule_FromSlotsAndSpec", PyModule_FromSlotsAndSpec(__VA_ARGS__))
 #endif
 
 #if !defined(PyModule_GetFilenameObject)
@@ -1391,6 +1454,10 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #define PyRun_StringFlags(...) PYREF__NEW("PyRun_StringFlags", PyRun_StringFlags(__VA_ARGS__))
 #endif
 
+#if !defined(PySentinel_New) && PY_VERSION_HEX >= 0x030F0000 && !defined(Py_LIMITED_API)
+#define PySentinel_New(...) PYREF__NEW("PySentinel_New", PySentinel_New(__VA_ARGS__))
+#endif
+
 #if !defined(PySeqIter_New)
 #define PySeqIter_New(...) PYREF__NEW("PySeqIter_New", PySeqIter_New(__VA_ARGS__))
 #endif
@@ -1462,9 +1529,24 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("PyStructSequence_NewType", PyStructSequence_NewType(__VA_ARGS__))
 #endif
 
+#if !defined(PySys_GetAttr) && PY_VERSION_HEX >= 0x030F0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
+#define PySys_GetAttr(...) PYREF__NEW("PySys_GetAttr", PySys_GetAttr(__VA_ARGS__))
+#endif
+
+#if !defined(PySys_GetAttrString) && PY_VERSION_HEX >= 0x030F0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
+#define PySys_GetAttrString(...) \
+    PYREF__NEW("PySys_GetAttrString", PySys_GetAttrString(__VA_ARGS__))
+#endif
+
 #if !defined(PyThreadState_GetFrame)
 #define PyThreadState_GetFrame(...) \
     PYREF__NEW("PyThreadState_GetFrame", PyThreadState_GetFrame(__VA_ARGS__))
+#endif
+
+#if !defined(PyTuple_FromArray) && PY_VERSION_HEX >= 0x030F0000 && !defined(Py_LIMITED_API)
+#define PyTuple_FromArray(...) PYREF__NEW("PyTuple_FromArray", PyTuple_FromArray(__VA_ARGS__))
 #endif
 
 #if !defined(PyTuple_GetSlice)
@@ -1487,6 +1569,11 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #if !defined(PyType_FromModuleAndSpec)
 #define PyType_FromModuleAndSpec(...) \
     PYREF__NEW("PyType_FromModuleAndSpec", PyType_FromModuleAndSpec(__VA_ARGS__))
+#endif
+
+#if !defined(PyType_FromSlots) && PY_VERSION_HEX >= 0x030F0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
+#define PyType_FromSlots(...) PYREF__NEW("PyType_FromSlots", PyType_FromSlots(__VA_ARGS__))
 #endif
 
 #if !defined(PyType_FromSpec)
@@ -1550,6 +1637,11 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("PyUnicodeDecodeError_GetReason", PyUnicodeDecodeError_GetReason(__VA_ARGS__))
 #endif
 
+#if !defined(PyUnicodeWriter_Finish) && PY_VERSION_HEX >= 0x030E0000 && !defined(Py_LIMITED_API)
+#define PyUnicodeWriter_Finish(...) \
+    PYREF__NEW("PyUnicodeWriter_Finish", PyUnicodeWriter_Finish(__VA_ARGS__))
+#endif
+
 #if !defined(PyUnicode_AsASCIIString)
 #define PyUnicode_AsASCIIString(...) \
     PYREF__NEW("PyUnicode_AsASCIIString", PyUnicode_AsASCIIString(__VA_ARGS__))
@@ -1611,11 +1703,6 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #if !defined(PyUnicode_DecodeCharmap)
 #define PyUnicode_DecodeCharmap(...) \
     PYREF__NEW("PyUnicode_DecodeCharmap", PyUnicode_DecodeCharmap(__VA_ARGS__))
-#endif
-
-#if !defined(PyUnicode_DecodeCodePageStateful) && PY_VERSION_HEX >= 0x030E0000
-#define PyUnicode_DecodeCodePageStateful(...) \
-    PYREF__NEW("PyUnicode_DecodeCodePageStateful", PyUnicode_DecodeCodePageStateful(__VA_ARGS__))
 #endif
 
 #if !defined(PyUnicode_DecodeFSDefault)
@@ -2209,7 +2296,7 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #endif
 
 /* PyWeakref_GetObject: borrowed, container ref */
-#if !defined(PyWeakref_GetObject)
+#if !defined(PyWeakref_GetObject) && PY_VERSION_HEX < 0x030F0000
 #define PyWeakref_GetObject(a0) pyref__w_PyWeakref_GetObject(a0, __COUNTER__)
 #define pyref__w_PyWeakref_GetObject(a0, n)                                                    \
     __extension__({                                                                            \
@@ -2534,7 +2621,8 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #endif
 
 /* PyDict_SetDefaultRef: *result new (nonneg) */
-#if !defined(PyDict_SetDefaultRef) && PY_VERSION_HEX >= 0x030D0000 && !defined(Py_LIMITED_API)
+#if !defined(PyDict_SetDefaultRef) && PY_VERSION_HEX >= 0x030D0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
 #define PyDict_SetDefaultRef(a0, a1, a2, a3) \
     pyref__w_PyDict_SetDefaultRef(a0, a1, a2, a3, __COUNTER__)
 #define pyref__w_PyDict_SetDefaultRef(a0, a1, a2, a3, n)                                       \
@@ -2695,6 +2783,41 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     })
 #endif
 
+/* PySys_GetOptionalAttr: *result new (positive) */
+#if !defined(PySys_GetOptionalAttr) && PY_VERSION_HEX >= 0x030F0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
+#define PySys_GetOptionalAttr(a0, a1) pyref__w_PySys_GetOptionalAttr(a0, a1, __COUNTER__)
+#define pyref__w_PySys_GetOptionalAttr(a0, a1, n)                                              \
+    __extension__({                                                                            \
+        PyObject **PYREF__V(b1, n) = (a1);                                                     \
+        PYREF__AUTO PYREF__V(r, n) = PySys_GetOptionalAttr((a0), PYREF__V(b1, n));             \
+        if (PYREF__V(r, n) > 0) {                                                              \
+            if (PYREF__V(b1, n) != NULL)                                                       \
+                pyref__origin(*PYREF__V(b1, n), PYREF__SITE("PySys_GetOptionalAttr"),          \
+                              PYREF_OP_NEW, NULL, -1);                                         \
+        }                                                                                      \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
+/* PySys_GetOptionalAttrString: *result new (positive) */
+#if !defined(PySys_GetOptionalAttrString) && PY_VERSION_HEX >= 0x030F0000 && \
+    (!defined(Py_LIMITED_API) || Py_LIMITED_API + 0 >= 0x030F0000)
+#define PySys_GetOptionalAttrString(a0, a1) \
+    pyref__w_PySys_GetOptionalAttrString(a0, a1, __COUNTER__)
+#define pyref__w_PySys_GetOptionalAttrString(a0, a1, n)                                        \
+    __extension__({                                                                            \
+        PyObject **PYREF__V(b1, n) = (a1);                                                     \
+        PYREF__AUTO PYREF__V(r, n) = PySys_GetOptionalAttrString((a0), PYREF__V(b1, n));       \
+        if (PYREF__V(r, n) > 0) {                                                              \
+            if (PYREF__V(b1, n) != NULL)                                                       \
+                pyref__origin(*PYREF__V(b1, n), PYREF__SITE("PySys_GetOptionalAttrString"),    \
+                              PYREF_OP_NEW, NULL, -1);                                         \
+        }                                                                                      \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
 /* PyWeakref_GetRef: *pobj new (positive) */
 #if !defined(PyWeakref_GetRef) && PY_VERSION_HEX >= 0x030D0000
 #define PyWeakref_GetRef(a0, a1) pyref__w_PyWeakref_GetRef(a0, a1, __COUNTER__)
@@ -2760,6 +2883,8 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
  *   PyTime_FromTimeAndFold: datetime.h, included after Python.h, defines it as a macro
  *   PyUnicode_Append: replaces *p_left in place (no steal of right)
  *   PyUnicode_AsMBCSString: Windows only (declared under MS_WINDOWS); pyref runs on Linux
+ *   PyUnicode_DecodeCodePageStateful:
+ *       Windows only (declared under MS_WINDOWS); pyref runs on Linux
  *   PyUnicode_DecodeMBCS: Windows only (declared under MS_WINDOWS); pyref runs on Linux
  *   PyUnicode_DecodeMBCSStateful:
  *       Windows only (declared under MS_WINDOWS); pyref runs on Linux

@@ -86,12 +86,13 @@ pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
         return;
     PyObject *o = (PyObject *)(uintptr_t)obj;
     unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
+    Py_ssize_t count = Py_REFCNT(o);
     int written = container != NULL /* both records in one write (ring.h) */
-                      ? pyref_record_pair(o, site, (int64_t)Py_REFCNT(o), f, 0, container,
+                      ? pyref_record_pair(o, site, (int64_t)count, f, 0, container,
                                           PYREF_AUX_CONTAINER, index)
-                      : pyref_record(o, site, (int64_t)Py_REFCNT(o), f, 0);
+                      : pyref_record(o, site, (int64_t)count, f, 0);
     if (written)
-        pyref__after_record(o); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
+        pyref__after_record(o, count); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
 }
 
 /* The count of a reference about to be stolen, read before the call: after it the
@@ -108,7 +109,7 @@ static inline __attribute__((always_inline)) struct pyref__pre pyref__before(con
         PyObject *o = (PyObject *)(uintptr_t)obj;
         p.refcnt = (int64_t)Py_REFCNT(o);
         p.flags = pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u;
-        pyref__after_record(o); /* noted while alive: the taker may free it later */
+        pyref__after_record(o, (Py_ssize_t)p.refcnt); /* noted while alive: the taker may free it */
     }
     return p;
 }

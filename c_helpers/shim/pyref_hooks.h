@@ -16,11 +16,12 @@
  *   thread state (never creating a frame object, never calling into Python) and, when its
  *   code object or instruction differs from the thread's last one, an AUX record of kind
  *   PYREF_AUX_PYCTX gives the code object and the instruction's byte offset in co_code:
- *   a reader turns it into file.py:line with gdbext/pyref/pylines.py.
+ *   a reader turns it into file.py:line with gdbext/pyref/reader/pyframes.py.
  *   Reading the frame: 3.10 tstate->frame (PyFrameObject: f_code, f_lasti); 3.11/3.12
- *   tstate->cframe->current_frame and 3.13 tstate->current_frame, a _PyInterpreterFrame
+ *   tstate->cframe->current_frame and 3.13+ tstate->current_frame, a _PyInterpreterFrame
  *   whose private layout is given below per version (checked against the interpreter's
- *   internal headers by tests/test_pycontext.py). The thread state is the calling thread's
+ *   internal headers by tests/gdb/test_pycontext.py). On 3.14+ f_executable is a
+ *   _PyStackRef: a tagged pointer, untagged before use. The thread state is the calling thread's
  *   own: 3.12+ through the interpreter's thread-local (found once, see context.c), 3.10/3.11
  *   the GIL holder's, used only when it belongs to the calling thread. No thread state or
  *   no frame (a C thread, the GIL released by another thread) means no frame is read.
@@ -34,15 +35,18 @@
 #include <stddef.h>
 #include <pyref/hooks.h>
 
-#if defined(Py_LIMITED_API) || PY_VERSION_HEX >= 0x030E0000 || defined(PYREF__HOOKS_OFF)
+#if defined(Py_LIMITED_API) || PY_VERSION_HEX >= 0x03100000 || defined(PYREF__HOOKS_OFF)
 
-/* Unknown layout (or hooks off): record nothing extra. */
-static inline __attribute__((always_inline)) void pyref__after_record(PyObject *op)
+/* Unknown layout (a version after 3.15, the limited API) or hooks off: record nothing
+ * extra. */
+static inline __attribute__((always_inline)) void pyref__after_record(PyObject *op,
+                                                                     Py_ssize_t count)
 {
     (void)op;
+    (void)count;
 }
 
-#else /* full API, 3.10-3.13 */
+#else /* full API, 3.10-3.15 */
 
 #define PYREF_HOOKS_ACTIVE 1 /* for code that wants to know: FREE capture and PYCTX built in */
 
@@ -93,7 +97,16 @@ static inline __attribute__((always_inline)) unsigned pyref__preheader(PyTypeObj
 /* ---------------------------------------------------------------------------------------
  * Frame layout (_PyInterpreterFrame is private: offsets per version)
  * ------------------------------------------------------------------------------------- */
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030E0000
+#define PYREF__FRAME_CODE 0   /* f_executable: a _PyStackRef (code object or None, tagged) */
+#define PYREF__FRAME_INSTR 56 /* instr_ptr: the instruction executing */
+#if defined(Py_GIL_DISABLED)
+#define PYREF__FRAME_OWNER 78 /* after stackpointer, tlbc_index, return_offset */
+#else
+#define PYREF__FRAME_OWNER 74 /* after stackpointer, return_offset */
+#endif
+#define PYREF__FRAME_PREVIOUS 8
+#elif PY_VERSION_HEX >= 0x030D0000
 #define PYREF__FRAME_CODE 0   /* f_executable (a code object, or None) */
 #define PYREF__FRAME_INSTR 56 /* instr_ptr: the instruction executing */
 #define PYREF__FRAME_OWNER 70
@@ -109,7 +122,16 @@ static inline __attribute__((always_inline)) unsigned pyref__preheader(PyTypeObj
 #define PYREF__FRAME_OWNER 69
 #define PYREF__FRAME_PREVIOUS 48
 #endif
-#define PYREF__FRAME_OWNED_BY_CSTACK 3 /* 3.12+: an entry frame, not Python code */
+/* Owners at or above this are not Python code: 3.12/3.13 FRAME_OWNED_BY_CSTACK (3, an entry
+ * frame); 3.14+ FRAME_OWNED_BY_INTERPRETER (3) and FRAME_OWNED_BY_CSTACK (4). */
+#define PYREF__FRAME_OWNED_BY_CSTACK 3
+/* The tag bits of a 3.14+ _PyStackRef (Py_TAG_BITS: 1 on 3.14 GIL builds, 3 on 3.15 and
+ * free-threaded builds); objects are 8-byte aligned, so clearing both is safe everywhere. */
+#if PY_VERSION_HEX >= 0x030E0000
+#define PYREF__UNTAG(p) ((const void *)((uintptr_t)(p) & ~(uintptr_t)3))
+#else
+#define PYREF__UNTAG(p) ((const void *)(p))
+#endif
 
 /* 3.10/3.11: offset of gilstate.tstate_current in _PyRuntimeState (the GIL holder). */
 #if PY_VERSION_HEX < 0x030B0000
@@ -125,6 +147,14 @@ extern char pyref__py_runtime[] __asm__("_PyRuntime");
 
 #define PYREF__LOAD(base, off) (*(void *const *)((const char *)(base) + (off)))
 
+/* The interpreter's exported "current thread state, or NULL" (3.13 made
+ * _PyThreadState_UncheckedGet an alias, 3.14 deprecates it). */
+#if PY_VERSION_HEX >= 0x030D0000
+#define PYREF__TSTATE_GETTER PyThreadState_GetUnchecked
+#else
+#define PYREF__TSTATE_GETTER _PyThreadState_UncheckedGet
+#endif
+
 /* The calling thread's own thread state, or NULL. Never faults, never calls into Python. */
 static inline __attribute__((always_inline)) PyThreadState *pyref__tstate(void)
 {
@@ -137,7 +167,7 @@ static inline __attribute__((always_inline)) PyThreadState *pyref__tstate(void)
         return ts;
     }
 #endif
-    return _PyThreadState_UncheckedGet();
+    return PYREF__TSTATE_GETTER();
 #else
     PyThreadState *ts = (PyThreadState *)__atomic_load_n(
         (void **)(pyref__py_runtime + PYREF__RUNTIME_TSTATE), __ATOMIC_RELAXED);
@@ -160,19 +190,22 @@ static __attribute__((noinline, cold, unused)) void pyref__pycontext_slow(void *
 #if PY_VERSION_HEX >= 0x030B0000
     for (int hops = 0; frame != NULL && hops < 4; hops++) {
 #if PY_VERSION_HEX >= 0x030C0000
-        if (*((const char *)frame + PYREF__FRAME_OWNER) == PYREF__FRAME_OWNED_BY_CSTACK) {
+        if (*((const char *)frame + PYREF__FRAME_OWNER) >= PYREF__FRAME_OWNED_BY_CSTACK) {
             frame = PYREF__LOAD(frame, PYREF__FRAME_PREVIOUS);
             continue;
         }
 #endif
-        code = PYREF__LOAD(frame, PYREF__FRAME_CODE);
+        code = PYREF__UNTAG(PYREF__LOAD(frame, PYREF__FRAME_CODE));
         instr = PYREF__LOAD(frame, PYREF__FRAME_INSTR);
         if (code == NULL || Py_TYPE((PyObject *)code) != &PyCode_Type) {
-            code = instr = NULL; /* 3.13: f_executable may be None */
+            code = instr = NULL; /* 3.13+: f_executable may be None */
             break;
         }
         offset = (const char *)instr -
                  ((const char *)code + offsetof(PyCodeObject, co_code_adaptive));
+        /* outside co_code_adaptive (3.14t's per-thread bytecode copies): unknown */
+        if (offset < 0 || offset >= (int64_t)Py_SIZE((PyObject *)code) * 2)
+            offset = -1;
         break;
     }
 #else
@@ -231,25 +264,58 @@ static inline __attribute__((always_inline)) void pyref__pycontext(void)
     pyref__pycontext_slow(frame);
 }
 
+/* Whether `count` (as recorded: pyref__refcnt, Py_REFCNT) can be a live object's: not 0
+ * or negative, and, where the shim reads 32 bits of it (3.12+ GIL builds, 64-bit), not a
+ * freed block's debug fill (0xdd..., 0xcd..., 0xfd...), which then reads as a huge
+ * positive count (no immortal count is one of those). */
+static inline __attribute__((always_inline)) int pyref__count_live(Py_ssize_t count)
+{
+    uint32_t lo = (uint32_t)count;
+    return count > 0 && lo != 0xddddddddu && lo != 0xcdcdcdcdu && lo != 0xfdfdfdfdu;
+}
+
+/* Whether `tp`, read from an object's ob_type, can be a type object's address: not NULL,
+ * aligned, a user-space address (x86-64 and AArch64: below 2^47), and not a word of the
+ * debug allocators' fills (PYMEM_DEADBYTE 0xdd, PYMEM_CLEANBYTE 0xcd, PYMEM_FORBIDDENBYTE
+ * 0xfd), which is what ob_type holds once a debug build freed the object. A stale but
+ * plausible pointer (pymalloc keeps ob_type of a freed block) is a type that still exists:
+ * types outlive their instances. */
+static inline __attribute__((always_inline)) int pyref__type_plausible(const void *tp)
+{
+    uint64_t w = (uint64_t)(uintptr_t)tp;
+    if (w == 0 || (w & 7) != 0)
+        return 0;
+    if (w == 0xddddddddddddddddULL || w == 0xcdcdcdcdcdcdcdcdULL || w == 0xfdfdfdfdfdfdfdfdULL)
+        return 0;
+    return sizeof(void *) == 4 || w < (1ULL << 47);
+}
+
 /* The out-of-line half of pyref__after_record(): notes an object seen for the first time
  * (or again after its entry was taken), and, with PYCTX on (every record comes here then),
- * the Python context. */
-static __attribute__((noinline, unused)) void pyref__after_record_slow(PyObject *op)
+ * the Python context. `op` may be an object the caller already freed (a double DECREF, a
+ * use after free): then its count (`count`, as recorded) is 0, negative or a fill, or its
+ * type pointer is a fill, and neither the type nor anything else of it is touched here, so
+ * that the fault, if any, happens in the caller's code or in CPython, not in pyref. */
+static __attribute__((noinline, unused)) void pyref__after_record_slow(PyObject *op,
+                                                                      Py_ssize_t count)
 {
-    if (!pyref_interest_noted(op)) {
+    if (pyref__count_live(count) && !pyref_interest_noted(op)) {
         PyTypeObject *tp = Py_TYPE(op);
-        pyref_interest_mark(op, tp, pyref__preheader(tp));
+        if (pyref__type_plausible(tp))
+            pyref_interest_mark(op, tp, pyref__preheader(tp));
     }
     pyref__pycontext();
 }
 
-/* Called by the shim's wrappers right after each record: makes sure the object is noted
- * for the free hook, and the Python context recorded when that is on. Inline, one table
- * test: an object already noted, PYCTX off (pyref/hooks.h: pyref_note_fast). */
-static inline __attribute__((always_inline)) void pyref__after_record(PyObject *op)
+/* Called by the shim's wrappers right after each record, with the count the record
+ * carries: makes sure the object is noted for the free hook, and the Python context
+ * recorded when that is on. Inline, one table test: an object already noted, PYCTX off
+ * (pyref/hooks.h: pyref_note_fast). */
+static inline __attribute__((always_inline)) void pyref__after_record(PyObject *op,
+                                                                     Py_ssize_t count)
 {
     if (__builtin_expect(!pyref_note_fast(op), 0))
-        pyref__after_record_slow(op);
+        pyref__after_record_slow(op, count);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -273,8 +339,8 @@ __attribute__((constructor)) static void pyref__hooks_init(void)
         if (pyref_frees_hook((struct pyref_allocator *)&a, &layout, 0))
             PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &a);
         pyref_hooks_set(0, PY_VERSION_HEX);
-        PyThreadState *ts = _PyThreadState_UncheckedGet();
-        pyref_pyctx_init((const void *)&_PyThreadState_UncheckedGet, ts,
+        PyThreadState *ts = PYREF__TSTATE_GETTER();
+        pyref_pyctx_init((const void *)&PYREF__TSTATE_GETTER, ts,
                          PY_VERSION_HEX >= 0x030C0000);
     } else {
         pyref_frees_hook(NULL, NULL, 1);

@@ -176,8 +176,10 @@ static void config_case(const char *records, const char *threads, unsigned long 
           want_lines, err);
     char prefix[128];
     if (refused_rec) {
+        char using_default[64];
+        snprintf(using_default, sizeof using_default, "using %d", PYREF_DEFAULT_RECORDS);
         snprintf(prefix, sizeof prefix, "pyref: ignoring PYREF_RING_RECORDS=%s (", records);
-        CHECK(strstr(err, prefix) != NULL && strstr(err, "using 65536") != NULL,
+        CHECK(strstr(err, prefix) != NULL && strstr(err, using_default) != NULL,
               "no refusal line for PYREF_RING_RECORDS=%s in:\n%s", records, err);
     }
     if (refused_thr) {
@@ -199,32 +201,33 @@ int main(int argc, char **argv)
         return check_done();
     }
 
-    /* PYREF_RING_RECORDS: a power of two in [2^8, 2^26]; anything else -> 65536. */
-    config_case(NULL, NULL, 65536, 256, 0, 0);
-    config_case("", NULL, 65536, 256, 0, 0);
+    /* PYREF_RING_RECORDS: a power of two in [2^8, 2^26]; anything else -> the default. */
+    config_case(NULL, NULL, PYREF_DEFAULT_RECORDS, 256, 0, 0);
+    config_case("", NULL, PYREF_DEFAULT_RECORDS, 256, 0, 0);
     config_case("256", NULL, 256, 256, 0, 0);
     config_case("1024", NULL, 1024, 256, 0, 0);
     config_case("67108864", NULL, 67108864, 256, 0, 0);
-    config_case("128", NULL, 65536, 256, 1, 0);       /* below 2^8 */
-    config_case("134217728", NULL, 65536, 256, 1, 0); /* above 2^26 */
-    config_case("1000", NULL, 65536, 256, 1, 0);      /* not a power of two */
-    config_case("65537", NULL, 65536, 256, 1, 0);
-    config_case("0", NULL, 65536, 256, 1, 0);
-    config_case("-1024", NULL, 65536, 256, 1, 0);
-    config_case("abc", NULL, 65536, 256, 1, 0);
-    config_case("1024x", NULL, 65536, 256, 1, 0);
-    config_case("0x400", NULL, 65536, 256, 1, 0);
-    config_case("18446744073709551616", NULL, 65536, 256, 1, 0); /* overflows strtoul */
+    config_case("128", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);       /* below 2^8 */
+    config_case("134217728", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0); /* above 2^26 */
+    config_case("1000", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);      /* not a power of two */
+    config_case("65537", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);
+    config_case("0", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);
+    config_case("-1024", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);
+    config_case("abc", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);
+    config_case("1024x", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);
+    config_case("0x400", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);
+    /* overflows strtoul */
+    config_case("18446744073709551616", NULL, PYREF_DEFAULT_RECORDS, 256, 1, 0);
 
     /* PYREF_RING_THREADS: 1..4096, any value; anything else -> 256. */
-    config_case(NULL, "1", 65536, 1, 0, 0);
-    config_case(NULL, "3", 65536, 3, 0, 0);
-    config_case(NULL, "4096", 65536, 4096, 0, 0);
-    config_case(NULL, "0", 65536, 256, 0, 1);
-    config_case(NULL, "4097", 65536, 256, 0, 1);
-    config_case(NULL, "many", 65536, 256, 0, 1);
+    config_case(NULL, "1", PYREF_DEFAULT_RECORDS, 1, 0, 0);
+    config_case(NULL, "3", PYREF_DEFAULT_RECORDS, 3, 0, 0);
+    config_case(NULL, "4096", PYREF_DEFAULT_RECORDS, 4096, 0, 0);
+    config_case(NULL, "0", PYREF_DEFAULT_RECORDS, 256, 0, 1);
+    config_case(NULL, "4097", PYREF_DEFAULT_RECORDS, 256, 0, 1);
+    config_case(NULL, "many", PYREF_DEFAULT_RECORDS, 256, 0, 1);
     config_case("512", "8", 512, 8, 0, 0);
-    config_case("100", "0", 65536, 256, 1, 1);
+    config_case("100", "0", PYREF_DEFAULT_RECORDS, 256, 1, 1);
 
     /* PYREF=off records nothing; any other value records. */
     const char *off[] = {"PYREF=off", NULL};

@@ -109,8 +109,9 @@ static void guard_async(void)
     struct itimerval it = {{0, 20}, {0, 20}};
     setitimer(ITIMER_REAL, &it, NULL);
 
-    /* Until enough signals came, both dropped and written ones; at most 3 s. */
-    uint64_t n = 0, deadline = now_ns() + 3000000000ull;
+    /* Until enough signals came, both dropped and written ones, and the ring wrapped;
+     * at most 10 s (under TSan on a loaded machine the ring may not wrap by then). */
+    uint64_t n = 0, deadline = now_ns() + 10000000000ull;
     while (!(handler_calls >= 5000 && handler_written > 0 &&
              handler_calls - handler_written > 0) ||
            n < h->capacity) {
@@ -140,8 +141,12 @@ static void guard_async(void)
           (unsigned long long)written, (unsigned long long)(calls - written));
 
     /* The window: main records in order with no gap, handler records whole, seqs
-     * consecutive (a handler never got between a record's seq load and store). */
-    uint64_t cap = h->capacity, first = t->head - cap, bad = 0, next_main = (uint64_t)-1;
+     * consecutive (a handler never got between a record's seq load and store). Only this
+     * test's records: when fewer than `capacity` were written (the deadline came first)
+     * the window starts at head0, not at head - capacity (which would underflow, or reach
+     * the earlier tests' records). */
+    uint64_t cap = h->capacity, bad = 0, next_main = (uint64_t)-1;
+    uint64_t first = t->head - head0 >= cap ? t->head - cap : head0;
     char why[300] = "";
     for (uint64_t p = first; p < t->head; p++) {
         const struct pyref_record *r = &t->ring[p & t->mask];

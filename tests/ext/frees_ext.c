@@ -84,6 +84,11 @@ static PyObject *call(PyObject *self, PyObject *args)
 static void *bare_thread(void *arg)
 {
     PyObject *o = (PyObject *)arg;
+#if defined(Py_REF_DEBUG) && PY_VERSION_HEX >= 0x030C0000
+    /* debug 3.12+ count a mortal object's INCREF in the interpreter's total, reached
+     * through the thread state this thread lacks: touch an immortal one, which they skip */
+    o = Py_None;
+#endif
     Py_INCREF(o); /* @bare-incref */
     Py_DECREF(o); /* @bare-decref */
     return NULL;
@@ -134,6 +139,19 @@ static PyObject *alloc_free(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* double_decref(): a bytearray released twice, the second time after CPython freed its
+ * memory (a debug build then fills it with 0xdd): the bug the shim must survive, so that
+ * the fault, or the debug build's fatal error, comes from CPython's DECREF, not pyref's. */
+static PyObject *double_decref(PyObject *self, PyObject *unused)
+{
+    PyObject *b = PyByteArray_FromStringAndSize("double", 6);
+    if (b == NULL)
+        return NULL;
+    Py_DECREF(b); /* @first-release */
+    Py_DECREF(b); /* @second-release */
+    Py_RETURN_NONE;
+}
+
 static PyObject *crash(PyObject *self, PyObject *unused)
 {
     fflush(stdout);
@@ -150,6 +168,7 @@ static PyMethodDef methods[] = {
     {"loop", loop, METH_VARARGS, NULL},
     {"alloc_free", alloc_free, METH_VARARGS, NULL},
     {"crash", crash, METH_NOARGS, NULL},
+    {"double_decref", double_decref, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -79,6 +79,40 @@ NO_INPUT = {
     "explain_expr": "pyref explain $b_huge",
     "explain_two": "pyref explain Py_INCREF Py_DECREF",
 }
+# Bad arguments: each must be one `pyref:` line (BAD_ARGS_REFUSED) or a bounded answer,
+# never an internal error; an expression that writes the target is always refused.
+BAD_ARGS = {
+    "args/leaks_max_search_huge": "pyref leaks --max-search 99999999999999999999",
+    "args/leaks_top_huge": "pyref leaks --top 99999999999999999999",
+    "args/leaks_top_negative": "pyref leaks --top -5",
+    "args/leaks_top_text": "pyref leaks --top many",
+    "args/leaks_top_float": "pyref leaks --top 1.5",
+    "args/history_n_huge": "pyref history -n 99999999999999999999 $b_self_list",
+    "args/history_n_zero": "pyref history -n 0 $b_self_list",
+    "args/history_no_expr": "pyref history",
+    "args/pystack_limit_huge": "pyref pystack -n 99999999999999999999",
+    "args/pystack_limit_negative": "pyref pystack -n -1",
+    "args/owners_depth_huge": "pyref owners --depth 99999999999999999999 $b_self_list",
+    "args/owners_dot_missing_dir": "pyref owners --dot /nonexistent/dir/g.dot $b_self_list",
+    "args/owners_dot_directory": "pyref owners --dot /tmp $b_self_list",
+    "args/owners_dot_dev_full": "pyref owners --dot /dev/full $b_self_list",
+    "args/watch_until_huge": "pyref watch --until 100000000000000000000000 $b_self_list",
+    "args/watch_until_power": "pyref watch --until 10^23 $b_self_list",
+    "args/watch_below_huge": "pyref watch --below -100000000000000000000000 $b_self_list",
+    "args/watch_depth_huge": "pyref watch --depth 99999999999999999999 $b_self_list",
+    "args/ring_extra": "pyref ring extra words",
+    "args/unknown_option": "pyref leaks --frobnicate",
+    "args/show_assign": "pyref show (((PyObject*)$b_self_list)->ob_refcnt = 77, $b_self_list)",
+    "args/show_increment": "pyref show ((PyObject*)$b_self_list)->ob_refcnt++",
+    "args/history_compound": "pyref history ((PyObject*)$b_self_list)->ob_refcnt += 1",
+    "args/why_decrement": "pyref why ((PyObject*)$b_self_list)->ob_refcnt--",
+    "args/owners_assign": "pyref owners $b_self_list = 0",
+    "args/watch_assign": "pyref watch ((PyObject*)$b_self_list)->ob_refcnt = 1",
+}
+# refused in every setting: a bad number, an unwritable file, a write to the target
+BAD_ARGS_REFUSED = {k for k in BAD_ARGS if not k.endswith(("_n_zero", "_no_expr"))}
+WRITES = {k for k in BAD_ARGS if k.split("_")[-1] in ("assign", "increment", "compound",
+                                                     "decrement")}
 SETTINGS = ("live", "core", "noproc", "noring", "wrongpy")
 # a smaller subset on one pyenv (release) interpreter, from a core, PYTHONMALLOC=debug
 PYENV_PYTHON = pyreftest._pyenv(12)
@@ -95,6 +129,7 @@ def cells():
         for inp, expr in INPUTS.items():
             out["%s/%s" % (cmd, inp)] = fmt % expr
     out.update(NO_INPUT)
+    out.update(BAD_ARGS)
     return out
 
 
@@ -225,7 +260,8 @@ def check_cell(res, cell):
 
 
 def is_refusal(lines):
-    return len(lines) == 1 and lines[0].startswith("pyref: ")
+    """One line from pyref: its error ("pyref: ...") or its parser's ("pyref CMD: ...")."""
+    return len(lines) == 1 and re.match(r"^pyref( \w+)?: ", lines[0]) is not None
 
 
 def _params(settings):
@@ -259,6 +295,13 @@ def test_cell(shared, setting, cell):
         assert is_refusal(lines), lines
     if inp in ("null", "deadbeef") and cmd in ("show", "show_json", "refcnt", "type"):
         assert is_refusal(lines) or "NULL" in "\n".join(lines), lines
+    if cell in BAD_ARGS_REFUSED:
+        # the refusal is the last line (owners --dot /dev/full writes its report first)
+        refusal = re.compile(r"^pyref( \w+)?: ")
+        assert refusal.match(lines[-1]) and len(
+            [l for l in lines if refusal.match(l)]) == 1, lines
+        if cell in WRITES and setting in ("live", "core"):
+            assert "would write the target" in lines[-1], lines
 
 
 def test_live_watch_cleanup(shared):

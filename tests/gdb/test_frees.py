@@ -223,9 +223,33 @@ def test_hooks_compile(python, mode, tmp_path):
     cmd = {"c": ["gcc", "-x", "c"], "c++": ["g++", "-x", "c++"],
            "limited": ["gcc", "-x", "c", "-DPy_LIMITED_API=0x030A0000"]}[mode]
     cmd += ["-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-DPYREF_ENABLE_HOOKS"]
+    if mode == "limited" and pyreftest.interpreter_info(python).get("free_threaded"):
+        pytest.skip("free-threaded CPython does not support Py_LIMITED_API")
     cmd += pyreftest.pyref_flags(python, "--cflags") + [str(src)]
+    cmd += pyreftest.interpreter_info(python).get("cflags", [])
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+def test_double_decref_fails_in_cpython(python, tmp_path):
+    """A DECREF of an object whose memory CPython already freed (a debug build's 0xdd fill)
+    reaches CPython's own DECREF, whose negative-count check ends the process: the shim's
+    bookkeeping after the record does not read the freed object's type (it used to fault
+    there, in pyref's code, hiding the user's bug behind a crash in a header)."""
+    major, minor, debug = pyreftest.py_version(python)
+    if not debug:
+        pytest.skip("a release build does not fill freed memory: the second DECREF's "
+                    "outcome is the allocator's")
+    d = tmp_path / "m"
+    d.mkdir()
+    build_hooked(python, str(d))
+    code = "import sys; sys.path.insert(0, %r); import frees_ext; frees_ext.double_decref()" % str(d)
+    p = subprocess.run([python, "-X", "faulthandler", "-c", code], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == -6, (p.returncode, p.stderr[-2000:])   # SIGABRT, not SIGSEGV
+    assert "negative ref" in p.stderr.lower(), p.stderr[-2000:]
+    assert "frees_ext.c:%d" % LINES["second-release"] in p.stderr, p.stderr[-2000:]
 
 
 @pytest.mark.parametrize("python", pyreftest.interpreters())

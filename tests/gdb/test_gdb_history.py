@@ -14,6 +14,12 @@ DRIVER = os.path.join(pyreftest.ROOT, "tests", "ext", "seed_driver.py")
 LINES = pyreftest.marker_lines(SRC)
 
 
+@pytest.fixture(scope="module", params=pyreftest.every_version())
+def python(request):
+    """A representative suite: `make check` runs it on every version (pyreftest.ALL)."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def built(python, build_extension):
     return build_extension(SRC, python)

@@ -101,3 +101,72 @@ def test_gdb18_keeps_its_python_home_from_the_inferior():
               "'PYTHONHOME'))"], gdb=gdb18.values[0], load_pyref=False)
     assert re.search(r"^@@ gdb python 3 \d+$", out, re.M), out
     assert "@@ home None" in out, out
+
+
+OWNED_AND_BORROWED = """
+import os
+def g(y):
+    with open(os.path.join(%r, "addr"), "w") as f:
+        f.write(hex(id(y)))
+    os.abort()
+def f():
+    x = ["held"]
+    g(x)
+f()
+"""
+
+
+@pytest.mark.parametrize("python", pyreftest.interpreters(("3.13", "3.14", "3.14d", "3.15",
+                                                           "3.15d")))
+def test_owners_of_a_frame_local_and_a_borrowed_stack_ref(python, tmp_path):
+    """f's local x owns the list; 3.14+ passes it to g as a borrowed _PyStackRef (tagged
+    Py_TAG_REFCNT: LOAD_FAST_BORROW), shown and not counted; 3.13 holds a strong pointer
+    in g's local y. The account balances either way."""
+    d = str(tmp_path)
+    out = pyreftest.gdb_batch(
+        ["run", "python gdb.execute('pyref owners ' + open(%r).read())"
+         % os.path.join(d, "addr")], args=["--args", python, "-c", OWNED_AND_BORROWED % d])
+    assert "Python Exception" not in out and "note: interpreter frames not read" not in out, out
+    assert re.search(r"^  0x[0-9a-f]+  thread 1 .* Python frame f \(<string>\): local 'x'$",
+                     out, re.M), out
+    ident = pyreftest.interpreter_info(python)
+    if ident:   # 3.14+: the borrowed stack ref in g is a possible word, not an owner
+        assert re.search(r"possible: thread 1 .* Python frame g \(<string>\): local 'y' "
+                         r"\(a borrowed _PyStackRef", out), out
+        assert "account: refcount 1, 1 owner found, 0 unexplained" in out, out
+    else:
+        assert re.search(r"Python frame g \(<string>\): local 'y'$", out, re.M), out
+        assert "account: refcount 2, 2 owners found, 0 unexplained" in out, out
+
+
+RELEASE = "/usr/bin/python3.11"   # Debian's: its debug info is a separate package
+
+
+def test_release_interpreter_without_symbols_reads_the_extensions_dwarf(tmp_path):
+    """The interpreter's debug symbols hidden: the traced extension's own DWARF (built -g)
+    describes PyObject and PyTypeObject, so `pyref show` and `pyref history` still read
+    the object and its ring; what needs the interpreter's structs says so in one line,
+    naming the package."""
+    if not os.path.exists(RELEASE):
+        pytest.skip("%s not installed" % RELEASE)
+    d = str(tmp_path)
+    src = os.path.join(pyreftest.ROOT, "tests", "ext", "seedext.c")
+    pyreftest.build_ext(src, RELEASE, d)
+    core, p = pyreftest.run_to_core(
+        RELEASE, [os.path.join(pyreftest.ROOT, "tests", "ext", "seed_driver.py"), d, "leak",
+                  "3"], cwd=d)
+    arg = int(re.search(r"arg (\d+)", p.stdout).group(1))
+    out = pyreftest.gdb_batch(["set debug-file-directory /nonexistent", "file " + RELEASE,
+                               "core-file " + core, "echo @@ show\\n", "pyref show 0x%x" % arg,
+                               "echo @@ history\\n", "pyref history 0x%x" % arg,
+                               "echo @@ pystack\\n", "pyref pystack", "echo @@ end\\n"])
+    assert "Python Exception" not in out and "Traceback" not in out, out
+    s = sections(out)
+    assert re.search(r"^type:\s+list \(type object 0x", s["show"], re.M), out
+    assert re.search(r"^refcount: 4$", s["show"], re.M), out
+    assert len(re.findall(r"INCREF\s+\d+ -> \d+\s+seedext\.c:\d+ \(leak\)", s["history"])) \
+        == 3, out
+    stack = [line for line in out.splitlines() if line.startswith("pyref:")]  # stderr
+    assert stack == ["pyref: no debug info for _PyRuntimeState: the Python stack reads the "
+                     "interpreter's thread states (install the interpreter's debug symbols: "
+                     "python3.11-dbg on Debian and Ubuntu)"], out

@@ -54,7 +54,7 @@ os.abort()
 # ---------------------------------------------------------------------------------------
 # Records from a real core, per interpreter
 # ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=pyreftest.interpreters())
+@pytest.fixture(scope="module", params=pyreftest.interpreters(pyreftest.ALL))
 def core_records(request, tmp_path_factory):
     """(records, ids, version): the capi_ext.c records of one crashed run, each as
     (marker, op, api, obj, refcnt, aux) with aux = ((container, kind, value), ...)."""
@@ -75,6 +75,11 @@ def core_records(request, tmp_path_factory):
             aux = tuple((a.obj, a.site, a.refcnt) for a in r.aux)
             got.append((BY_LINE.get(s[1]), r.op_name, s[3], r.obj, r.refcnt, aux))
     return got, ids, pyreftest.py_version(python)
+
+
+def skip_limited_if_free_threaded(python, limited):
+    if limited and pyreftest.interpreter_info(python).get("free_threaded"):
+        pytest.skip("free-threaded CPython refuses Py_LIMITED_API (#error in its Python.h)")
 
 
 def find(got, marker, op, obj=None):
@@ -214,7 +219,7 @@ FLAVOURS = {
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
-@pytest.mark.parametrize("python", pyreftest.interpreters())
+@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
 def test_wrappers_keep_semantics(python, flavour, tmp_path):
     """capi_ext.semantics(): each argument evaluated once, results and their types as the
     real calls', lvalue macros still lvalues, failed calls unchanged, s# lengths follow
@@ -222,6 +227,7 @@ def test_wrappers_keep_semantics(python, flavour, tmp_path):
     opts = FLAVOURS[flavour]
     if opts["cc"] == "g++" and not shutil.which("g++"):
         pytest.skip("g++ not installed")
+    skip_limited_if_free_threaded(python, "limited" in flavour)
     pyreftest.build_ext(SRC, python, str(tmp_path), **opts)
     code = "import sys; sys.path.insert(0, %r); import capi_ext; capi_ext.semantics()" % (
         str(tmp_path))
@@ -249,19 +255,21 @@ def compile_ext(python, lang, clean, limited, capi, tmp_path):
     if not capi:
         flags.append("-DPYREF_CAPI_OFF")
     out = tmp_path / ("ext-%s-%d-%d-%d.o" % (lang, clean, limited, capi))
-    cmd = [cc] + flags + pyreftest.pyref_flags(python, "--cflags") + [SRC, "-o", str(out)]
+    cmd = [cc] + flags + pyreftest.pyref_flags(python, "--cflags") + \
+        pyreftest.interpreter_info(python).get("cflags", []) + [SRC, "-o", str(out)]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("lang,clean,limited", MATRIX,
                          ids=["%s%s%s" % (l, "-clean" if c else "", "-limited" if m else "")
                               for l, c, m in MATRIX])
-@pytest.mark.parametrize("python", pyreftest.interpreters())
+@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
 def test_compile_matrix(python, lang, clean, limited, tmp_path):
     """capi_ext.c compiles warning-free (-Wall -Wextra -Werror, -Wshadow in C) through the
     shim in every configuration, exactly as it does with PYREF_CAPI_OFF."""
     if lang == "c++" and not shutil.which("g++"):
         pytest.skip("g++ not installed")
+    skip_limited_if_free_threaded(python, limited)
     pyreftest.ensure_runtime()
     plain = compile_ext(python, lang, clean, limited, False, tmp_path)
     assert plain.returncode == 0, plain.stderr
@@ -306,12 +314,13 @@ def bound_checks():
 
 @pytest.mark.parametrize("lang,limited", [("c", False), ("c++", False), ("c", True),
                                           ("c++", True)])
-@pytest.mark.parametrize("python", pyreftest.interpreters())
+@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
 def test_bound_wrappers_typecheck(python, lang, limited, tmp_path):
     """Every wrapper that binds arguments accepts the real parameter types (C++ is strict:
     a wrong type in the reference data fails here) and yields the real call's type."""
     if lang == "c++" and not shutil.which("g++"):
         pytest.skip("g++ not installed")
+    skip_limited_if_free_threaded(python, limited)
     src = tmp_path / "bound.c"
     src.write_text(bound_checks())
     flags = ["-x", lang, "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
@@ -320,7 +329,8 @@ def test_bound_wrappers_typecheck(python, lang, limited, tmp_path):
         major, minor, _ = pyreftest.py_version(python)
         flags.append("-DPy_LIMITED_API=0x%02X%02X0000" % (major, minor))
     cc = "gcc" if lang == "c" else "g++"
-    p = subprocess.run([cc] + flags + pyreftest.pyref_flags(python, "--cflags") + [str(src)],
+    p = subprocess.run([cc] + flags + pyreftest.pyref_flags(python, "--cflags") +
+                       pyreftest.interpreter_info(python).get("cflags", []) + [str(src)],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
 

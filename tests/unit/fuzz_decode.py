@@ -164,14 +164,18 @@ def mutate(rnd, mem, w, log):
 # One case
 # ---------------------------------------------------------------------------------------
 def check_ring(ring):
-    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable, \
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + ring.rejected, \
         ring.counters
     recs = ring.records
     attached = sum(len(r.aux) for r in recs)
     assert len(recs) + attached == ring.decoded, (len(recs), attached, ring.decoded)
     if ring.decoded == 0:
         assert ring.errors, "nothing decoded and no error says why"
-    keys = [(r.seq, r.thread, r.pos) for r in recs]
+    # each thread's records in its ring's order; threads merged by Ring.merge_key
+    for t in {r.thread for r in recs}:
+        pos = [r.pos for r in recs if r.thread == t]
+        assert pos == sorted(pos), t
+    keys = list(map(ring.merge_key, recs))
     assert keys == sorted(keys)
     objs = {r.obj for r in recs[:50]} | {0, 0x10000}
     index = build_index(ring)

@@ -245,7 +245,8 @@ def flat(ring):
 def judge(img, ring):
     """('old' | 'new' | 'torn' | 'misplaced' | 'wrong', detail) for a decoded image."""
     hist, k = img.hist, img.k
-    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable
+    assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + \
+        ring.rejected
     got = flat(ring)
     lo = max(0, k - CAP)
     old = [expected(hist[p], p) for p in range(lo, k)]

@@ -172,7 +172,8 @@ def test_report_holders_account_for_references():
                                    ("keep", "Kept"): (3, 1)}
     assert rep["held"]["groups"][0]["holder"].startswith("list 0x1 item")
     scan = rep["scan"]
-    assert (scan["candidates"], scan["searched"], scan["limit"]) == (3, 3, 256), scan
+    assert (scan["candidates"], scan["searched"], scan["limit"]) == \
+        (3, 3, leaks.MAX_LEAK_SCAN), scan
     assert all(g["searched"] == g["objects"] for g in rep["groups"])
 
 
@@ -198,3 +199,44 @@ def test_report_top_and_coverage():
     assert rep["groups"][0]["function"] == "keep"          # the biggest group first
     assert rep["coverage"].startswith("the ring wrapped: it holds the last 8 of 12 "
                                       "transitions (sequence 4..11)")
+
+
+def test_a_call_that_took_two_references_leaks_the_one_it_chose():
+    """A memo's miss: the call's NEW, then a surplus INCREF before the cache stores it;
+    a later hit's INCREF is returned. Count 2 (cache and leak), the cache found: the
+    leaked one is the miss's INCREF, the hit's is listed as what it may equally be."""
+    miss_new = events.Event(seq=10, op="NEW", before=1, after=1,
+                            site=Site(0, "m.c", 70, "memo_call", "PyObject_Call"))
+    miss_incref = events.Event(seq=11, op="INCREF", before=1, after=2,
+                               site=Site(0, "m.c", 75, "memo_call", "Py_INCREF"))
+    hit = events.Event(seq=900, op="INCREF", before=2, after=3,
+                       site=Site(0, "m.c", 65, "memo_call", "Py_INCREF"))
+    held = [miss_new, miss_incref, hit]
+    leaked, accounted = leaks.account(held, 2, 1)
+    assert [e.line for e in leaked] == [75]
+    assert [e.line for e in leaked + accounted] == [75, 70]
+    assert [e.line for e in leaks.ambiguous(held, 2, 1)] == [65]
+    # one acquisition per call (the fixed memo): the most recent, as before
+    assert [e.line for e in leaks.account([miss_new, hit], 1, 0)[0]] == [65]
+
+
+def test_static_objects_are_counted_apart():
+    small_int = 0x50
+    evs = {small_int: [ev("NEW", "size", 9, before=999999999, after=999999999)]}
+    static = {}
+    got = leaks.leak_groups(evs, {small_int: 1000000000}.get, static=static)
+    assert got == ({}, {}) and static == {small_int: 1}
+
+
+def test_report_lists_singletons_by_site_on_311_and_notes_them_on_312():
+    none = 0x900
+    evs = {none: [ev("NEW", "for_each", 26), ev("INCREF", "ret", 40)]}
+    rep = leaks.report(evs, lambda o: None, lambda o: "?", {none: "None"}, [], minor=11,
+                       search=0)
+    assert [(g["object"], g["line"], g["count"]) for g in rep["singleton_sites"]] == \
+        [("None", 26, 1), ("None", 40, 1)]
+    assert rep["groups"] == [] and rep["singleton_note"].startswith("references to "
+                                                                     "singletons are real")
+    rep = leaks.report(evs, lambda o: None, lambda o: "?", {none: "None"}, [], minor=12,
+                       search=0)
+    assert rep["singleton_sites"] == [] and "immortal on 3.12" in rep["singleton_note"]

@@ -24,7 +24,7 @@ extern "C" {
 #define PYREF_FORMAT_VERSION 1
 #define PYREF_RECORD_SIZE  32
 #define PYREF_THREAD_TABLE_OFF 256
-#define PYREF_DEFAULT_RECORDS 65536
+#define PYREF_DEFAULT_RECORDS 1048576
 #define PYREF_DEFAULT_THREADS 256
 
 /* Operations (record.op bits 0-5). Keep in step with docs/ring-format.md and decode.py. */

@@ -39,6 +39,10 @@ The base class owns what every command must do alike:
   between its options, which may come before or after it (so `pyref show (PyObject *)
   $rdi` needs no quoting, and `pyref watch obj --log` works);
 - `target.command_scope()` around `run` (no inferior calls, user settings restored);
+- output: what `write()` writes has its control characters escaped (reader/text.py: a
+  crafted core's strings cannot drive the terminal); integer options are bounded; on a
+  truncated core a command whose answer does not carry the ring's caveats itself
+  (`reports_caveats`) says the core is truncated, and so does its error;
 - the single place where exceptions become messages: a PyrefError or gdb.error becomes a
   one-line gdb.GdbError "pyref: ...", anything unexpected "pyref: internal error: ...".
   Never a Python traceback (gdb prints "Python Exception" only for non-GdbError).
@@ -53,6 +57,7 @@ import gdb
 
 from pyref.errors import PyrefError
 from pyref.inferior import target
+from pyref.reader.text import escape
 
 DEBUG = False  # True: also print the traceback of an internal error (for pyref's developers)
 
@@ -103,8 +108,28 @@ class _HelpRequested(Exception):
     pass
 
 
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _int64(text):
+    """argparse's type for every integer option: what the target and Python's own bounds
+    (islice, ranges) accept, so no number reaches a command that would make it fail."""
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if not _INT_MIN <= v <= _INT_MAX:
+        raise argparse.ArgumentTypeError("%s is out of range (at most 2^63-1)" % text)
+    return v
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports instead of exiting."""
+    """argparse that reports instead of exiting; integer options are bounded (_int64)."""
+
+    def add_argument(self, *args, **kwargs):
+        if kwargs.get("type") is int:
+            kwargs["type"] = _int64
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message):  # already one clean line: no "pyref: " prefix added
         raise gdb.GdbError("%s: %s (see \"help %s\")" % (self.prog, message, self.prog))
@@ -178,7 +203,7 @@ class Subcommand(gdb.Command):
     # -- services ----------------------------------------------------------------------
     @staticmethod
     def write(text):
-        gdb.write(text)
+        gdb.write(escape(text))
 
     def help_text(self):
         usage = self.parser.format_usage().strip()
@@ -293,19 +318,23 @@ class Subcommand(gdb.Command):
 
     # -- gdb entry point: the one place where exceptions become messages ---------------
     def invoke(self, arg, from_tty):
+        args = None
         try:
             with target.command_scope():
                 args = self.parse(arg)
                 if args is not None:
                     self.run(args, from_tty)
+                    self._truncation_caveat(args, None)
         except gdb.GdbError:
             raise
         except PyrefError as e:
-            raise gdb.GdbError(one_line("pyref: %s" % e)) from None
+            raise gdb.GdbError(one_line(self._truncation_caveat(args, "pyref: %s" % e)))\
+                from None
         except KeyboardInterrupt:
             raise gdb.GdbError("pyref: interrupted") from None
         except gdb.error as e:  # gdb.MemoryError included
-            raise gdb.GdbError(one_line("pyref: %s" % e)) from None
+            raise gdb.GdbError(one_line(self._truncation_caveat(args, "pyref: %s" % e)))\
+                from None
         except Exception as e:
             if DEBUG:
                 gdb.write("".join(traceback.format_exception(*sys.exc_info())))
@@ -313,6 +342,31 @@ class Subcommand(gdb.Command):
                                          % (type(e).__name__, e))) from None
 
 
+    # Commands whose answers carry the ring's caveats themselves (reader/evidence.py);
+    # every other command gets the one caveat of a truncated core from invoke().
+    reports_caveats = False
+
+    def _truncation_caveat(self, args, error):
+        """A truncated core is called truncated by every command: `error` (a message)
+        gets the reason appended and is returned; after a successful run the caveat is
+        written (to stderr after --json, so the JSON stays one object)."""
+        if self.reports_caveats and error is None:
+            return None
+        try:
+            trunc = target.core_truncation()
+        except (gdb.error, PyrefError):
+            trunc = None
+        if not trunc:
+            return error
+        if error is not None:
+            return "%s (%s)" % (error, trunc)
+        if getattr(args, "json", False):
+            gdb.write("pyref: caveat: %s\n" % trunc, gdb.STDERR)
+        else:
+            self.write("caveat: %s\n" % trunc)
+        return None
+
+
 def one_line(text):
-    """`text` on one line: what a gdb.GdbError says."""
-    return " ".join(str(text).split())
+    """`text` on one line, its control characters escaped: what a gdb.GdbError says."""
+    return escape(" ".join(str(text).split()))

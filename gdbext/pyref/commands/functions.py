@@ -64,8 +64,9 @@ class RefCnt(_ObjectFunction):
 Usage: $pyref_refcnt(OBJ)
   OBJ  an expression for the object's address (PyObject *, integer, *op)
 A freed object gives what its header holds (0 or negative after an over-release); an
-immortal one (3.12+) the raw count; on 3.13t local + shared. An address that holds no
-object header (NULL, misaligned, unreadable) is an error."""
+immortal one (3.12+) what Py_REFCNT() gives (3.14+: the 32-bit ob_refcnt); on 3.13t
+local + shared. An address that holds no object header (NULL, misaligned, unreadable) is
+an error."""
 
     name = "pyref_refcnt"
 

@@ -62,14 +62,18 @@ def record_line(ringset, rec):
 
 
 def history_json(ringset, addr, lifetimes, shown, total, obj_state):
+    lifetimes = [[record_dict(ringset, r) for r in life] for life in lifetimes]
+    incomplete = ringset.caveats.for_object(addr)
     return json.dumps({
         "address": "0x%x" % addr, "transitions": total, "shown": shown,
-        "lifetimes": [[record_dict(ringset, r) for r in life] for life in lifetimes],
+        "lifetimes": lifetimes, "complete": incomplete is None, "incomplete": incomplete,
+        "caveats": ringset.caveats.to_json(),
         "python_context": pycontext.recorded(ringset), "object": obj_state}, indent=1)
 
 
 class History(commands.Subcommand):
     name = "history"
+    reports_caveats = True
     summary = "Show every recorded reference-count transition of an object, oldest first."
     rest_argument = "expr"
     details = """\
@@ -100,7 +104,12 @@ each lifetime is shown apart. Then the object's state now (as pyref show reports
             self.write(history_json(ringset, addr, lifetimes, shown, total, state) + "\n")
             return
         out = []
-        if not total:
+        incomplete = ringset.caveats.for_object(addr)
+        if not total and incomplete:
+            out.append("history unknown: %s (no transition of 0x%x among the %d records "
+                       "that could be read)" % (incomplete, addr,
+                                                sum(r.decoded for r in ringset.rings)))
+        elif not total:
             out.append("no transitions of 0x%x in the ring" % addr)
             if rings.empty_note(ringset):
                 out.append("(%s)" % rings.empty_note(ringset))
@@ -129,6 +138,9 @@ each lifetime is shown apart. Then the object's state now (as pyref show reports
         if state["reason"]:
             st += " (%s)" % state["reason"]
         out.append(st)
+        if total and incomplete:
+            out.append("history incomplete: " + incomplete)
+        out += ringset.caveats.lines("\n".join(out))
         if total and pycontext.hint(ringset):
             out.append("(%s)" % pycontext.hint(ringset))
         self.write("\n".join(out) + "\n")

@@ -8,7 +8,9 @@ import gdb
 
 from pyref import commands
 from pyref.errors import PyrefError
-from pyref.inferior import heapslots, memsearch, objects, pycontext, pythreads, rings, target
+from pyref.inferior import (diagnose, heapslots, memsearch, objects, pycontext, pythreads,
+                            rings, target)
+from pyref.reader import evidence
 from pyref.rules import events, leaks, marks
 from pyref.rules.leaks import MAX_LEAK_SCAN
 from pyref.rules.ownergraph import scan_summary, site_text
@@ -85,8 +87,10 @@ def leak_report(top, search=MAX_LEAK_SCAN):
 
     rep = leaks.report(_candidates(ringset), alive, type_name, singletons, ringset.rings,
                        ringset.problems, _holders, top, search,
-                       [m for ring in ringset.rings for m in ring.marks()])
+                       [m for ring in ringset.rings for m in ring.marks()],
+                       diagnose.python_minor())
     rep["python_context"] = pycontext.recorded(ringset)
+    rep["caveats"] = ringset.caveats.to_json()
     for g in rep["groups"] + (rep["held"]["groups"] if rep["held"] else []):
         g["python"] = pythreads.frame_json(_python_line(ringset, g)) \
             if rep["python_context"] else None
@@ -133,6 +137,8 @@ def leak_text(rep):
             _plural(rep["total"], "unreleased reference"), _plural(rep["sites"], "site"),
             rep["records"]))
         out += _group_lines(rep["groups"], rep["more_groups"], "api / example")
+    elif evidence.partial(rep["caveats"]):
+        out.append(evidence.none_found(rep["caveats"], "leaks", rep["records"]))
     elif held and held["total"]:
         out.append("no leaks: every unreleased reference traced code acquired to a live "
                    "object is accounted for by holders found in memory (%d records "
@@ -150,12 +156,33 @@ def leak_text(rep):
         out.append("not counted: %s (module initialisation returns its references to "
                    "the import system)" % ", ".join(
                        "%d in %s" % (n, f) for f, n in sorted(rep["module_init"].items())))
+    if rep.get("ambiguous"):
+        out.append("may equally be: the leaked references above may be these unreleased "
+                   "acquisitions of the same objects instead (the ring shows more "
+                   "acquisitions than the count leaves; the others were returned and "
+                   "released unseen):")
+        out += _group_lines(rep["ambiguous"], 0, "api / example")
     if rep["singletons"]:
         out.append("not counted: %s (singletons: Py_RETURN_NONE and the like return "
                    "such references)" % ", ".join(
                        "%d to %s" % (n, k) for k, n in sorted(rep["singletons"].items())))
+    if rep.get("singleton_sites"):
+        out.append("singletons by site: " + rep["singleton_note"])
+        out.append("  %7s  %-8s %-40s %s" % ("refs", "object", "site", "api"))
+        for g in rep["singleton_sites"]:
+            out.append("  %7d  %-8s %-40s %s" % (g["count"], g["object"], site_text(
+                g["file"], g["line"], g["function"]), g["api"] or ""))
+    elif rep.get("singleton_note") and rep["singletons"]:
+        out.append("note: " + rep["singleton_note"])
+    if rep.get("static") and rep["static"]["objects"]:
+        out.append("not counted: %s to %s (CPython's static objects — small ints, "
+                   "one-character strings, the empty tuple — or immortal ones: their "
+                   "count is no reference count)" % (
+                       _plural(rep["static"]["references"], "reference"),
+                       _plural(rep["static"]["objects"], "object")))
     if rep["coverage"]:
         out.append("caveat: " + rep["coverage"])
+    out += evidence.lines(rep["caveats"], "\n".join(out))
     if scan_info and scan_info["searched"] < scan_info["candidates"]:
         out.append("note: holders searched for %d of %d objects (--max-search %d); the "
                    "references of the others are listed from the ring alone" % (
@@ -171,6 +198,7 @@ def leak_text(rep):
 
 class Leaks(commands.Subcommand):
     name = "leaks"
+    reports_caveats = True
     summary = "List references traced C code acquired and never released, by site and type."
     details = """\
 From the pyref ring: each reference acquired by traced code (NEW, INCREF) in an object's

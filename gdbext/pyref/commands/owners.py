@@ -12,11 +12,25 @@ from pyref.rules import ownergraph
 from pyref.rules.ownergraph import MAX_DEPTH
 
 
-def write_dot(rep, path):
-    """Writes the owner graph as Graphviz to `path`; returns the PNG's path when `dot`
-    made one, else None."""
-    with open(path, "w") as f:
-        f.write(ownergraph.dot_text(rep))
+def open_dot(path):
+    """Opens --dot's FILE for writing before the search runs, so a path that cannot be
+    written (a missing folder, a directory, /dev/full) is one line, not a lost report."""
+    if os.path.isdir(path):
+        raise PyrefError("--dot %s is a directory: give a file name" % path)
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise PyrefError("cannot write --dot %s: %s" % (path, e.strerror or e)) from None
+
+
+def write_dot(rep, path, f=None):
+    """Writes the owner graph as Graphviz to `path` (to the open file `f` when given);
+    returns the PNG's path when `dot` made one, else None."""
+    try:
+        with f if f is not None else open(path, "w") as out:
+            out.write(ownergraph.dot_text(rep))
+    except OSError as e:
+        raise PyrefError("cannot write --dot %s: %s" % (path, e.strerror or e)) from None
     dot = shutil.which("dot")
     if dot is None:
         return None
@@ -68,13 +82,19 @@ up to modules, C globals and stacks; --dot FILE draws that graph."""
         addr = target.eval_address(args.expr)
         if addr == 0 or addr & 7:
             raise PyrefError("0x%x is not an object address (NULL or misaligned)" % addr)
-        rep = memsearch.build_report(addr, args.depth)
+        dot = open_dot(args.dot) if args.dot else None
+        try:
+            rep = memsearch.build_report(addr, args.depth)
+        except BaseException:
+            if dot is not None:
+                dot.close()
+            raise
         if args.json:
             self.write(ownergraph.report_json(rep, args.show_all) + "\n")
         else:
             self.write(ownergraph.report_text(rep, args.show_all))
         if args.dot:
-            png = write_dot(rep, args.dot)
+            png = write_dot(rep, args.dot, dot)
             if not args.json:
                 self.write("graph written to %s%s\n" % (
                     args.dot, " and %s" % png if png else " (no `dot` here: no PNG)"))

@@ -33,9 +33,13 @@ def format_report(rep):
                                               ": " + obj["reason"] if obj["reason"] else ""))
         if obj.get("found") and obj["found"] != "named":
             out.append("found:    " + obj["found"])
+    if rep.get("cpython"):
+        out.append("cpython:  " + rep["cpython"]["message"])
     out.append("verdict:  %s" % rep["verdict"])
     if rep["summary"]:
         out.append("          " + rep["summary"])
+    if rep.get("harm"):
+        out.append("harm:     " + rep["harm"])
     if rep.get("culprit"):
         c = rep["culprit"]
         out.append("culprit:  %s  %s%s" % (_where(c), c.get("api") or c["op"], _py(c)))
@@ -48,6 +52,10 @@ def format_report(rep):
         if rep.get("freed_thread"):
             fa += " on " + rep["freed_thread"]
         out.append("freed:    " + fa)
+    if rep.get("used_at"):
+        out.append("used:     %s%s" % (_where(rep["used_at"]), _py(rep["used_at"])))
+    for m in rep.get("suspect") or ():
+        out.append("suspect:  " + m)
     if rep.get("version_note"):
         out.append("versions: " + rep["version_note"])
     if rep["evidence"]:
@@ -87,16 +95,20 @@ def compress_ledger(evidence):
 
 class Why(commands.Subcommand):
     name = "why"
-    summary = "Explain a crash: the line that released a reference it did not own, and why."
+    reports_caveats = True
+    summary = "Explain a crash: the line that released a reference too many or too soon, and why."
     rest_argument = "expr"
     details = """\
 Without EXPR, finds the dead object itself: an argument or local of the crashing
 thread's frames that points at freed memory, or at an object whose recorded history ends
-in its deallocation. Prints the object, where it was freed, the ledger of its references
+in its deallocation, or the one CPython's own check names (a fatal error, a failed
+refcount assertion). Prints the object, where it was freed, the ledger of its references
 (who acquired each: new, borrowed, stolen, INCREF; who released it) and the verdict:
 premature-free, double-release, use-after-free, not-a-refcount-bug or unknown, with the
-culprit line and the origin of the reference. Where evidence is missing (ring wrapped,
-untraced code) it says so instead of guessing."""
+culprit line and the origin of the reference. A culprit needs evidence of harm (freed and
+then used, a count below zero, CPython's word): a release that merely looks unowned is
+listed as a suspicion. Where evidence is missing (ring wrapped, untraced code) it says so
+instead of guessing."""
     examples = ("pyref why", "pyref why item", "pyref why --json")
     completer = gdb.COMPLETE_EXPRESSION
 

@@ -7,23 +7,140 @@ transitions, sites resolved; (3) the verdict from the gdb-free rules (rules/verd
 The crash itself (signal, faulting address, the innermost frame of traced code) is read
 from gdb's frames and $_siginfo (inferior/cframes.py); nothing is called in the inferior.
 """
+import gdb
+
 from pyref import __version__
 from pyref.errors import PyrefError
-from pyref.inferior import cframes, objects, pycontext, pythreads, rings, target
-from pyref.reader.sites import Site
-from pyref.rules import events, verdict
+from pyref.inferior import cframes, layout, objects, pycontext, pythreads, rings, target
+from pyref.reader import evidence, ringformat
+from pyref.reader.sites import Site, read_cstring
+from pyref.rules import cpython, events, leaks, verdict
 
 SINGLETONS = objects.SINGLETON_SYMBOLS
 MAX_RING_CANDIDATES = 5000
+MAX_MESSAGE = 512          # bytes of one of CPython's messages read from a frame
+# Signals of a crash (SIGILL, SIGABRT, SIGBUS, SIGFPE, SIGSEGV): a dead object among the
+# crashing frames' pointers was being used; a breakpoint's SIGTRAP is no use of anything.
+CRASH_SIGNALS = (4, 6, 7, 8, 11)
+# The singleton a CPython function deallocating one names (its fatal error names no
+# object).
+DEALLOC_SINGLETON = {"none_dealloc": "_Py_NoneStruct",
+                     "notimplemented_dealloc": "_Py_NotImplementedStruct"}
+
+
+# ---------------------------------------------------------------------------------------
+# CPython's own evidence
+# ---------------------------------------------------------------------------------------
+def frame_arguments(f):
+    """{name: value} of a frame's arguments: char pointers read as strings (bounded),
+    other pointers and integers as ints; what cannot be read is left out."""
+    out = {}
+    try:
+        block = f.block()
+    except (gdb.error, RuntimeError):
+        return out
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is None:
+        return out
+    for sym in block:
+        if not sym.is_argument:
+            continue
+        try:
+            v = sym.value(f)
+            if v.is_optimized_out:
+                continue
+            t = v.type.strip_typedefs()
+            if t.code == gdb.TYPE_CODE_PTR:
+                p = int(v) & ((1 << 64) - 1)
+                if t.target().strip_typedefs().code == gdb.TYPE_CODE_INT and \
+                        t.target().strip_typedefs().sizeof == 1:
+                    out[sym.name] = read_cstring(target.read, p, MAX_MESSAGE) if p else None
+                else:
+                    out[sym.name] = p
+            elif t.code in (gdb.TYPE_CODE_INT, gdb.TYPE_CODE_ENUM):
+                out[sym.name] = int(v)
+        except (gdb.error, RuntimeError, ValueError, PyrefError):
+            continue
+    return out
+
+
+def cpython_evidence():
+    """cpython.Evidence from the crashed thread's frames (a fatal error's message,
+    _PyObject_AssertFailed's arguments), or None. Read from gdb's frames: nothing is
+    called in the inferior."""
+    found = []
+    for f in cframes.frames():
+        name = f.name()
+        if name in (cpython.ASSERT_FAILED, cpython.NEGATIVE) or name in cpython.FATAL:
+            ev = cpython.classify(name, frame_arguments(f))
+            if ev is not None:
+                if ev.obj is None and ev.where in DEALLOC_SINGLETON:
+                    ev.obj = target.symbol_address(DEALLOC_SINGLETON[ev.where])
+                found.append(ev)
+    return cpython.strongest(found)
 
 
 # ---------------------------------------------------------------------------------------
 # Finding the object
 # ---------------------------------------------------------------------------------------
+MAX_TUPLE_CHECK = 64       # items of a tuple read to tell a dead one
+
+
+def dead_tuple(info):
+    """Why a live-looking tuple is a dead one, or None. CPython keeps freed tuples on a
+    free list, type and memory intact, their first item slot reused as the list's link:
+    a tuple whose items are a NULL and freed objects, or freed objects only, was freed
+    (its items released) and not built again; the link is NULL or the next freed tuple.
+    A tuple still being built has NULL slots too, but its filled ones are live."""
+    if info.type is None or info.type.name != "tuple" or info.body is None:
+        return None
+    lay = layout.layouts()
+    try:
+        n = info.body.i64(lay.ob_size)
+        if not 0 < n <= MAX_TUPLE_CHECK:
+            return None
+        ptrs = target.read_ptrs(info.addr + layout.need("PyTupleObject").offset("ob_item"),
+                                n)
+    except (PyrefError, gdb.error):
+        return None
+    freed = nulls = 0
+    for i, p in enumerate(ptrs):
+        if not p:
+            nulls += 1
+            continue
+        if i == 0 and _is_tuple(p):
+            continue                 # the free list's link to the next freed tuple
+        try:
+            item = objects.inspect(p)
+        except PyrefError:
+            item = None
+        if item is not None and item.state == objects.LIVE:
+            rc = item.refcount
+            if rc is not None and (rc.immortal or rc.total >= leaks.NEAR_IMMORTAL):
+                continue             # a static object (a small int): alive for good
+            return None
+        freed += 1
+    if not freed:
+        return None
+    return ("a tuple whose items are freed objects%s: freed onto CPython's tuple free list "
+            "(the first slot links the list), its items released" % (
+                " and a NULL" if nulls else ""))
+
+
+def _is_tuple(addr):
+    try:
+        info = objects.inspect(addr)
+    except PyrefError:
+        return False
+    return info.type is not None and info.type.name == "tuple"
+
+
 def find_dead_object(ringset):
-    """(addr, how) of the dead object the crash involves, or (None, None). Innermost frame
-    first; an object whose ring history ends in its deallocation wins over one whose
-    memory merely looks freed."""
+    """(addr, how, dead) of the dead object the crash involves, or (None, None, None).
+    Innermost frame first; an object whose ring history ends in its deallocation wins
+    over one whose memory merely looks freed. `dead`, when not None, says why an object
+    that looks live is a dead one (dead_tuple())."""
     index = ringset.index() if ringset is not None and ringset.rings else {}
     weak = None
     for f in cframes.frames():
@@ -34,7 +151,7 @@ def find_dead_object(ringset):
             recs = index.get(addr)
             if recs and recs[-1].op_name in ("DEALLOC", "FREE"):
                 return addr, "%s in %s: its ring history ends with %s" % (
-                    name, fname, recs[-1].op_name)
+                    name, fname, recs[-1].op_name), None
             if weak is None:
                 try:
                     info = objects.inspect(addr)
@@ -42,37 +159,74 @@ def find_dead_object(ringset):
                     continue
                 if info.state == objects.FREED and (recs or info.type is not None
                                                     or "0xDD" in info.reason):
-                    weak = addr, "%s in %s: %s" % (name, fname, info.reason)
-    return weak if weak else (None, None)
+                    weak = addr, "%s in %s: %s" % (name, fname, info.reason), None
+                elif info.state == objects.LIVE and recs:
+                    dead = dead_tuple(info)
+                    if dead:
+                        weak = addr, "%s in %s: %s" % (name, fname, dead), dead
+    return weak if weak else (None, None, None)
+
+
+def _may_show_harm(recs, singleton):
+    """Whether an object's records (decode.Records, no site resolved) can show harm that
+    analyze() would name a culprit for: a count below zero (a singleton's at zero), a
+    record on dead memory after a lifetime ended, or a lifetime with a borrow or a steal
+    that a traced DEALLOC ended. One pass over the raw fields, cutting lifetimes as
+    events.lifetimes() does: most objects of a full ring pass none of the tests and are
+    never resolved."""
+    rf = ringformat
+    ended = False                    # the previous record ended a lifetime
+    lent = False                     # the running lifetime has a BORROW or a STEAL
+    for r in recs:
+        op, before, flags = r[4], r[2], r[5]
+        after = before + r[3]
+        if not flags & rf.IMMORTAL and (after < 0 or singleton is not None and after <= 0
+                                        and op in (rf.DECREF, rf.DEALLOC)):
+            return True
+        if ended:
+            if op in (rf.FREE, rf.STEAL):
+                continue             # the end's own FREE, or the steal that freed it
+            if op != rf.NEW and not 0 < before < verdict.SANE_COUNT:
+                return True          # a use of dead memory
+            ended = False
+        if op == rf.NEW and before == 1:
+            lent = False
+        elif op in (rf.BORROW, rf.STEAL):
+            lent = True
+        elif op == rf.DEALLOC:
+            if lent:
+                return True
+            ended, lent = True, False
+        elif op == rf.FREE:
+            ended, lent = True, False
+    return False
 
 
 def find_in_ring(ringset):
-    """(addr, how) of the object whose recorded history holds the most recent release
-    without ownership (a verdict with evidence), or (None, None). For a crash whose frames
-    do not hold the dead object, or no crash at all."""
+    """(addr, how) of the object whose recorded history shows harm with a culprit (freed
+    and used after, freed by a borrower or a thief, a count below zero), the most recent
+    culprit first, or (None, None). For a crash whose frames do not hold the dead object,
+    or no crash at all. A release the ownership rules find odd, without harm, is no
+    reason to pick an object."""
     best = None
     checked = 0
+    singles = {target.symbol_address(sym): name for sym, name in SINGLETONS.items()}
+    complete = not any(r.overwritten for r in ringset.rings)
     for obj, recs in ringset.index().items():
-        ops = {r.op_name for r in recs}
-        if not ops & {"DECREF", "DEALLOC", "STEAL"}:
+        singleton = singles.get(obj)
+        if not _may_show_harm(recs, singleton) and not (complete and singleton):
             continue
-        singleton = singleton_name(obj)
-        if not singleton and not ops & {"BORROW", "STEAL"} and \
-                sum(r.op_name in ("DECREF", "DEALLOC") for r in recs) < 2:
-            continue                     # no evidence possible: skip cheaply
         checked += 1
         if checked > MAX_RING_CANDIDATES:
             break
-        for life in reversed(events.lifetimes(events_for(ringset, obj))):
-            found = verdict.unowned_release(life, singleton)
-            if found:
-                if best is None or found[0].seq > best[1]:
-                    best = (obj, found[0].seq)
-                break
+        v = verdict.analyze(events_for(ringset, obj), state="live", singleton=singleton,
+                            complete=complete)
+        if v.culprit is not None and (best is None or v.culprit.seq > best[1]):
+            best = (obj, v.culprit.seq)
     if best is None:
         return None, None
-    return best[0], ("no freed object in the crashing frames; the ring shows a release "
-                     "without ownership")
+    return best[0], ("no freed object in the crashing frames; the ring shows harm done "
+                     "to this one")
 
 
 def traced_use_site(traced_files):
@@ -114,14 +268,21 @@ def singleton_name(addr):
 def diagnose(expr=None):
     """The full report as a dict (the JSON of `pyref why --json`)."""
     target.require_target()
+    target.check_executable()    # another interpreter's symbols would make any verdict up
     ringset = rings.ring_set(required=False)
     crash = cframes.crash_info()
     how = None
+    said = None if expr else cpython_evidence()
+    in_frames = False
+    dead = None
     if expr:
         addr = target.eval_address(expr)
         how = "named"
+    elif said is not None and said.obj:
+        addr, how = said.obj, "named by CPython: " + said.text
     else:
-        addr, how = find_dead_object(ringset)
+        addr, how, dead = find_dead_object(ringset)
+        in_frames = addr is not None
         if addr is None and ringset.rings:
             addr, how = find_in_ring(ringset)
     report = {"pyref_version": __version__, "crash": crash, "ring": None,
@@ -135,8 +296,15 @@ def diagnose(expr=None):
                           "overwritten": sum(r.overwritten for r in ringset.rings),
                           "torn": sum(r.torn for r in ringset.rings)}
     else:
-        report["missing"].append("no pyref ring in the target: " +
-                                 ("; ".join(ringset.problems) or "the extension is not traced"))
+        report["missing"].append(rings.no_ring_text(ringset))
+    if said is not None:
+        report["cpython"] = {"kind": said.kind, "message": said.text,
+                             "object": "0x%x" % said.obj if said.obj else None}
+    if addr is None and said is not None:
+        v = verdict.analyze([], cpython=said)
+        report.update(verdict=v.kind, summary=v.summary, why=v.why, harm=v.harm)
+        report["missing"] += v.missing
+        return evidence.apply_to_verdict(report, ringset.caveats, None)
     if addr is None:
         sig = crash.get("signal")
         fault = crash.get("address")
@@ -152,15 +320,27 @@ def diagnose(expr=None):
         else:
             report["summary"] = ("no freed object found in the current frames; name one: "
                                  "pyref why EXPR")
-        return report
+        return evidence.apply_to_verdict(report, ringset.caveats, None)
 
     state = objects.object_state(addr)
+    if dead:
+        state.update(state="freed", reason=dead)
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
                         "state": state["state"], "reason": state["reason"],
                         "found": how}
     evs = events_for(ringset, addr) if ringset.rings else []
     freed_types = [t for t in (decode_type(e) for e in evs if e.op == "FREE") if t]
-    if evs and evs[-1].op in events.ENDS_LIFE and state["state"] == objects.LIVE:
+    lives = events.lifetimes(evs)
+    if lives and len(lives) > 1 and events.end_of(lives[-1]) is None and \
+            state["state"] == objects.LIVE and not verdict.poisoned(
+                next((e for e in lives[-1] if e.file is not None), lives[-1][0])):
+        # a live object: the earlier lifetimes at its address were other objects
+        report["earlier_lifetimes"] = len(lives) - 1
+        report["missing"].append(
+            "%d earlier lifetime%s at this address (other objects, freed) left out: "
+            "`pyref history` shows them" % (len(lives) - 1, "" if len(lives) == 2 else "s"))
+        evs = lives[-1]
+    elif evs and events.end_of(lives[-1]) is not None and state["state"] == objects.LIVE:
         # the recorded free is the truth about this object; the memory holds another now
         report["object"]["reason"] = ("its memory was reused after the recorded free: it "
                                       "now holds a %s" % state["type"])
@@ -171,15 +351,23 @@ def diagnose(expr=None):
     # the crash frame that used the object is traced code that had recorded it
     traced_files = {e.file for e in evs if e.file}
     use = traced_use_site(traced_files) if not expr else None
+    crashed_on = in_frames and crash.get("signal") in CRASH_SIGNALS
     v = verdict.analyze(evs, state=state["state"], singleton=singleton_name(addr),
-                        target_minor=python_minor(), use_site=use)
+                        target_minor=python_minor(), use_site=use, crashed_on=crashed_on,
+                        cpython=said if said is not None and said.obj == addr else None,
+                        complete=bool(ringset.rings) and
+                        not any(r.overwritten for r in ringset.rings))
     lines = pycontext.lines_by_seq(ringset, ringset.records_for(addr)) \
         if report["python_context"] else {}
     report["verdict"] = v.kind
     report["summary"] = v.summary
     report["why"] = v.why
     report["version_note"] = v.version_note
+    report["harm"] = v.harm
+    report["suspect"] = v.suspect
     report["missing"] += v.missing
+    if v.used_at is not None:
+        report["used_at"] = _event_json(v.used_at, lines)
     if v.culprit is not None:
         report["culprit"] = _event_json(v.culprit, lines)
     if v.origin is not None:
@@ -194,7 +382,7 @@ def diagnose(expr=None):
     report["evidence"] = [dict(_event_json(e, lines), seq=e.seq, before=e.before,
                                after=e.after, thread=e.thread, note=note)
                           for e, note in v.ledger]
-    return report
+    return evidence.apply_to_verdict(report, ringset.caveats, addr)
 
 
 def decode_type(event):

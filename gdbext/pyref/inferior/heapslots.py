@@ -473,8 +473,8 @@ def _embedded_frame_slot(info, off):
     i = (off - base - ls) // 8
     code_f = lay.iframe.find("f_executable", "f_code")[1]
     try:
-        code = target.read_u64(info.addr + base + code_f.offset)
-        stacktop = target.read_i32(info.addr + base + lay.iframe.offset("stacktop"))
+        code = lay.untag(target.read_u64(info.addr + base + code_f.offset))
+        stacktop = lay.stacktop(target.read(info.addr + base, ls), info.addr + base)
     except MemoryReadError:
         return None
     name, _ = localsplus_name(code, i)

@@ -9,14 +9,16 @@ built when first used, so that a command needs only the debug info it reads.
 - `walk`: the thread-state and frame offsets of the Python stack walk, as the
   reader/pyframes.py WalkLayout that the gdb-free walker reads.
 
-The differences between 3.10, 3.11, 3.12, 3.13 and 3.13t are told apart by the members the
-DWARF has, never by a version number: each difference is a named feature below
-(`interpreter_frames`, `preheader_values`, `inline_values`...), set from the member that
-shows it. Constants that are not layout (tp_flags bits) are CPython's ABI and named here.
+The differences between 3.10, 3.11, 3.12, 3.13, 3.13t, 3.14 and 3.15 are told apart by the
+members the DWARF has, never by a version number: each difference is a named feature below
+(`count_model`, `interpreter_frames`, `preheader_values`, `inline_values`, `stack_refs`...),
+set from the member that shows it. Constants that are not layout (tp_flags bits) are CPython's ABI and named here.
 """
 import functools
 import os
 import re
+
+import gdb
 
 from pyref.errors import NoDebugInfoError
 from pyref.inferior import target
@@ -37,13 +39,37 @@ TPFLAGS_UNICODE_SUBCLASS = 1 << 28
 TPFLAGS_DICT_SUBCLASS = 1 << 29
 TPFLAGS_TYPE_SUBCLASS = 1 << 31
 
+# How the reference count is stored (Layouts.count_model), told apart by the members of
+# PyObject; the rules each applies are Include/refcount.h's, the constants below.
+COUNT_WORD = "word"                 # 3.10, 3.11: one Py_ssize_t, no immortality
+COUNT_SPLIT = "split"               # 3.12, 3.13: Py_ssize_t; immortal: (int32)low half < 0
+COUNT_NARROW = "narrow"             # 3.14+: uint32 ob_refcnt + ob_overflow + ob_flags
+COUNT_FREE_THREADED = "free-threaded"  # 3.13t: ob_ref_local + ob_ref_shared >> 2
+# Include/refcount.h (3.14+, and ob_flags of 3.13t): the ABI, not layout
+IMMORTAL_FLAGS = 1                  # _Py_IMMORTAL_FLAGS (= Py_TAG_REFCNT of a stack ref)
+STATICALLY_ALLOCATED_FLAG = 4       # _Py_STATICALLY_ALLOCATED_FLAG
+IMMORTAL_REFCNT_LOCAL = 0xFFFFFFFF  # _Py_IMMORTAL_REFCNT_LOCAL (3.13t)
+REF_SHARED_SHIFT = 2                # _Py_REF_SHARED_SHIFT (3.13t)
+# Py_DECREF's debug check (3.14+): a 32-bit count this close below 2**32 wrapped past 0
+NEGATIVE_WINDOW = 1 << 20
+# Internal/pycore_stackref.h (3.14+): a _PyStackRef's low bits. With the GIL Py_TAG_BITS is
+# 3: tag 0 owns a reference, Py_TAG_REFCNT (1) does not (borrowed, deferred or immortal),
+# Py_INT_TAG (3) is a tagged int, not a pointer; free-threaded builds tag 1 bit (deferred).
+STACK_REF_TAG_BITS = 3
+STACK_REF_TAG_BITS_FREE_THREADED = 1
+STACK_REF_REFCNT = 1                # Py_TAG_REFCNT / Py_TAG_DEFERRED
+STACK_REF_INT = 3                   # Py_INT_TAG
+
 
 def need(*names, why=""):
     """The StructLayout of the first of `names`; NoDebugInfoError when none is in the debug
     info (`why` says what it is needed for)."""
     lay = target.struct_layout(*names)
     if lay is None:
-        raise NoDebugInfoError("no debug info for %s%s" % (names[0], why))
+        # PyObject and PyTypeObject may come from a traced extension's own DWARF (built
+        # -g, it describes what its code uses): what is missing is the interpreter's
+        raise NoDebugInfoError("no debug info for %s%s (install the interpreter's debug "
+                               "symbols: %s)" % (names[0], why, _debug_package()))
     return lay
 
 
@@ -86,14 +112,33 @@ class Layouts:
         self.header_size = obj.size
         self.ob_type = obj.offset("ob_type")
         self.free_threaded = "ob_ref_local" in obj
+        # ob_flags: 3.14+ beside the 32-bit count, 3.13t after ob_tid (immortal, static)
+        self.ob_flags = obj.offset("ob_flags") if "ob_flags" in obj else None
         if self.free_threaded:  # 3.13t
             self.ob_tid = obj.offset("ob_tid")
             self.ob_ref_local = obj.offset("ob_ref_local")
             self.ob_ref_shared = obj.offset("ob_ref_shared")
+            self.count_words = (("ob_ref_local", self.ob_ref_local, obj.field(
+                "ob_ref_local").size), ("ob_ref_shared", self.ob_ref_shared,
+                                        obj.field("ob_ref_shared").size))
+            self.count_model = COUNT_FREE_THREADED
         else:
-            self.ob_refcnt = obj.offset("ob_refcnt")
-        # 3.12+ (64-bit): the count is a union with ob_refcnt_split; immortal = low half < 0.
-        self.immortal_split = "ob_refcnt_split" in obj or self.free_threaded
+            count = obj.field("ob_refcnt")
+            self.ob_refcnt, self.refcnt_size = count.offset, count.size
+            self.count_words = (("ob_refcnt", count.offset, count.size),)
+            if "ob_refcnt_full" in obj and count.size == 4:
+                # 3.14+ (64-bit): a 32-bit ob_refcnt in a union with ob_refcnt_full,
+                # ob_overflow and ob_flags beside it
+                self.ob_refcnt_full = obj.offset("ob_refcnt_full")
+                self.ob_overflow = obj.offset("ob_overflow")
+                self.count_model = COUNT_NARROW
+            elif "ob_refcnt_split" in obj:
+                # 3.12, 3.13 (64-bit): a 64-bit ob_refcnt whose low half is the count
+                self.count_model = COUNT_SPLIT
+            else:
+                self.count_model = COUNT_WORD
+        # immortality exists (3.12+ and 3.13t, PEP 683)
+        self.immortal_split = self.count_model != COUNT_WORD
         var = get("PyVarObject")
         self.ob_size = var.offset("ob_size") if var is not None and "ob_size" in var else None
         self.type_size = typ.size
@@ -123,6 +168,17 @@ class Layouts:
         # then the insertion order); 3.12 tags an instance's values pointer with -1
         self.values_prefix = self.interpreter_frames and not executable
         self.tagged_values = funcobj and not executable
+        # 3.14+: frame slots and f_executable are _PyStackRefs (a union of tagged bits),
+        # 3.13's are PyObject pointers (it has the union type, unused by frames)
+        self.stack_refs = executable and _member_is_union(
+            ("_PyInterpreterFrame", "struct _PyInterpreterFrame"), "f_executable")
+        self.stack_ref_tags = 0 if not self.stack_refs else \
+            STACK_REF_TAG_BITS_FREE_THREADED if self.free_threaded else STACK_REF_TAG_BITS
+
+    def untag(self, word):
+        """The object a frame slot's word points to: a _PyStackRef's bits without its tag
+        (3.14+), a pointer as it is before."""
+        return word & ~self.stack_ref_tags
 
     def preheader(self, flags):
         """Bytes in front of an object of a type with `flags`: GC header, then the managed
@@ -144,6 +200,20 @@ class Layouts:
     def walk(self):
         """The Python stack walk's offsets, a pyframes.WalkLayout."""
         return _walk_layout(self)
+
+
+def _member_is_union(struct_names, member):
+    """True when `member` of the first of `struct_names` in the debug info is a union
+    (a _PyStackRef), read from its DWARF type."""
+    for name in struct_names:
+        try:
+            gtype = gdb.lookup_type(name).strip_typedefs()
+            for f in gtype.fields():
+                if f.name == member:
+                    return f.type.strip_typedefs().code == gdb.TYPE_CODE_UNION
+        except (gdb.error, TypeError):
+            continue
+    return False
 
 
 def layouts():
@@ -186,9 +256,10 @@ class _Heap:
         self.header, self.ob_size = lay.header_size, lay.ob_size
         self.iframe = lay.iframe
         for feature in ("interpreter_frames", "preheader_values", "preheader_weakref",
-                        "inline_values", "values_prefix", "tagged_values"):
+                        "inline_values", "values_prefix", "tagged_values", "stack_refs",
+                        "stack_ref_tags"):
             setattr(self, feature, getattr(lay, feature))
-        self.preheader = lay.preheader
+        self.preheader, self.untag = lay.preheader, lay.untag
         gc = get("PyGC_Head", "struct _gc_head")
         self.gc_size = gc.size if gc is not None else 16
         self.tuple_items = need("PyTupleObject").offset("ob_item")
@@ -230,11 +301,25 @@ class _Heap:
             self.pool = scan.POOL
         self.interp = get("PyInterpreterState", "struct _is")
 
+    def stacktop(self, raw, frame):
+        """The value stack's top of the _PyInterpreterFrame at `frame` whose bytes are
+        `raw`, as an index into localsplus: 3.11-3.13's stacktop, 3.14+'s stackpointer
+        made an index. -1 while the frame runs (stacktop -1, stackpointer NULL) or when
+        the pointer is not into the frame's own slots (the target is not trusted)."""
+        f = self.iframe
+        if "stacktop" in f:
+            return field_int(raw, f.field("stacktop"), signed=True)
+        sp = field_int(raw, f.field("stackpointer"))
+        base = frame + f.offset("localsplus")
+        if not sp or sp < base or (sp - base) % 8 or sp - base >= 8 << 16:
+            return -1
+        return (sp - base) // 8
+
 
 # ---------------------------------------------------------------------------------------
 # The Python stack walk
 # ---------------------------------------------------------------------------------------
-_STACK_WHY = ": the Python stack needs the interpreter's debug symbols"
+_STACK_WHY = ": the Python stack reads the interpreter's thread states"
 
 
 def _walk_layout(lay):
@@ -273,6 +358,7 @@ def _walk_layout(lay):
                      frame_code=f.offset("f_code"), frame_instr=f.offset("f_lasti"),
                      frame_lineno=f.offset("f_lineno"), frame_owner=None,
                      owner_cstack=None, owner_generator=None, table_version=(3, 10))
+    frame["frame_code_tags"] = lay.stack_ref_tags
     ascii_ = stack_need("PyASCIIObject")
 
     def opt(name):

@@ -433,6 +433,8 @@ def owners_of(mem, targets):
         for t, p in pending:
             result[t].append(resolved[p.hit])
     _promote(mem, [o for lst in result.values() for o in lst])
+    for t, tagged in ownersources.tagged_frame_refs(mem.pyframes, targets).items():
+        result[t].extend(tagged)
     for t in targets:
         result[t].sort(key=lambda o: o.addr)
     return result
@@ -489,5 +491,8 @@ def build_report(addr, depth=1):
     if ringset is not None and ringset.rings:
         rep.ring_records = len(ringset.records_for(addr))
         rep.holders = ring_holders(ringset, addr)
+        rep.kept = ownergraph.kept_pointers(events.from_records(ringset.records_for(addr),
+                                                                rings.site_of))
         rep.coverage = leaks.ring_coverage(ringset.rings)
+        rep.ring_incomplete = ringset.caveats.for_object(addr)
     return rep

@@ -6,8 +6,8 @@ owners search read.
 Nothing here knows an offset by heart: every struct layout (PyObject, PyTypeObject,
 PyLongObject, the dict key table, the str state bitfield...) is read from the DWARF of the
 loaded interpreter (inferior/layout.py), once per objfile generation, and the differences
-between 3.10, 3.11, 3.12, 3.13 and 3.13t are recognised by which members exist
-(`long_value`, `ob_refcnt_split`, `ob_ref_local`, `dk_log2_size`, PyDictValues.capacity),
+between 3.10 to 3.15 and 3.13t are recognised by which members exist (`long_value`,
+`ob_refcnt_split`, `ob_refcnt_full`, `ob_ref_local`, `dk_log2_size`, PyDictValues.capacity),
 never by a version number. Constants that are not layout (tp_flags bits, the debug
 allocator's fill bytes, lv_tag's sign bits) are CPython's ABI and named below.
 
@@ -16,9 +16,9 @@ stop), then its fixed part (tp_basicsize bytes) and one read for its variable pa
 target is never trusted: every count is capped. A freed or corrupted object is a finding,
 never an exception.
 
-3.13t (free-threaded) refcounts (ob_tid, ob_ref_local, ob_ref_shared) are decoded from
-their DWARF layout; no free-threaded interpreter is installed on the test machines, so
-that path is exercised only by reading, not by a test.
+The count is decoded per layout.Layouts.count_model: one 64-bit word (3.10, 3.11), a 64-bit
+word whose low half says immortal (3.12, 3.13), the 32-bit ob_refcnt with ob_overflow and
+ob_flags beside it (3.14+), local + shared >> 2 (3.13t).
 """
 import struct
 
@@ -195,45 +195,88 @@ def _kind_of(addr, t):
 # ---------------------------------------------------------------------------------------
 class RefCount:
     """What Py_REFCNT() would say, plus how it is stored. `total` is the count (for 3.13t
-    local + shared >> 2); `immortal` per the interpreter's _Py_IsImmortal."""
+    local + shared >> 2, on 3.14+ the 32-bit ob_refcnt); `immortal` per the interpreter's
+    _Py_IsImmortal; `flags` the ob_flags word (3.14+, 3.13t), else None; `raw` the
+    header's first word (the whole ob_refcnt_full on 3.14+)."""
 
-    __slots__ = ("total", "immortal", "raw", "local", "shared", "shared_flags", "tid", "note")
+    __slots__ = ("total", "immortal", "raw", "local", "shared", "shared_flags", "tid", "note",
+                 "flags", "overflow")
 
     def __init__(self, total, immortal, raw, local=None, shared=None, shared_flags=None,
-                 tid=None):
+                 tid=None, flags=None, overflow=None):
         self.total, self.immortal, self.raw = total, immortal, raw
         self.local, self.shared, self.shared_flags, self.tid = local, shared, shared_flags, tid
+        self.flags, self.overflow = flags, overflow
         self.note = None  # set when the word holds something else (fill bytes, a link)
 
     _FLAG_NAMES = {0: "", 1: "maybe-weakref", 2: "queued", 3: "merged"}
+
+    @property
+    def static(self):
+        """True when ob_flags says statically allocated (3.14+, 3.13t)."""
+        return bool(self.flags is not None and
+                    self.flags & layout.STATICALLY_ALLOCATED_FLAG)
+
+    def _ob_flags(self):
+        if self.flags is None:
+            return ""
+        names = [n for bit, n in ((layout.IMMORTAL_FLAGS, "immortal"),
+                                  (layout.STATICALLY_ALLOCATED_FLAG, "static"))
+                 if self.flags & bit]
+        return "; ob_flags 0x%x%s" % (self.flags, " (%s)" % ", ".join(names) if names else "")
 
     def __str__(self):
         if self.note:
             return "? (0x%x: %s)" % (self.raw & ((1 << 64) - 1), self.note)
         if self.local is not None:  # 3.13t
             if self.immortal:
-                return "immortal (ob_ref_local 0x%x)" % self.local
+                return "immortal (ob_ref_local 0x%x%s)" % (self.local, self._ob_flags())
             flags = self._FLAG_NAMES.get(self.shared_flags, "")
             return "%d (local %d + shared %d%s; owner thread 0x%x)" % (
                 self.total, self.local, self.shared, ", " + flags if flags else "", self.tid)
         if self.immortal:
+            if self.flags is not None:  # 3.14+: the 32-bit count, then ob_flags
+                return "immortal (ob_refcnt 0x%x%s)" % (self.total, self._ob_flags())
             return "immortal (ob_refcnt 0x%x)" % (self.raw & ((1 << 64) - 1))
+        if self.overflow:
+            return "%d (ob_overflow %d)" % (self.total, self.overflow)
         return "%d" % self.total
 
 
 def refcount_of(lay, head):
-    if lay.free_threaded:
+    """The RefCount of an object header's bytes `head`, by the rules of lay.count_model."""
+    model = lay.count_model
+    if model == layout.COUNT_FREE_THREADED:
         tid = _U64.unpack_from(head, lay.ob_tid)[0]
         local = struct.unpack_from("<I", head, lay.ob_ref_local)[0]
         shared = _I64.unpack_from(head, lay.ob_ref_shared)[0]
-        if local == 0xFFFFFFFF:
-            return RefCount(local, True, local, local, shared >> 2, shared & 3, tid)
-        return RefCount(local + (shared >> 2), False, local, local, shared >> 2, shared & 3,
-                        tid)
+        flags = struct.unpack_from("<H", head, lay.ob_flags)[0] \
+            if lay.ob_flags is not None else None
+        shift = layout.REF_SHARED_SHIFT
+        if local == layout.IMMORTAL_REFCNT_LOCAL:
+            return RefCount(local, True, local, local, shared >> shift,
+                            shared & ((1 << shift) - 1), tid, flags)
+        return RefCount(local + (shared >> shift), False, local, local, shared >> shift,
+                        shared & ((1 << shift) - 1), tid, flags)
+    if model == layout.COUNT_NARROW:
+        full = _I64.unpack_from(head, lay.ob_refcnt_full)[0]
+        count = struct.unpack_from("<I", head, lay.ob_refcnt)[0]
+        flags = struct.unpack_from("<H", head, lay.ob_flags)[0]
+        overflow = struct.unpack_from("<H", head, lay.ob_overflow)[0]
+        # _Py_IsImmortal: the 32-bit count, as int32, is negative. Py_DECREF's debug check
+        # calls a count just below 2**32 (or a negative whole word) a negative refcount:
+        # an over-release that wrapped, unless ob_flags marks it immortal.
+        wrapped = full < 0 or (count > (1 << 32) - layout.NEGATIVE_WINDOW and
+                               not flags & layout.IMMORTAL_FLAGS)
+        if wrapped:
+            return RefCount(count - (1 << 32) if count >= 1 << 31 else full, False, full,
+                            flags=flags, overflow=overflow)
+        return RefCount(count, count >= 1 << 31, full, flags=flags, overflow=overflow)
     raw = _I64.unpack_from(head, lay.ob_refcnt)[0]
     # 3.12+: _Py_IsImmortal is "low 32 bits, as int32, < 0". A count that is negative as a
     # whole word is an over-release, not immortality: say so rather than hide it.
-    immortal = lay.immortal_split and raw >= 0 and (raw & 0xFFFFFFFF) >= 0x80000000
+    immortal = model == layout.COUNT_SPLIT and raw >= 0 and \
+        (raw & 0xFFFFFFFF) >= 0x80000000
     return RefCount(raw, immortal, raw)
 
 

@@ -8,6 +8,7 @@ Thread states and interpreter frames come from the one walk of reader/pyframes.p
 (thread_states, FrameWalk) over the DWARF offsets of inferior/layout.py.
 """
 import os
+import struct
 
 import gdb
 
@@ -140,7 +141,7 @@ def pyframe_ranges(thread_by_lwp):
     if lay.interpreter_frames:
         f = lay.iframe
         code_f = f.find("f_executable", "f_code")[1]
-        ls, top_f = f.offset("localsplus"), f.field("stacktop")
+        ls = f.offset("localsplus")
         c = lay.code
         tstate = target.struct_layout("PyThreadState", "struct _ts")
         walk_layout = layout.layouts().walk
@@ -152,8 +153,8 @@ def pyframe_ranges(thread_by_lwp):
                 for frame, _ in walk.frames(ts, MAX_PYFRAMES - total, raw=True):
                     total += 1
                     raw = target.read(frame, f.size)
-                    code = field_int(raw, code_f)
-                    stacktop = field_int(raw, top_f, signed=True)
+                    code = lay.untag(field_int(raw, code_f))
+                    stacktop = lay.stacktop(raw, frame)
                     craw = target.read(code, c.size)
                     nlp = field_int(craw, c.field("co_nlocalsplus"), signed=True)
                     stack = field_int(craw, c.field("co_stacksize"), signed=True)
@@ -200,6 +201,34 @@ def pyframe_owner(hit, payload):
     return Owner(hit, "pyframe", "%s: value stack [%d] (the frame is running: live or a "
                  "leftover)" % (where, depth), label="%s() in %s" % (fname, label),
                  edge="stack[%d]" % depth, root=True, counted=False, detail="possible")
+
+
+def tagged_frame_refs(pyframes_index, targets):
+    """{target: [Owner]} of the 3.14+ interpreter frame slots holding a target as a
+    _PyStackRef tagged Py_TAG_REFCNT: a borrowed, deferred or immortal reference, which
+    holds no count on the object, shown and not counted. The word is the address with its
+    tag bit, so the search for the address itself does not see it. {} before 3.14."""
+    lay = heap()
+    if not lay.stack_refs or not targets:
+        return {}
+    want = set(targets)
+    found = {}
+    for start, end, payload in pyframes_index:
+        if payload[0] != "frame":
+            continue
+        try:
+            data = target.read(start, end - start)
+        except MemoryReadError:
+            continue
+        for i, (word,) in enumerate(struct.iter_unpack("<Q", data)):
+            if word & lay.stack_ref_tags != layout.STACK_REF_REFCNT or \
+                    lay.untag(word) not in want:
+                continue
+            o = pyframe_owner(start + 8 * i, payload)
+            o.text += " (a borrowed _PyStackRef, tagged Py_TAG_REFCNT: it holds no count)"
+            o.counted, o.detail = False, "possible"
+            found.setdefault(lay.untag(word), []).append(o)
+    return found
 
 
 # ---------------------------------------------------------------------------------------

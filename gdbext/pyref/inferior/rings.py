@@ -13,16 +13,18 @@ import os
 
 from pyref.errors import PyrefError, RingError
 from pyref.inferior import target
-from pyref.reader import corefile, decode, extcheck, ringformat, sites
+from pyref.reader import decode, evidence, extcheck, ringformat, sites
 
 
 class RingSet:
     """Every ring found in the target: `rings` (decoded), `how` ('symbol' or 'scan'),
     `problems` (one line each: a header that did not validate, a ring that could not be
-    read), and a merged index obj -> [Record] built on first use."""
+    read), `caveats` (reader/evidence.py: what the answers drawn from these rings must
+    say they lack), and a merged index obj -> [Record] built on first use."""
 
-    def __init__(self, rings, how, problems):
+    def __init__(self, rings, how, problems, caveats=None):
         self.rings, self.how, self.problems = rings, how, problems
+        self.caveats = caveats if caveats is not None else evidence.Caveats()
         self._index = None
         self._per_obj = {}
         self._ring_of = {}       # id(record) -> the Ring it came from (thread labels)
@@ -38,7 +40,7 @@ class RingSet:
                             self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
                 for recs in idx.values():
-                    recs.sort(key=lambda r: r.seq)
+                    recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._index = idx
         return self._index
 
@@ -55,7 +57,7 @@ class RingSet:
                     recs.append(r)
                     self._ring_of[id(r)] = ring
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return self._per_obj[obj]
 
@@ -75,7 +77,7 @@ class RingSet:
         for obj in objs:
             recs = merged.get(obj, [])
             if len(self.rings) > 1:
-                recs.sort(key=lambda r: r.seq)
+                recs.sort(key=lambda r: self.ring_of(r).merge_key(r))
             self._per_obj[obj] = recs
         return merged
 
@@ -84,18 +86,50 @@ class RingSet:
         return self._ring_of.get(id(rec), self.rings[0])
 
 
+SCAN_LIVE_MAX = 256 << 20       # writable bytes scanned for headers in a live process
+SCAN_CORE_MAX = 4 << 30         # ... in a core, when a symbol already names a ring
+
+
 def _candidate_headers():
-    """[(addr, how)] of ring headers: by symbol first, by scan when the symbol is absent."""
-    problems = []
+    """([(addr, how)], problems, unread, notes): the ring headers of the target, the
+    one-line problems met, the headers found and not read, and what was not searched.
+    Every mapped file
+    defining `pyref_ring` points at one (the shared runtime's, and one per extension
+    linked with --static-libs); a scan of the writable memory for the header's magic
+    finds those no symbol names (a stripped static extension). A live process with more
+    than SCAN_LIVE_MAX writable bytes (a core with more than SCAN_CORE_MAX) is scanned only
+    when no symbol names a ring, and `notes` says so."""
+    problems, unread, notes = [], [], []
+    found = {}
     ptr = target.symbol_u64("pyref_ring")
     if ptr:
-        return [(ptr, "symbol")], problems
-    if target.symbol_address("pyref_ring") is not None and ptr == 0:
+        found[ptr] = "symbol"
+    named = target.symbol_addresses("pyref_ring")
+    for path, sym in named:
+        try:
+            p = target.read_u64(sym)
+        except target.MemoryReadError:
+            continue
+        if p:
+            found.setdefault(p, "symbol")
+    if not found and (named or target.symbol_address("pyref_ring") is not None):
         problems.append("pyref_ring is NULL: the runtime is loaded but has not created its "
                         "ring (PYREF=off, or the process stopped before libpyref's init)")
     regions = [(m.start, m.end) for m in target.mappings() if "w" in m.perms]
-    found = ringformat.scan_for_headers(target.read, regions)
-    return [(a, "scan") for a in found], problems
+    size = sum(e - a for a, e in regions)
+    live = target.target_kind() == "live"
+    if found and size > (SCAN_LIVE_MAX if live else SCAN_CORE_MAX):
+        notes.append("rings that no pyref_ring symbol names were not searched for: %d MiB "
+                     "of writable memory is more than a scan reads here (a stripped "
+                     "--static-libs extension's ring would be missed)" % (size >> 20))
+    else:
+        rejects = []
+        for a in ringformat.scan_for_headers(target.read, regions, rejects):
+            found.setdefault(a, "scan")
+        unread += ["ring header at %#x not read: %s" % (a, why) for a, why in rejects
+                   if not why.startswith("not scanned")]
+        notes += [why for _, why in rejects if why.startswith("not scanned")]
+    return sorted(found.items()), problems, unread, notes
 
 
 def ring_set(required=True):
@@ -105,44 +139,41 @@ def ring_set(required=True):
     cache = target.stop_cache()
     ringset = cache.get("ringset")
     if ringset is None:
-        headers, problems = _candidate_headers()
+        headers, problems, unread, notes = _candidate_headers()
         rings = []
         for addr, how in headers:
             try:
-                rings.append(decode.decode_ring(target.read, addr))
+                ring = decode.decode_ring(target.read, addr)
             except RingError as e:
                 problems.append("ring header at 0x%x: %s" % (addr, e))
-        ringset = cache["ringset"] = RingSet(rings, headers[0][1] if headers else None,
-                                             problems)
+                continue
+            ring.found_by = how
+            rings.append(ring)
+        ringset = cache["ringset"] = RingSet(
+            rings, headers[0][1] if headers else None, problems,
+            evidence.Caveats.of_rings(rings, problems, target.core_truncation(), unread))
+        for n in notes:
+            ringset.caveats.add(evidence.NOTE, n)
         note = empty_note(ringset)
         if note:
             problems.append(note)
     if required and not ringset.rings:
         target.check_executable()  # the wrong binary hides libpyref's symbols: say that
-        why = "; ".join(ringset.problems) or _truncated_core() or (
-            "no pyref ring in this process (is the extension built with pyref-config's "
-            "flags and loaded?)")
-        raise PyrefError(why)
+        raise PyrefError(no_ring_text(ringset))
     return ringset
 
 
-def _truncated_core():
-    """A one-line reason when the target is a core file cut short (the ring may be in the
-    missing part), else None."""
-    if target.target_kind() != "core":
-        return None
-    try:
-        path = target.core_file_path()
-        if not path:
-            return None
-        with corefile.Core(path) as core:
-            if core.truncated:
-                return ("no pyref ring found: the core file is truncated at byte %d, so the "
-                        "ring (and the list of loaded libraries) may be in the missing part"
-                        % core.truncated_at)
-    except (OSError, ValueError, MemoryError, AttributeError):
-        return None
-    return None
+def no_ring_text(ringset):
+    """Why no ring was read, in one line: a truncated core first (the ring may be in the
+    missing part: never "not traced" then), then the headers that did not validate."""
+    parts = []
+    trunc = target.core_truncation()
+    if trunc:
+        parts.append("ring unknown: %s, so the ring (and the list of loaded libraries) may "
+                     "be in the missing part" % trunc)
+    parts += ringset.problems
+    return "; ".join(parts) or ("no pyref ring in this process (is the extension built "
+                                "with pyref-config's flags and loaded?)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,7 +183,12 @@ def site_of(addr):
     """The sites.Site at a site address, cached per objfile generation, or None."""
     if not addr:
         return None
-    return target.cached(("site", addr), lambda: sites.read_site(target.read, addr))
+    site = target.cached(("site", addr), lambda: sites.read_site(target.read, addr))
+    if site is None or site.file == "?":       # no struct, or its strings unreadable
+        ringset = target.stop_cache().get("ringset")
+        if ringset is not None:
+            ringset.caveats.site_unreadable(addr)
+    return site
 
 
 def site_text(addr):
@@ -175,7 +211,7 @@ def empty_note(ringset):
     """One line when the rings hold no record at all, naming the cause when a loaded
     module shows it (reader/extcheck.py): one that links libpyref.so but was compiled
     against the interpreter's Python.h, not the shim's. None when a record was written."""
-    if not ringset.rings or any(r.written for r in ringset.rings):
+    if not ringset.rings or any(r.written for r in ringset.rings) or ringset.caveats.damaged:
         return None
     return target.cached("rings.empty_note", _empty_note)
 

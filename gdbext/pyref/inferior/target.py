@@ -30,6 +30,7 @@ import gdb
 
 from pyref.errors import NoDebugInfoError, NoTargetError, PyrefError, ReadError
 from pyref.reader import corefile, elf
+from pyref.reader import expr as expr_check
 
 
 class MemoryReadError(ReadError):
@@ -355,6 +356,24 @@ def core_file_path():
     return m.group(1) if m else None
 
 
+def core_truncation():
+    """One line when the target is a core file shorter than its program headers say
+    (corefile.Core.truncation_text), else None. Checked once per objfile generation."""
+    if target_kind() != "core":
+        return None
+
+    def check():
+        path = core_file_path()
+        if not path:
+            return None
+        try:
+            with corefile.Core(path) as core:
+                return core.truncation_text()
+        except (OSError, ValueError, MemoryError):
+            return None
+    return cached(("target.core_truncation", core_file_path()), check)
+
+
 # ---------------------------------------------------------------------------------------
 # The executable: the one the target runs (or ran) against the one gdb loaded
 # ---------------------------------------------------------------------------------------
@@ -477,6 +496,48 @@ def symbol_address(name):
             addr = None
     _objfile_cache[key] = addr
     return addr
+
+
+def symbol_addresses(name):
+    """[(path, address)] of the data symbol `name` in every mapped ELF file that defines
+    it (its .dynsym or .symtab), not only the one gdb's lookup finds first: a variable each
+    statically linked extension has its own copy of. A core's files come from its NT_FILE
+    note (corefile.Core.symbols), a live process's from its mappings. Cached per objfile
+    generation."""
+    def find():
+        if target_kind() == "core":
+            path = core_file_path()
+            try:
+                with corefile.Core(path) as core:
+                    return core.symbols(name)
+            except (OSError, ValueError, MemoryError, TypeError):
+                return []
+        out = []
+        bases = {}
+        try:
+            maps = mappings()
+        except PyrefError:
+            return []
+        for m in maps:
+            if m.path.startswith("/") and m.offset == 0 and m.path not in bases:
+                bases[m.path] = m.start
+        for path, start in bases.items():
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                syms = elf.ElfSymbols(fd)
+                value = syms.lookup(name)
+                if value is not None and syms.min_vaddr is not None:
+                    out.append((path, (start - (syms.min_vaddr & ~0xFFF) + value) &
+                                _U64_MASK))
+            except (OSError, ValueError, struct.error, OverflowError):
+                pass
+            finally:
+                os.close(fd)
+        return out
+    return cached(("symbol_addresses", name), find)
 
 
 def symbol_u64(name):
@@ -618,7 +679,11 @@ def value_address(value):
 
 def eval_address(expr):
     """Evaluates the gdb expression `expr` once and returns it as an address (int), by
-    value_address's rules. Raises PyrefError."""
+    value_address's rules. Raises PyrefError, and refuses an expression that would write
+    the target (reader/expr.py)."""
+    refused = expr_check.refuse_side_effects(expr)
+    if refused:
+        raise PyrefError(refused)
     try:
         value = gdb.parse_and_eval(expr)
         try:

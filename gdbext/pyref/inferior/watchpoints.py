@@ -39,6 +39,7 @@ from pyref.inferior.cframes import change_sites
 from pyref.inferior.pythreads import plain
 from pyref.inferior.target import MemoryReadError
 from pyref.reader import decode, ringformat
+from pyref.reader.text import escape
 
 X86_DEBUG_REGISTERS = 4   # DR0-DR3 on x86 and x86-64
 MAX_SITES = 1000          # distinct sites counted per watch for the summary
@@ -264,7 +265,7 @@ class Watch:
         if why:
             gdb.write("pyref watch %d: stopped: %s\n" % (self.id, why))
             if self.summary:
-                gdb.write(self.summary_text())
+                gdb.write(escape(self.summary_text()))
             return True
         return False
 
@@ -320,7 +321,7 @@ class Watch:
         if c.printed:
             return
         c.printed = True
-        gdb.write(self.change_text(c))
+        gdb.write(escape(self.change_text(c)))
 
     def change_text(self, c):
         """The log line of change `c`, then with --python-stack one line per frame.
@@ -390,7 +391,7 @@ class Watch:
         if not quiet:
             gdb.write("pyref watch %d ends: %s\n" % (self.id, why))
             if self.summary:
-                gdb.write(self.summary_text())
+                gdb.write(escape(self.summary_text()))
         gdb.post_event(self.delete_breakpoints)
 
     def delete_breakpoints(self):
@@ -482,7 +483,7 @@ def _on_exited(event):
         w.delete("the process ended")
         gdb.write("pyref watch %d ends: the process ended\n" % w.id)
         if w.summary:
-            gdb.write(w.summary_text())
+            gdb.write(escape(w.summary_text()))
 
 
 @_quietly
@@ -519,12 +520,10 @@ def _connect_events():
 # Creating a watch
 # ---------------------------------------------------------------------------------------
 def _words(lay, addr):
-    """[(addr, size, what)] of the refcount words to watch."""
-    if lay.free_threaded:
-        obj = target.struct_layout("PyObject", "struct _object")
-        return [(addr + lay.ob_ref_local, obj.field("ob_ref_local").size, "ob_ref_local"),
-                (addr + lay.ob_ref_shared, obj.field("ob_ref_shared").size, "ob_ref_shared")]
-    return [(addr + lay.ob_refcnt, 8, "ob_refcnt")]
+    """[(addr, size, what)] of the refcount words to watch, as DWARF sizes them: the
+    64-bit ob_refcnt (3.10-3.13), the 32-bit one (3.14+), ob_ref_local and ob_ref_shared
+    (3.13t)."""
+    return [(addr + off, size, name) for name, off, size in lay.count_words]
 
 
 _C_TYPES = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "long long"}

@@ -101,6 +101,15 @@ class Core:
         self._mstarts = [m.start for m in self.mappings]
         self.exe_path = self._find_exe()
 
+    def truncation_text(self):
+        """One line saying the core is cut short and by how much, or None."""
+        if not self.truncated:
+            return None
+        return ("the core file is truncated: %d of the %d bytes its program headers "
+                "describe (%.0f%%); memory past byte %d is missing" % (
+                    self.size, self.expected_size, 100.0 * self.size /
+                    max(1, self.expected_size), self.size))
+
     # --- lifetime ------------------------------------------------------------------------
     def close(self):
         m = getattr(self, "_map", None)
@@ -141,6 +150,7 @@ class Core:
             raise CoreError("%s: program header entries of %d bytes" % (self.path, phentsize))
         phnum = min(phnum, MAX_PHNUM, max(0, self.size - phoff) // phentsize)
         self.truncated = False
+        self.expected_size = self.size   # what the program headers say the file holds
         notes = []
         for i in range(phnum):
             (p_type, p_flags, p_offset, p_vaddr, _paddr, p_filesz, p_memsz,
@@ -150,11 +160,14 @@ class Core:
                     continue
                 self.segments.append(Segment(p_vaddr, p_memsz, min(p_filesz, p_memsz),
                                              p_offset, p_flags))
+                if p_filesz:
+                    self.expected_size = max(self.expected_size, p_offset + p_filesz)
                 if p_filesz and p_offset + p_filesz > self.size:
                     self.truncated = True
             elif p_type == PT_NOTE:
                 if p_offset + p_filesz > self.size:
                     self.truncated = True
+                self.expected_size = max(self.expected_size, p_offset + p_filesz)
                 notes.append((p_offset, p_filesz))
         self.segments.sort(key=lambda s: s.vaddr)
         budget = MAX_NOTES_BYTES

@@ -24,6 +24,12 @@ Validity (format spec, "Reading"). A slot in a thread's window is
   * NEW, BORROW, STEAL, FREE, AUX, FORK, MARK: delta 0 (the spec's table);
   * INCREF, DECREF, DEALLOC: obj != 0 (the shim records only non-NULL objects);
 - otherwise decoded. An op in 11..63 decodes as `op N` with any delta.
+Then, across slots (counted in `Ring.rejected` by reason, not decoded: docs/reliability.md,
+"Plausibility checks"): a seq above the header's counter, a seq out of order in its
+thread's window (one writing thread only), the counter far above the newest record; a
+descriptor whose head no counter allows or whose ring overlaps another's is not read
+(`Ring.rejected_descriptors`). `Ring.suspects` holds the obj field of torn and rejected
+slots: those objects' histories are incomplete (reader/evidence.py).
 
 AUX records carry the seq of the record they belong to. An AUX is *attached* when the slots
 before it (same thread, consecutive positions) are AUX records back to a decoded non-AUX
@@ -52,6 +58,12 @@ record and its AUX whenever racing threads make seqs go back: the same pattern.)
 Sequence numbers are restored with the spec's `H - ((H - s) mod 2^32)`, except where that is
 negative (a record ahead of the header's `seq`, possible only when threads race on the
 counter while `seq < 2^32`): then `H + ((s - H) mod 2^32)`.
+
+Order (spec, "Order"): within a thread the ring position is the order, always; the threads'
+records are merged by seq without ever reordering one thread's (Ring.merge_key): the shared
+counter is relaxed, and without the GIL a thread's consecutive records can get equal or
+decreasing seqs, which a plain sort by seq would swap (INCREF DECREF INCREF DECREF read as
+INCREF INCREF DECREF DECREF, a false over-release).
 """
 from __future__ import annotations
 
@@ -59,8 +71,8 @@ import gc
 import struct
 import sys
 from bisect import bisect_left, bisect_right
-from itertools import compress, repeat
-from operator import add, and_, itemgetter, sub
+from itertools import accumulate, chain, compress, islice, repeat
+from operator import add, and_, itemgetter, le, mul, sub
 
 from pyref.errors import READ_ERRORS, RingError
 from pyref.reader.bulk import CHUNK, first_line, read_pieces
@@ -162,7 +174,7 @@ class _Run:
 
 class _ThreadWindow:
     """What decode_ring keeps of one thread: its runs and the AUX attachments."""
-    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached")
+    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached", "keys")
 
     def __init__(self, index, runs, rs):
         self.index = index
@@ -172,6 +184,7 @@ class _ThreadWindow:
         self.parents = []        # sorted(aux)
         self.rs = rs
         self.attached = False    # _attach_aux has run (only the full decode needs it)
+        self.keys = None         # _window_keys: not computed yet
 
     def locate(self, pos):
         """(run, index) of a position, or (None, 0) if not in a readable run."""
@@ -304,8 +317,41 @@ def _slot_record(tw, run, k, head_seq):
     return None
 
 
-def _ring_order(r):
-    return (r.seq, r.thread, r.pos)
+def _seq_column(run, rs):
+    """The low 32 bits of each slot's seq (its commit word), as a list of ints."""
+    if _LITTLE_HOST:
+        return memoryview(run.data).cast("I")[6::rs // 4].tolist()
+    return [v for v, in struct.iter_unpack("<24xI%dx" % (rs - 28), run.data)]
+
+
+def _window_keys(tw, head_seq):
+    """The merge key of every slot of `tw`, one list per run: the highest seq of the
+    thread's decoded records up to that slot; None when the thread's seqs never go back
+    (the key is then the record's own seq). Computed once per window, at C speed."""
+    if tw.keys is None:
+        raw = [_seq_column(run, tw.rs) for run in tw.runs]
+        # The low 32 bits rising over the decoded slots, and no 2^32 epoch step between
+        # the first and the last once restored (restore_seq adds a multiple of 2^32,
+        # stepping once at most): the seqs rise, no need to restore them all.
+        low = list(compress(chain.from_iterable(raw),
+                            chain.from_iterable(run.kind for run in tw.runs)))
+        rising = not low or (all(map(le, low, islice(low, 1, None))) and
+                             restore_seq(head_seq, low[-1]) - restore_seq(head_seq, low[0])
+                             == low[-1] - low[0])
+        per_run = None if rising else [
+            list(map(mul, _restore_column(head_seq, col), map(bool, run.kind)))
+            for run, col in zip(tw.runs, raw)]
+        decoded = () if per_run is None else [
+            q for run, col in zip(tw.runs, per_run) for q in compress(col, run.kind)]
+        if per_run is None or all(map(le, decoded, islice(decoded, 1, None))):
+            tw.keys = False
+        else:
+            flat = list(accumulate((q for col in per_run for q in col), max))
+            tw.keys, i = [], 0
+            for col in per_run:
+                tw.keys.append(flat[i:i + len(col)])
+                i += len(col)
+    return tw.keys or None
 
 
 def _obj_column(data, rs):
@@ -381,9 +427,16 @@ class Ring:
         self.threads = threads
         self.written = self.overwritten = self.torn = self.decoded = 0
         self.lost = self.in_flight = self.unreadable = self.threads_seen = 0
+        self.torn_oldest = 0     # torn slots that a busy writer was overwriting (oldest)
+        self.rejected = 0        # decodable slots failing the plausibility checks
+        self.rejections = {}     # reason -> count (slots and descriptors)
+        self.rejected_descriptors = []   # one line each
+        self.writers = 0         # descriptors with a ring and records
+        self.suspects = set()    # obj fields of the other torn slots
         self.first_seq = self.last_seq = None
         self.errors = []
         self._windows = []
+        self._window_of = {}     # thread index -> its window
         self._records = None
 
     @property
@@ -394,8 +447,9 @@ class Ring:
 
     @property
     def records(self) -> list:
-        """All decoded records (attached AUX records excluded), ordered by
-        (seq, thread, pos). Built on first use and cached: do not modify the list."""
+        """All decoded records (attached AUX records excluded), each thread's in its
+        ring's order, threads merged by seq (merge_order). Built on first use and
+        cached: do not modify the list."""
         if self._records is None:
             with _NoGC():
                 out = []
@@ -405,7 +459,10 @@ class Ring:
                         tw.attached = True
                     for run in tw.runs:
                         out.extend(_run_records(tw, run, self.header.seq))
-                out.sort(key=_seq_of)            # stable: ties stay in (thread, pos) order
+                if any(_window_keys(tw, self.header.seq) for tw in self._windows):
+                    out.sort(key=self.merge_key)  # stable, and keys rise in each thread
+                else:
+                    out.sort(key=_seq_of)        # stable: ties stay in (thread, pos) order
             self._records = out
         return self._records
 
@@ -428,7 +485,7 @@ class Ring:
                     if rec is not None:
                         out.append(rec)
                     i = data.find(needle, i + rs)
-        out.sort(key=_ring_order)
+        out.sort(key=self.merge_key)
         return out
 
     def records_of(self, objs) -> dict:
@@ -447,8 +504,19 @@ class Ring:
                     if rec is not None:
                         found.setdefault(rec.obj, []).append(rec)
         for recs in found.values():
-            recs.sort(key=_ring_order)
+            recs.sort(key=self.merge_key)
         return found
+
+    def merge_key(self, rec):
+        """The key that orders `rec` among all records (sort by it, stably, records in
+        thread then position order): its seq, or where its thread's seqs went back, the
+        highest seq of that thread up to it, so that no thread's records are reordered."""
+        tw = self._window_of.get(rec.thread)
+        keys = _window_keys(tw, self.header.seq) if tw is not None else None
+        if keys is None:
+            return rec.seq
+        i = bisect_right(tw.starts, rec.pos) - 1
+        return keys[i][rec.pos - tw.starts[i]]
 
     def marks(self) -> list:
         """The MARK records (pyref_mark) as [(seq, thread, label, whole)] in ring order,
@@ -494,7 +562,13 @@ class Ring:
                     keep = run.kind.translate(_IS_ONE)
                     cols = [list(compress(c, keep)) for c in cols]
                     cols[3] = bytes(cols[3])
-                cols[4] = _restore_column(self.header.seq, cols[4])
+                keys = _window_keys(tw, self.header.seq)
+                if keys is not None:   # the thread's seqs go back: its merge keys
+                    col = keys[tw.runs.index(run)]
+                    cols[4] = list(compress(col, run.kind.translate(_IS_ONE))) \
+                        if run.kind.count(0) else col
+                else:
+                    cols[4] = _restore_column(self.header.seq, cols[4])
                 out.append(tuple(cols))
         return out
 
@@ -550,13 +624,16 @@ def _decode_thread(ring, read, t, chunk):
     tw = _ThreadWindow(t.index, runs, rs)
     for run in runs:
         _classify(run, rs)
+    torn = [run.kind.count(0) for run in runs]
+    _reject_implausible(ring, runs, rs)
     first = last = None
-    for run in runs:
+    for run, bad in zip(runs, torn):
         kind = run.kind
-        bad = kind.count(0)
         ring.torn += bad
-        ring.decoded += run.count - bad
-        if bad == run.count:
+        ring.decoded += run.count - kind.count(0)
+        if kind.count(0):
+            _note_suspects(ring, t, run, base, rs)
+        if kind.count(0) == run.count:
             continue
         if first is None:
             first = (run, run.count - len(kind.lstrip(b"\0")))
@@ -568,6 +645,94 @@ def _decode_thread(ring, read, t, chunk):
         ring.first_seq = lo if ring.first_seq is None else min(ring.first_seq, lo)
         ring.last_seq = hi if ring.last_seq is None else max(ring.last_seq, hi)
     ring._windows.append(tw)
+    ring._window_of[tw.index] = tw
+
+
+_MAX_SUSPECTS = 4096
+
+
+def seq_slack(h) -> int:
+    """How far a reader may see records ahead of the header's counter, or the counter
+    ahead of the newest record: writers take their seq from the counter before writing, so
+    only the writes in flight in each thread slot when the process stopped (at most a
+    record and its AUX each) can be out of step."""
+    return 2 * h.max_threads + 2
+
+
+def _reject(ring, run, i, reason):
+    run.kind[i] = 0
+    ring.rejected += 1
+    ring.rejections[reason] = ring.rejections.get(reason, 0) + 1
+
+
+def _reject_implausible(ring, runs, rs):
+    """Plausibility of the decoded records of one thread's window, beyond each slot's own
+    fields: a seq above the header's counter (every writer takes its seq from it before
+    writing), and a seq out of order with both neighbours in the window (one thread takes
+    its seqs in the order it writes its slots; an AUX repeats its record's). Such slots are
+    marked 0 (not decoded), counted in ring.rejected by reason. The in-order case, the
+    usual one, costs two C-level passes."""
+    h = ring.header
+    # One writer's seqs are exact. Several writers race on the relaxed counter without the
+    # GIL (docs/reliability.md, "Limits": back by up to 1.7 million measured), so their
+    # seqs only bound each other loosely: no order check, and a seq is implausible only
+    # beyond twice the counter (where a flipped high bit lands).
+    exact = ring.writers <= 1
+    limit = h.seq + seq_slack(h) if exact else 2 * h.seq + seq_slack(h)
+    seqs, parts = [], []            # parts: (run, slot indexes kept, offset in seqs)
+    for run in runs:
+        if not run.count:
+            continue
+        s32 = memoryview(run.data).cast("I")[6::rs // 4].tolist() if _LITTLE_HOST else \
+            [struct.unpack_from("<I", run.data, k * rs + 24)[0] for k in range(run.count)]
+        low = h.seq & _M32
+        top = max(s32)
+        if top <= low:               # no 2^32 wrap in the run: order and bound of s32 hold
+            col = s32 if h.seq == low else list(map(add, s32, repeat(h.seq - low)))
+            top += h.seq - low
+        else:
+            col = _restore_column(h.seq, s32)
+            top = max(col)
+        if top > limit:
+            for k in range(run.count):
+                if run.kind[k] and col[k] > limit:
+                    _reject(ring, run, k, "seq above the header's counter")
+        idx = range(run.count)
+        if run.kind.count(0):
+            keep = run.kind.translate(_IS_ONE)
+            idx, col = list(compress(idx, keep)), list(compress(col, keep))
+        parts.append((run, idx, len(seqs)))
+        seqs.extend(col)
+    if exact and len(seqs) > 2 and not all(map(le, seqs, islice(seqs, 1, None))):
+        bad = [i for i in range(len(seqs))
+               if (i and seqs[i - 1] > seqs[i] and (i + 1 == len(seqs) or
+                                                    seqs[i + 1] >= seqs[i - 1])) or
+               (i + 1 < len(seqs) and seqs[i] > seqs[i + 1] and (
+                   i == 0 or seqs[i - 1] <= seqs[i + 1]))]
+        offsets = [p[2] for p in parts]
+        for i in bad:
+            run, idx, off = parts[bisect_right(offsets, i) - 1]
+            k = idx[i - off]
+            if i == 0 and run.ops[k] == AUX and seqs[0] == seqs[-1]:
+                continue     # an in-flight pair's AUX in the oldest slot (module docstring)
+            _reject(ring, run, k, "seq out of order in its thread's window")
+
+
+def _note_suspects(ring, t, run, base, rs):
+    """Records the obj field of a run's torn or corrupt slots in ring.suspects (a torn
+    slot lost its commit word, not its object: that object's history is incomplete). The
+    oldest slot of a busy thread's full window is the one its writer was overwriting when
+    the process stopped: counted in ring.torn_oldest, not a suspect (its old record was
+    about to go, like an overwritten one)."""
+    objs = memoryview(run.data).cast("Q")[0::rs // 8] if _LITTLE_HOST else \
+        _obj_column(run.data, rs)
+    i = run.kind.find(0)
+    while i != -1 and len(ring.suspects) < _MAX_SUSPECTS:
+        if run.pos0 + i == base and t.busy == 1 and t.head >= ring.header.capacity:
+            ring.torn_oldest += 1
+        elif objs[i]:
+            ring.suspects.add(objs[i])
+        i = run.kind.find(0, i + 1)
 
 
 def _in_flight(h, t, commit_at) -> int:
@@ -584,6 +749,26 @@ def _in_flight(h, t, commit_at) -> int:
         if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
             return 1
     return 0
+
+
+def _implausible_descriptor(h, t, spans):
+    """(reason, text) when descriptor `t` cannot be what a writer left (a head no counter
+    allows, a ring overlapping one already read), else None; an accepted ring is added to
+    `spans`. Every record takes a seq from the header's counter and at most one AUX shares
+    it, so head <= 2 x (seq + slack)."""
+    if t.head > 2 * (h.seq + seq_slack(h)):
+        return ("descriptor head above the header's counter",
+                "head %d, but the header's counter is %d" % (t.head, h.seq))
+    size = h.capacity * h.record_size
+    if t.ring % 8 or t.ring + size > 1 << 64:
+        return ("descriptor ring address impossible", "ring address %#x" % t.ring)
+    for start, end, i in spans:
+        if t.ring < end and start < t.ring + size:
+            return ("descriptor aliasing another's ring",
+                    "its ring at %#x overlaps thread %d's at %#x" % (t.ring, i, start))
+    if t.head:
+        spans.append((t.ring, t.ring + size, t.index))
+    return None
 
 
 def tail(read, header: Header, thread: Thread, n: int) -> list:
@@ -647,7 +832,9 @@ def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
                                                      header.max_threads - len(threads),
                                                      header.max_threads))
     ring.lost = header.lost_nothread
+    ring.writers = sum(1 for t in threads if t.ring and t.head)
     bad_seqp = []
+    spans = []           # [(start, end, index)] of the thread rings accepted so far
     for t in threads:
         ring.lost += t.lost
         if t.busy == 1:
@@ -657,12 +844,26 @@ def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
                 ring.errors.append("thread %d: head %d but no ring (corrupt descriptor); "
                                    "ignored" % (t.index, t.head))
             continue
+        why = _implausible_descriptor(header, t, spans)
+        if why:
+            ring.rejections[why[0]] = ring.rejections.get(why[0], 0) + 1
+            ring.rejected_descriptors.append("thread %d: %s; its records were not read"
+                                             % (t.index, why[1]))
+            continue
         if t.mask != header.capacity - 1:
             ring.errors.append("thread %d: mask %#x is not capacity-1 (%#x); using the "
                                "header's capacity" % (t.index, t.mask, header.capacity - 1))
         if t.seqp != header.seq_addr:
             bad_seqp.append(t)
         _decode_thread(ring, read, t, chunk)
+    gap = header.seq - 1 - ring.last_seq if ring.last_seq is not None else 0
+    if ring.writers == 1 and not ring.rejected_descriptors and \
+            gap > ring.torn + ring.unreadable + ring.rejected + seq_slack(header):
+        why = "header's counter far above its newest record"
+        ring.rejections[why] = ring.rejections.get(why, 0) + 1
+        ring.errors.append("the header's counter is %d but the newest record has seq %d: "
+                           "records are missing, or the counter is damaged" % (
+                               header.seq, ring.last_seq))
     if bad_seqp:
         ring.errors.append("thread%s %s: seqp %#x does not point at this header's seq (%#x): "
                            "a stale or copied header?" % (

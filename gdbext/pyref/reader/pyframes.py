@@ -352,6 +352,7 @@ class WalkLayout:
     owner_generator: int | None  # 3.11+: FRAME_OWNED_BY_GENERATOR
     table_version: tuple         # the line-table format: (3, 10) or (3, 11)
     code_type: int | None = None  # PyCode_Type's address, where known (gdb)
+    frame_code_tags: int = 0     # 3.14+: f_executable is a _PyStackRef, these its tag bits
 
 
 @functools.lru_cache(maxsize=None)
@@ -466,7 +467,7 @@ class FrameWalk:
     def _frame(self, data):
         """The WalkedFrame of one frame's bytes, or None for a frame to pass over."""
         lay = self.layout
-        code_addr = _u64(data, lay.frame_code)
+        code_addr = _u64(data, lay.frame_code) & ~lay.frame_code_tags
         if lay.frame_objects:
             lasti = _i32(data, lay.frame_instr)
             lineno = _i32(data, lay.frame_lineno) if lay.frame_lineno is not None else 0

@@ -6,6 +6,9 @@ A lifetime ends at a DEALLOC (traced code released the last reference) or a FREE
 allocator hook saw the memory freed). A FREE right after a DEALLOC belongs to the DEALLOC's
 lifetime: with the allocator hook on, a traced owner's last DECREF is followed by the
 hook's FREE of the same memory, and the DEALLOC, not the FREE, says where the object died.
+A STEAL right after the end belongs to the ended lifetime too: the shim writes a steal's
+record when the call returns, and a call that steals may release the reference at once
+(PyList_SetItem on a bad index), so the object died inside the call that the STEAL names.
 """
 from dataclasses import dataclass
 
@@ -31,6 +34,11 @@ class Event:
     @property
     def op_name(self):
         return self.op
+
+    @property
+    def refcnt(self):
+        """The count before the transition, under decode.Record's name (lifetimes())."""
+        return self.before
 
     @property
     def file(self):
@@ -78,8 +86,10 @@ def from_records(records, site_of, thread_of=None):
 
 def lifetimes(items):
     """One address's Events or decode.Records (in ring order) cut into lifetimes: a DEALLOC
-    or FREE ends one, the next item starts another; a FREE right after a DEALLOC belongs to
-    the DEALLOC's lifetime (module docstring)."""
+    or FREE ends one, the next item starts another; a FREE right after a DEALLOC, and a
+    STEAL right after either, belong to the ended lifetime (module docstring). A NEW whose
+    count is 1 starts a lifetime too: a fresh object, whatever lived at the address
+    before is gone even if its end was not recorded (an untraced free, the ring wrapped)."""
     out = []
     cur = []
     ended_by = None
@@ -89,6 +99,13 @@ def lifetimes(items):
             out[-1].append(r)
             ended_by = "FREE"
             continue
+        if not cur and ended_by is not None and op == "STEAL":
+            out[-1].append(r)          # the steal whose call freed it (module docstring)
+            ended_by = "STEAL"
+            continue
+        if cur and op == "NEW" and r.refcnt == 1 and not r.immortal:
+            out.append(cur)            # a fresh object: the previous end went unrecorded
+            cur = []
         cur.append(r)
         ended_by = None
         if op in ENDS_LIFE:
@@ -107,13 +124,9 @@ def end_of(life):
 
 
 def current_lifetime(events):
-    """The events of the object's current lifetime: after the last one that ended, and from
-    the last NEW whose count is 1 (a fresh object: whatever lived at the address before is
-    gone, even if its end was not recorded)."""
-    start = 0
-    for i, e in enumerate(events):
-        if e.op in ENDS_LIFE:
-            start = i + 1
-        elif e.op == "NEW" and e.before == 1 and not e.immortal:
-            start = i
-    return events[start:]
+    """The events of the object's current lifetime (lifetimes()' last, when it has not
+    ended; [] when the last one ended)."""
+    lives = lifetimes(events)
+    if not lives or end_of(lives[-1]) is not None:
+        return []
+    return lives[-1]

@@ -16,7 +16,11 @@ from pyref.reader import ringformat
 from pyref.rules.events import ACQUIRE, RELEASE, current_lifetime, owner_key
 from pyref.rules.marks import by_test
 
-MAX_LEAK_SCAN = 256        # objects whose holders one `pyref leaks` searches memory for
+MAX_LEAK_SCAN = 2048       # objects whose holders one `pyref leaks` searches memory for
+# A count no object reaches by its references: CPython's static objects on 3.11 and
+# earlier (small ints, one-character strings, the empty tuple and bytes start at
+# 999999999) and immortal ones; their references are counted apart, like singletons'.
+NEAR_IMMORTAL = 1 << 28
 
 
 def unreleased(events):
@@ -116,26 +120,83 @@ def unbalanced(columns, site_ok):
     return {o for o, k in held.items() if k}
 
 
+# Records (of any object) between two acquisitions of one function that still count as
+# one call of it.
+RUN_GAP = 64
+
+
+def _runs(held):
+    """{id(event): run length}: the unreleased acquisitions cut into runs of one
+    function's acquisitions close together in the ring (a call that took several
+    references to the object)."""
+    out = {}
+    i = 0
+    while i < len(held):
+        j = i
+        while j + 1 < len(held) and held[j + 1].func == held[i].func and \
+                0 <= held[j + 1].seq - held[j].seq <= RUN_GAP:
+            j += 1
+        for k in range(i, j + 1):
+            out[id(held[k])] = j - i + 1
+        i = j + 1
+    return out
+
+
+def leak_order(held):
+    """The unreleased acquisitions, most likely leaked first. A reference returned to the
+    caller leaves no record (the caller releases it, or keeps it, where pyref does not
+    see), so a call's single acquisition is most likely its return value; a call that took
+    two references to one object can hand out only one, and the one the code chose to
+    take — an INCREF, rather than a NEW the call it made returned — is the likelier leak.
+    Ties: the most recent first."""
+    runs = _runs(held)
+
+    def rank(ie):
+        i, e = ie
+        n = runs.get(id(e), 1)
+        return (0 if n > 1 and e.op == "INCREF" else 1 if n > 1 else 2, -i)
+    return [e for _, e in sorted(enumerate(held), key=rank)]
+
+
 def account(held, count, found=0):
     """(leaked, accounted): an object's unreleased acquisitions (oldest first) split by
     what the object's state says. `count`, its reference count now, caps what can have
     leaked (True: unknown, no cap); `found`, the references that holders found in memory
-    account for, are not leaks: of the acquisitions the count leaves, the most recent
-    `count - found` are leaked, and the others are accounted for by those holders."""
+    account for, are not leaks: of the acquisitions the count leaves, `count - found` are
+    leaked — the likeliest by leak_order() — and the others are accounted for by those
+    holders. Both lists keep the ring's order."""
     if count is True:
         return list(held), []
     n = min(len(held), max(0, count))
     k = min(n, max(0, count - found))
-    return held[len(held) - k:], held[len(held) - n:len(held) - k]
+    order = leak_order(held)
+    leaked, acc = order[:k], order[k:n]
+    pos = {id(e): i for i, e in enumerate(held)}
+    return sorted(leaked, key=lambda e: pos[id(e)]), sorted(acc, key=lambda e: pos[id(e)])
 
 
-def leak_groups(events_by_obj, alive, found=None, leaked_events=None):
+def ambiguous(held, count, found=0):
+    """The unreleased acquisitions account() left out (neither leaked nor accounted for):
+    the leaked reference may be any of the object's unreleased ones when there are more of
+    them than its count leaves (the others were returned and released unseen)."""
+    if count is True:
+        return []
+    leaked, acc = account(held, count, found)
+    chosen = {id(e) for e in leaked + acc}
+    return [e for e in held if id(e) not in chosen] if leaked else []
+
+
+def leak_groups(events_by_obj, alive, found=None, leaked_events=None, static=None,
+                maybe=None):
     """(leaked, accounted): unreleased acquisitions grouped by acquiring site,
     {(file, line, func, api): [obj, ...]} with one entry per reference. `alive(obj)` says
     whether the object is still alive: falsy for a dead one (it leaked nothing); an int
-    is its reference count now, True when the count is unknown. `found(obj)`, when given,
-    is the number of references holders found in memory account for (see account()).
-    `leaked_events`, a list, gets a (site, Event) pair per leaked reference."""
+    is its reference count now, True when the count is unknown; a count of NEAR_IMMORTAL
+    or more is a static object's (its references are tallied in `static`, {obj: n}, when
+    given). `found(obj)`, when given, is the number of references holders found in memory
+    account for (see account()). `leaked_events`, a list, gets a (site, Event) pair per
+    leaked reference; `maybe`, when given, receives {site: [obj]} of the acquisitions a
+    leaked reference may equally be (ambiguous())."""
     leaked, accounted = {}, {}
     for obj, events in events_by_obj.items():
         held = unreleased(events)
@@ -144,12 +205,20 @@ def leak_groups(events_by_obj, alive, found=None, leaked_events=None):
         count = alive(obj)
         if count is None or count is False or (count is not True and count <= 0):
             continue
-        mine, theirs = account(held, count, (found(obj) or 0) if found else 0)
+        if count is not True and count >= NEAR_IMMORTAL:
+            if static is not None:
+                static[obj] = len(held)
+            continue
+        n_found = (found(obj) or 0) if found else 0
+        mine, theirs = account(held, count, n_found)
         if leaked_events is not None:
             leaked_events += [((e.file, e.line, e.func, e.api), e) for e in mine]
         for out, evs in ((leaked, mine), (accounted, theirs)):
             for e in evs:
                 out.setdefault((e.file, e.line, e.func, e.api), []).append(obj)
+        if maybe is not None:
+            for e in ambiguous(held, count, n_found):
+                maybe.setdefault((e.file, e.line, e.func, e.api), []).append(obj)
     return leaked, accounted
 
 
@@ -195,7 +264,7 @@ def scan_order(groups, limit):
 
 
 def report(events_by_obj, alive, type_name, singletons, rings, problems=(), holders=None,
-           top=20, search=MAX_LEAK_SCAN, marks=None):
+           top=20, search=MAX_LEAK_SCAN, marks=None, minor=None):
     """The data of `pyref leaks` as a dict (its JSON).
 
     events_by_obj: {obj: [Event]} of the candidates (unbalanced() found them);
@@ -207,11 +276,15 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
         scan summary) from one search of memory, or PyrefError when it cannot search;
     top: groups shown; search: for how many objects at most to look for holders (0:
         none, the ring alone decides);
-    marks: the rings' MARK records (decode.Ring.marks()): the leaks by test (rules/marks.py).
+    marks: the rings' MARK records (decode.Ring.marks()): the leaks by test (rules/marks.py);
+    minor: the interpreter's minor version (on 3.11 and earlier the singletons' references
+        are real ones: they are listed by site).
     """
     problems = list(problems)
     leaked_events = []
-    leaked, accounted = leak_groups(events_by_obj, alive, None, leaked_events)
+    static, maybe = {}, {}
+    leaked, accounted = leak_groups(events_by_obj, alive, None, leaked_events,
+                                    static=static)
     scan_info, searched, example = None, set(), {}
     if search:
         suspects = {k: v for k, v in leaked.items() if not module_init(k[2])}
@@ -229,14 +302,30 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
                 scan_info.update(summary, searched=len(objs))
                 leaked_events = []
                 leaked, accounted = leak_groups(events_by_obj, alive, found.get,
-                                                leaked_events)
-    skipped = {}
+                                                leaked_events, maybe=maybe)
+    skipped, singleton_sites = {}, []
     for obj, name in singletons.items():
         evs = events_by_obj.get(obj)
         if evs:
-            n = len(unreleased(evs))
-            if n:
-                skipped[name] = n
+            held = unreleased(evs)
+            if held:
+                skipped[name] = len(held)
+            sites = {}
+            for e in held:
+                k = (e.file, e.line, e.func, e.api)
+                sites[k] = sites.get(k, 0) + 1
+            for (f, ln, fn, api), n in sorted(sites.items(), key=lambda kv: -kv[1]):
+                singleton_sites.append({"object": name, "file": f, "line": ln,
+                                        "function": fn, "api": api, "count": n})
+    if minor is not None and minor >= 12:
+        singleton_note = ("None, True, False and the other singletons are immortal on "
+                          "3.%d: a reference to one cannot leak" % minor)
+        singleton_sites = []
+    else:
+        singleton_note = ("references to singletons are real on 3.11 and earlier: one "
+                          "handed to a caller (Py_RETURN_NONE) is released there, unseen; "
+                          "one never released (a leaked call result that is None) is a "
+                          "leak the sites below may hold" if singleton_sites else None)
     handed = {}
 
     def rows_of(groups, examples=None):
@@ -268,12 +357,20 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
 
     lk = rows_of(leaked)
     held = rows_of(accounted, example) if search else None
+    before = dict(handed)             # the ambiguous rows are the same references again
+    also = rows_of(maybe)
+    handed.clear()
+    handed.update(before)
     return {
         "total": lk["total"], "sites": lk["sites"], "groups": lk["groups"],
         "more_groups": lk["more_groups"],
         "held": held,
         "scan": scan_info,
         "singletons": skipped,
+        "singleton_sites": singleton_sites[:top],
+        "singleton_note": singleton_note,
+        "static": {"objects": len(static), "references": sum(static.values())},
+        "ambiguous": also["groups"],
         "module_init": handed,
         "coverage": ring_coverage(rings),
         "records": sum(r.decoded for r in rings),

@@ -11,6 +11,7 @@ registers, temporaries) are shown as "possible" and not counted.
 import json
 
 from pyref.reader import scan, sites
+from pyref.rules.events import current_lifetime
 
 LIVE = "live"              # ObjectInfo.state of a live object (inferior/objects.py)
 MAX_DEPTH = 10             # --depth limit
@@ -77,6 +78,17 @@ class Report:
         self.mem = None                 # the search (memsearch.Memory): regions, passes
         self.short = ""                 # a short repr of the object
         self.ringset = None             # the target's rings, when a ring was found
+        self.kept = []                  # kept_pointers() of the object's ring history
+        self.ring_incomplete = None     # why the ring's account of it may lack records
+
+
+def kept_pointers(events):
+    """The STEALs and BORROWs of traced code in the object's current lifetime, latest
+    first: where a pointer may have been kept without its reference (a reference given
+    to a call that steals it, a borrowed pointer stored) when holders outnumber the
+    references."""
+    return [e for e in reversed(current_lifetime(events))
+            if e.file is not None and e.op in ("STEAL", "BORROW")]
 
 
 def _node_key(o):
@@ -185,6 +197,10 @@ def report_text(rep, show_all=False):
         if u < 0:
             line += " (more pointers than references: some holders borrow)"
         out.append(line)
+        if u < 0 and rep.kept:
+            e = rep.kept[0]
+            out.append("  a holder without a reference is a refcount bug unless it only "
+                       "borrows; the ring's latest candidate: the pointer %s" % e.how())
     if possible:
         out.append("  (%d possible word%s not counted: stack slots no variable claims, "
                    "borrowing caches, weak or static-type pointers, buffers reached from "
@@ -194,9 +210,12 @@ def report_text(rep, show_all=False):
         for file_, line, func, api, count in rep.holders:
             out.append("  %s %s: %d" % (site_text(file_, line, func), api or "", count))
     elif rep.ringset is not None and rep.ringset.rings:
-        out.append("ring: no C site holds an unreleased reference to it")
+        out.append("ring: unknown: " + rep.ring_incomplete if rep.ring_incomplete else
+                   "ring: no C site holds an unreleased reference to it")
     if rep.coverage:
         out.append("  (%s)" % rep.coverage)
+    if rep.holders and rep.ring_incomplete:
+        out.append("  (incomplete: %s)" % rep.ring_incomplete)
     hidden = []
     if stale and not show_all:
         kinds = {}
@@ -272,8 +291,11 @@ def report_json(rep, show_all=False):
                     "unexplained": None if n is None or immortal else n - len(counted)},
         "registers": rep.registers,
         "ring": {"records": rep.ring_records, "coverage": rep.coverage,
+                 "incomplete": rep.ring_incomplete,
                  "holders": [{"file": f, "line": ln, "function": fn, "api": api,
-                              "count": c} for f, ln, fn, api, c in rep.holders]},
+                              "count": c} for f, ln, fn, api, c in rep.holders],
+                 "kept": [{"op": e.op, "file": e.file, "line": e.line, "function": e.func,
+                           "api": e.api} for e in rep.kept[:5]]},
         "graph": {"nodes": [{"id": _key_text_id(k), "label": v}
                             for k, v in rep.graph_nodes.items()],
                   "edges": [{"from": _key_text_id(k), "to": _key_text_id(h),
