@@ -229,3 +229,15 @@ def test_on_a_terminal_the_program_reads_it(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert "tty True" in p.stdout and "got bob" in p.stdout, p.stdout + p.stderr
     assert "status=0" in p.stdout
+
+
+def test_ring_option_sets_the_ring_size(builds, suite, tmp_path):
+    js = str(tmp_path / "r.json")
+    p = pyref_run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "leaky"],
+                  suite, builds["leaky"], options=["--ring", "256", "--repeat", "3",
+                                                   "--json", js])
+    assert p.returncode == LEAKS_FOUND, p.stderr
+    assert "caveat: the ring wrapped" in p.stderr, p.stderr
+    assert json.load(open(js))["leaks"]["records"] == 256
+    p = pyref_run(["true"], suite, "", options=["--ring", "300"])
+    assert p.returncode == 2 and "power of two" in p.stderr
