@@ -59,9 +59,9 @@ def test_pytest_leaky_test_named_with_its_line_then_clean_once_fixed(builds, sui
     line = LINES["leak"]
     assert "test_things.py::test_leaky: 100 refs from leakcheck_ext.c:%d (Py_INCREF)" % line \
         in p.stderr, p.stderr
-    # 100 references lost, give or take pytest's own use of None during the call
+    # 100, give or take an object holding None that a collection during the call freed
     fell = re.search(r"test_things.py::test_parent: None's count fell by (\d+) ", p.stderr)
-    assert fell and 95 <= int(fell.group(1)) <= 100, p.stderr
+    assert fell and 100 <= int(fell.group(1)) <= 102, p.stderr
     assert "test_clean" not in p.stderr
     doc = json.load(open(js))
     assert doc["exit_status"] == LEAKS_FOUND and doc["program_status"] == 0
@@ -97,8 +97,9 @@ def test_repeat_reports_what_grows(builds, suite):
     assert "9 passed" in p.stdout
     assert "test_things.py::test_leaky: grows by 100 refs per run from leakcheck_ext.c:%d " \
         "(Py_INCREF) (runs: 100 100 100)" % LINES["leak"] in p.stderr, p.stderr
-    runs = re.search(r"None's count fell by \d+ in each run \((-\d+) (-\d+) (-\d+)\)", p.stderr)
-    assert runs and all(95 <= -int(d) <= 100 for d in runs.groups()), p.stderr
+    runs = re.search(r"test_parent: None's count fell by \d+ in each run \((-\d+) (-\d+) "
+                     r"(-\d+)\)", p.stderr)
+    assert runs and all(100 <= -int(d) <= 102 for d in runs.groups()), p.stderr
 
 
 def test_suppressions_and_min_refs(builds, suite, tmp_path):
