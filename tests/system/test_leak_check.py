@@ -242,3 +242,22 @@ def test_ring_option_sets_the_ring_size(builds, suite, tmp_path):
     assert json.load(open(js))["leaks"]["records"] == 256
     p = pyref_run(["true"], suite, "", options=["--ring", "300"])
     assert p.returncode == 2 and "power of two" in p.stderr
+
+
+@pytest.mark.parametrize("version", pyreftest.every_version())
+def test_a_script_on_each_interpreter(version, build_extension, tmp_path):
+    """The plain script on every interpreter pyref supports: the leak named, the streams
+    and the script's status kept, the program stopped before its teardown. gdb is the one
+    the interpreter needs (GDB 18 and its debug-file directory for Debian unstable's)."""
+    built = build_extension(SRC, version)
+    info = pyreftest.interpreter_info(version)
+    options = ["--gdb", pyreftest.gcore_gdb(version) or pyreftest.default_gdb()]
+    for cmd in info.get("gdb_init", []):
+        options += ["--gdb-init", cmd]
+    args = [version, os.path.join(HERE, "script.py"), "x y"]
+    p = pyref_run(args, str(tmp_path), built.moddir, stdin="1\n2\n3\n", options=options)
+    assert p.stdout == "args ['x y']\nline 1\nline 2\nline 3\n", p.stdout + p.stderr
+    assert p.returncode == LEAKS_FOUND, p.stderr
+    assert "3 unreleased references" in p.stderr and \
+        "leakcheck_ext.c:%d (remember)" % LINES["leak"] in p.stderr, p.stderr
+    assert "stopped at Py_Exit" in p.stderr or "stopped at Py_FinalizeEx" in p.stderr
