@@ -22,6 +22,15 @@ counted). Every configuration is the same source and the same interpreter:
   python3.11d          Debian's debug interpreter, the untraced source built for it
   valgrind memcheck    untraced, PYTHONMALLOC=malloc, on a smaller workload (--valgrind-n),
                        its ratio against untraced runs of that same size
+  PYREF=off            the default traced build run with PYREF=off (tracing compiled in,
+                       switched off at start-up)
+  -O0 / -Og            the untraced and the default traced build both at -O0 -g / -Og -g
+                       (a user's debug build); the traced one's ratio is against the
+                       untraced build of the same -O level
+
+--python takes an executable or an interpreter id of ~/.cache/pyref/interpreters.json
+(3.14, 3.15, ...: `make deps`); the id's section of RESULTS.md is its own. memray is not
+measured: Debian packages no memray (only PyPI does).
 
 Each round runs every configuration once, in a fresh process, right next to a fresh run of
 the untraced build (the two in alternating order; the order of the configurations rotates
@@ -90,8 +99,12 @@ class Builder:
     (or `outdir`), one module per kind; each method returns (module directory, module
     name, the compiler command as a user would type it: pyref-config as $(...))."""
 
-    def __init__(self, python, outdir=None):
-        self.python = python
+    def __init__(self, python, outdir=None, extra=(), opt=None):
+        """`extra`: flags every build takes (a prepared interpreter's pyconfig.h
+        directory); `opt`: an -O flag in place of CFLAGS' -O2, in every build."""
+        self.python, self.extra, self.opt = python, list(extra), opt
+        if opt and not outdir:
+            outdir = os.path.join(BUILD, re.sub(r"[^\w.]+", "-", python.strip("/")) + opt)
         self.dir = outdir or os.path.join(BUILD, re.sub(r"[^\w.]+", "-", python.strip("/")))
         os.makedirs(self.dir, exist_ok=True)
         self.suffix = py_eval(python, "sysconfig.get_config_var('EXT_SUFFIX')")
@@ -100,7 +113,8 @@ class Builder:
     def _cc(self, modname, flags, libs=(), extra_objs=(), shown=None):
         """Runs gcc; `shown` maps the flag lists to the text shown for them."""
         out = os.path.join(self.dir, modname + self.suffix)
-        parts = [["gcc"] + CFLAGS, list(flags), ["-DMODNAME=" + modname, SRC],
+        cflags = [self.opt if (self.opt and f == "-O2") else f for f in CFLAGS]
+        parts = [["gcc"] + cflags, list(flags) + self.extra, ["-DMODNAME=" + modname, SRC],
                  list(extra_objs), ["-o", out], list(libs)]
         p = subprocess.run(sum(parts, []), capture_output=True, text=True)
         if p.returncode != 0:
@@ -128,7 +142,7 @@ class Builder:
     def traced(self, modname="workload_traced", defines=()):
         (cflags, shown_c), (libs, shown_l) = self._pyref("--cflags"), self._pyref("--libs")
         return self._cc(modname, cflags + list(defines), libs, shown={
-            1: " ".join([shown_c] + list(defines)), 5: shown_l})
+            1: " ".join([shown_c] + list(defines) + self.extra), 5: shown_l})
 
     def no_origins(self):
         """The traced build without the C-API origin records."""
@@ -139,6 +153,24 @@ class Builder:
         capture, Python context): Py_INCREF/Py_DECREF records only. PYREF__HOOKS_OFF is
         pyref_hooks.h's internal switch."""
         return self.traced("workload_refcounts", ["-DPYREF_CAPI_OFF", "-DPYREF__HOOKS_OFF"])
+
+
+def prepared_interpreter(ident):
+    """(id, executable, extra cflags, its debug build's executable or None) of an
+    interpreter id of ~/.cache/pyref/interpreters.json (`make deps`); exits when missing."""
+    from run import MANIFEST
+    try:
+        with open(MANIFEST) as f:
+            info = json.load(f)["interpreters"]
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit("bench-compare: --python %s: no manifest %s (%s)" % (ident, MANIFEST, e))
+    i = info.get(ident)
+    if not i or not os.path.exists(i["executable"]):
+        sys.exit("bench-compare: --python %s: not prepared (known: %s)" % (
+            ident, ", ".join(sorted(info))))
+    d = info.get(ident + "d")
+    return (ident, i["executable"], list(i.get("cflags") or []),
+            d["executable"] if d and os.path.exists(d["executable"]) else None)
 
 
 def libasan():
@@ -154,8 +186,10 @@ class Config:
     `rounds` None means every round, else at most that many (valgrind)."""
 
     def __init__(self, key, label, python, module, env=None, wrapper=(), size="full",
-                 rounds=None, traced=False, note=""):
+                 rounds=None, traced=False, note="", ref=None):
         self.key, self.label, self.python, self.module = key, label, python, module
+        # the key of the untraced configuration each run of this one is paired with
+        self.ref = ref or ("untraced-small" if size == "small" else "untraced")
         self.env, self.wrapper, self.size = env or {}, list(wrapper), size
         self.rounds, self.traced, self.note = rounds, traced, note
         self.runs = []   # [{"cpu", "wall": s per pass, "maxrss": KiB, "records": n|None}]
@@ -165,7 +199,9 @@ class Config:
 def configs(args):
     """[Config] for args.python, in table order, and the build commands (for RESULTS.md)."""
     py = args.python
-    b = Builder(py)
+    b = Builder(py, extra=args.extra_cflags)
+    b0 = Builder(py, extra=args.extra_cflags, opt="-O0")
+    bg = Builder(py, extra=args.extra_cflags, opt="-Og")
     commands = {}
     out = []
 
@@ -190,6 +226,15 @@ def configs(args):
         traced=True)
     add("refcounts", "pyref, refcounts only (also -DPYREF__HOOKS_OFF)", b.refcounts_only,
         traced=True)
+    add("off", "pyref traced build, PYREF=off", b.traced, env={"PYREF": "off"})
+    add("untraced-O0", "untraced -O0 -g (the -O0 row's reference)", b0.untraced,
+        ref="untraced-O0")
+    add("traced-O0", "pyref traced (default), -O0 -g", b0.traced, traced=True,
+        ref="untraced-O0")
+    add("untraced-Og", "untraced -Og -g (the -Og row's reference)", bg.untraced,
+        ref="untraced-Og")
+    add("traced-Og", "pyref traced (default), -Og -g", bg.traced, traced=True,
+        ref="untraced-Og")
     # analysis only, with --only:
     add("nofree", "pyref traced, PYREF_FREES=0", b.traced, traced=True,
         env={"PYREF_FREES": "0"}, analysis=True)
@@ -206,7 +251,7 @@ def configs(args):
     dbg = args.debug_python
     if dbg and os.path.exists(dbg):
         add("debug", "%s (debug interpreter), untraced" % os.path.basename(dbg),
-            Builder(dbg).untraced, python=dbg)
+            Builder(dbg, extra=args.extra_cflags).untraced, python=dbg)
     if shutil.which("valgrind") and args.valgrind_rounds > 0:
         add("untraced-small", "untraced, valgrind's size", b.untraced, size="small")
         add("valgrind", "valgrind memcheck, PYTHONMALLOC=malloc", b.untraced,
@@ -242,7 +287,7 @@ def run_once(cfg, n, args):
     run = {"wall": statistics.mean(res["seconds"]), "cpu": statistics.mean(res["cpu"]),
            "maxrss": ru.ru_maxrss,
            "records": (res["records"] / args.passes) if res["records"] is not None else None,
-           "checksum": res["checksum"]}
+           "checksum": res["checksum"], "capacity": res.get("capacity")}
     cfg.runs.append(run)
     return run
 
@@ -254,13 +299,13 @@ def measure(cfgs, args):
     rotates from round to round. Returns the load averages seen (before, after)."""
     load0 = open("/proc/loadavg").read().split()[0]
     sizes = {"full": args.n, "small": args.valgrind_n}
-    base = {c.size: c for c in cfgs if c.key in ("untraced", "untraced-small")}
+    base = {c.key: c for c in cfgs if c.ref == c.key}
     for r in range(args.rounds):
-        turn = [c for c in cfgs if c not in base.values() and (c.rounds is None or
-                                                               r < c.rounds)]
+        turn = [c for c in cfgs if c.key not in base and c.ref in base and (
+            c.rounds is None or r < c.rounds)]
         k = r % max(1, len(turn))
         for i, cfg in enumerate(turn[k:] + turn[:k]):
-            ref = base[cfg.size]
+            ref = base[cfg.ref]
             pair = (ref, cfg) if (r + i) % 2 == 0 else (cfg, ref)
             got = {c.key: run_once(c, sizes[c.size], args) for c in pair}
             cfg.pairs.append((got[cfg.key], got[ref.key]))
@@ -306,18 +351,28 @@ def checksums_agree(cfgs):
                for size in ("full", "small"))
 
 
+def transitions(rows):
+    """Reference-count transitions per pass: the records of the refcounts-only build (its
+    records are exactly the transitions), or None without that row."""
+    return next((r["records"] for r in rows if r["cfg"].key == "refcounts"), None)
+
+
 def table(rows, args):
     lines = ["| configuration | runs | CPU ms per pass | wall ms per pass | ratio median | "
-             "min | max | peak RSS MiB | records per pass | added ns per record |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "min | max | peak RSS MiB | records per pass | records per transition | "
+             "added ns per record |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    trans = transitions(rows)
     for r in rows:
         c = r["cfg"]
         size = "" if c.size == "full" else " (n = %d)" % args.valgrind_n
-        lines.append("| %s%s | %d | %.1f | %.1f | **%.2f×** | %.2f× | %.2f× | %.1f | %s | %s |"
+        lines.append("| %s%s | %d | %.1f | %.1f | **%.2f×** | %.2f× | %.2f× | %.1f | %s | %s "
+                     "| %s |"
                      % (c.label, size, len(r["ratios"]), r["cpu"], r["wall"],
                         statistics.median(r["ratios"]),
             min(r["ratios"]), max(r["ratios"]), r["maxrss"],
             "%.2fM" % (r["records"] / 1e6) if "records" in r else "",
+            "%.2f" % (r["records"] / trans) if "records" in r and trans else "",
             "%.2f" % r["ns"] if "ns" in r else ""))
     return "\n".join(lines)
 
@@ -327,14 +382,29 @@ def verdicts(rows):
     for each, the cost per recorded transition for the refcounts-only build (the only one
     whose records are all transitions)."""
     out = []
+    trans = transitions(rows)
     for r in rows:
-        if r["cfg"].key not in ("traced", "noorigins", "refcounts"):
+        key = r["cfg"].key
+        if key == "off":
+            med = statistics.median(r["ratios"])
+            out.append("- %s: %.2f× untraced (target ≤ 1.03×: %s)" % (
+                r["cfg"].label, med, "met" if med <= 1.03 else "**missed**"))
+            continue
+        if key in ("traced-O0", "traced-Og"):
+            med = statistics.median(r["ratios"])
+            out.append("- %s: %.2f× the untraced build at the same -O level%s; %.2f ns "
+                       "added per record" % (r["cfg"].label, med, (
+                           " (target ≤ 1.5×: %s)" % ("met" if med <= 1.5 else "**missed**"))
+                           if key == "traced-O0" else "", r["ns"]))
+            continue
+        if key not in ("traced", "noorigins", "refcounts"):
             continue
         med = statistics.median(r["ratios"])
-        line = "- %s: %.2f× untraced (target ≤ %.1f×: %s); %.2fM records per pass, %.2f ns " \
+        line = "- %s: %.2f× untraced (target ≤ %.1f×: %s); %.2fM records per pass%s, %.2f ns " \
                "added per record" % (r["cfg"].label, med, TARGET_RATIO,
                                      "met" if med <= TARGET_RATIO else "**missed**",
-                                     r["records"] / 1e6, r["ns"])
+                                     r["records"] / 1e6, " (%.2f per transition)" % (
+                                         r["records"] / trans) if trans else "", r["ns"])
         if r["cfg"].key == "refcounts":
             line += " (target ≤ %.0f ns per recorded transition: %s)" % (
                 TARGET_NS, "met" if r["ns"] <= TARGET_NS else "**missed**")
@@ -346,8 +416,11 @@ def block(rows, cfgs, commands, args, m, loads, cg_lines=None, kind_lines=None):
     """The generated part of RESULTS.md."""
     shared = max(float(x) for x in loads) >= 0.5 * int(m["nproc"])
     cmd_lines = ["- %s: `%s`" % (key, commands[key])
-                 for key in ("untraced", "traced", "noorigins", "refcounts", "asan")
+                 for key in ("untraced", "traced", "noorigins", "refcounts", "asan",
+                             "traced-O0", "traced-Og")
                  if key in commands]
+    caps = sorted({x["capacity"] for c in cfgs if c.traced for x in c.runs
+                   if x.get("capacity")})
     run_lines = []
     for c in cfgs:
         if c.env or c.wrapper:
@@ -360,14 +433,20 @@ def block(rows, cfgs, commands, args, m, loads, cg_lines=None, kind_lines=None):
                     loads[1]),
         "",
         "Command: `/usr/bin/python3 bench/compare.py %s` (`make bench-compare` runs it "
-        "without options): interpreter `%s`, workload `run(n=%d, callback, every=%d)`"
+        "without options): interpreter `%s`%s, workload `run(n=%d, callback, every=%d)`"
         ", %d passes per process, %d rounds (valgrind: %d round%s at n = %d)."
-        % (" ".join(shlex.quote(a) for a in sys.argv[1:]), args.python, args.n, args.every,
+        % (" ".join(shlex.quote(a) for a in sys.argv[1:]), args.python,
+           " (%s)" % args.python_id if args.python_id else "", args.n, args.every,
            args.passes, args.rounds,
            min(args.valgrind_rounds, args.rounds), "" if args.valgrind_rounds == 1 else "s",
            args.valgrind_n),
         "",
         table(rows, args),
+        "",
+        "Ring: %s records per thread (PYREF_RING_RECORDS unset: the default), 32 bytes a "
+        "record. *records per transition* = records per pass over the refcounts-only "
+        "build's (whose records are exactly the workload's reference-count transitions)."
+        % (", ".join("%d (2^%d)" % (c, c.bit_length() - 1) for c in caps) or "?"),
         "",
         "*ratio* = the configuration's %s time per pass over that of an untraced run made "
         "right next to it (valgrind: an untraced run at its size), median / min / max over "
@@ -503,7 +582,9 @@ def update_section(path, heading, begin, end, text):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--python", default="/usr/bin/python3.11",
-                    help="interpreter (default: Debian's release python3.11)")
+                    help="interpreter: a path, or an id of ~/.cache/pyref/interpreters.json "
+                         "(3.14, 3.15; its debug build, 3.14d, is the debug row) (default: "
+                         "Debian's release python3.11)")
     ap.add_argument("--debug-python", default="/usr/bin/python3.11d",
                     help="debug interpreter for its row ('' to skip)")
     ap.add_argument("--n", type=int, default=100000, help="items per pass")
@@ -516,7 +597,7 @@ def main():
                     help="time the ratios are taken of (default: the process's CPU time)")
     ap.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
                     help="comma-separated keys: untraced,traced,pyctx,noorigins,refcounts,"
-                         "asan,malloc,debug,untraced-small,valgrind; analysis only: nofree,"
+                         "off,traced-O0,traced-Og,asan,malloc,debug,untraced-small,valgrind; analysis only: nofree,"
                          "table-l1,traced-l2")
     ap.add_argument("--callgrind", action="store_true",
                     help="also count instructions per configuration under callgrind")
@@ -526,8 +607,14 @@ def main():
     ap.add_argument("--update", action="store_true", help="rewrite bench/RESULTS.md's section")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every run")
     args = ap.parse_args()
+    args.python_id, args.extra_cflags = None, []
+    if os.path.sep not in args.python:
+        args.python_id, args.python, args.extra_cflags, dbg = prepared_interpreter(args.python)
+        if args.debug_python == ap.get_default("debug_python"):
+            args.debug_python = dbg or ""
     if args.only:
         args.only |= {"untraced"} | ({"untraced-small"} if "valgrind" in args.only else set())
+        args.only |= {"untraced" + k[6:] for k in args.only if k.startswith("traced-O")}
 
     subprocess.run(["make", "-s", "-C", ROOT, "all"], check=True)
     m = machine()
@@ -555,7 +642,13 @@ def main():
     if not checksums_agree(cfgs):
         sys.exit("bench-compare: the builds disagree on the checksum")
     if args.update:
-        update_section(RESULTS, SECTION, BEGIN, END, block(rows, cfgs, commands, args, m,
+        section, begin, end = SECTION, BEGIN, END
+        if args.python_id:  # each prepared interpreter has its own section
+            section = "### The workload comparison on %s (`bench/compare.py --python %s`)" % (
+                args.python_id, args.python_id)
+            begin = BEGIN.replace("compare:", "compare-%s:" % args.python_id)
+            end = END.replace("compare:", "compare-%s:" % args.python_id)
+        update_section(RESULTS, section, begin, end, block(rows, cfgs, commands, args, m,
                                                            loads, cg_lines, kind_lines))
         print("bench-compare: wrote %s" % os.path.relpath(RESULTS, ROOT))
 

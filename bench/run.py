@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """`make bench`: the cost of a recorded Py_INCREF/Py_DECREF against an untraced one.
 
-For each release interpreter found (Debian's /usr/bin/python3.11 and pyenv 3.10-3.13),
-builds bench/micro_ext.c twice into build/bench/<interpreter>/ — untraced (the
+For each release interpreter found (Debian's /usr/bin/python3.11, pyenv 3.10-3.13, and the
+Debian unstable 3.14 and 3.15 release builds and the free-threaded 3.13t debug build that
+`make deps` prepares under ~/.cache/pyref, interpreters.json), builds bench/micro_ext.c twice into build/bench/<interpreter>/ — untraced (the
 interpreter's Python.h) and traced (pyref's shim, `bin/pyref-config --cflags/--libs`) —
 with the same compiler flags, then times both in one process, rounds interleaved
 (bench/driver.py), and prints the median ns per transition of each and the difference:
 the cost of recording one transition. The target: <= 3 ns per recorded transition.
 
 Extra rows, on the first interpreter only: the traced loop with a ring that fits in L2
-(PYREF_RING_RECORDS=4096) and with PYREF=off.
+(PYREF_RING_RECORDS=4096), with PYREF=off, and both builds at -O0 and at -Og (what users'
+debug builds use) instead of -O2.
 
   bench/run.py              print the table
   bench/run.py --update     ... and rewrite the generated part of bench/RESULTS.md
@@ -42,12 +44,14 @@ END = "<!-- bench:end -->"
 # Interpreters and builds
 # ---------------------------------------------------------------------------------------
 def interpreters():
-    """[(label, executable)]: Debian's python3.11 (if its headers are installed), then the
-    newest pyenv 3.10, 3.11, 3.12, 3.13."""
+    """[(label, executable, extra cflags)]: Debian's python3.11 (if its headers are
+    installed), the newest pyenv 3.10, 3.11, 3.12, 3.13, then the prepared 3.14, 3.15 and
+    3.13t of ~/.cache/pyref/interpreters.json (`make deps`; their pyconfig.h directory is
+    the manifest's cflags)."""
     found = []
     if (os.path.exists("/usr/bin/python3.11")
             and os.path.exists("/usr/include/python3.11/Python.h")):
-        found.append(("3.11 Debian", "/usr/bin/python3.11"))
+        found.append(("3.11 Debian", "/usr/bin/python3.11", []))
     for minor in (10, 11, 12, 13):
         hits = glob.glob(os.path.expanduser("~/.pyenv/versions/3.%d.*/bin/python3.%d"
                                             % (minor, minor)))
@@ -55,8 +59,30 @@ def interpreters():
         hits.sort(key=lambda h: [int(x) for x in re.search(r"/3\.(\d+)\.(\d+)/", h).groups()])
         if hits:
             ver = re.search(r"/(3\.\d+\.\d+)/", hits[-1]).group(1)
-            found.append(("%s pyenv" % ver, hits[-1]))
-    return found
+            found.append(("%s pyenv" % ver, hits[-1], []))
+    return found + prepared()
+
+
+MANIFEST = os.path.expanduser("~/.cache/pyref/interpreters.json")
+PREPARED = (("3.14", "%s Debian sid"), ("3.15", "%s Debian sid"),
+            ("3.13t", "%st free-threaded debug build"))
+
+
+def prepared(ids=PREPARED):
+    """[(label, executable, extra cflags)] of the manifest's interpreters among `ids` that
+    exist; [] without the manifest."""
+    try:
+        with open(MANIFEST) as f:
+            info = json.load(f)["interpreters"]
+    except (OSError, ValueError, KeyError):
+        return []
+    out = []
+    for ident, what in ids:
+        i = info.get(ident)
+        if i and os.path.exists(i["executable"]):
+            out.append((what % i["version"], i["executable"],
+                        list(i.get("cflags") or [])))
+    return out
 
 
 def py_eval(python, expr):
@@ -64,11 +90,12 @@ def py_eval(python, expr):
                                    text=True).strip()
 
 
-def build(label, python, shim=None):
-    """Builds micro_untraced and micro_traced for `python`; returns their directory. With
-    `shim`, the traced build takes that directory's Python.h shim instead of pyref's (a
-    prototype; the directory name gets its basename). Raises subprocess.CalledProcessError
-    (with the compiler's output) on failure."""
+def build(label, python, shim=None, extra=(), opt=None):
+    """Builds micro_untraced and micro_traced for `python`, both with `extra` flags and
+    `opt` (an -O flag in place of CFLAGS' -O2); returns their directory. With `shim`, the
+    traced build takes that directory's Python.h shim instead of pyref's (a prototype; the
+    directory name gets its basename). Raises subprocess.CalledProcessError (with the
+    compiler's output) on failure."""
     name = re.sub(r"[^\w.]+", "-", label) + ("-" + os.path.basename(shim) if shim else "")
     outdir = os.path.join(BUILD, name)
     os.makedirs(outdir, exist_ok=True)
@@ -83,9 +110,10 @@ def build(label, python, shim=None):
     libs = subprocess.check_output([PYREF_CONFIG, "--libs"], text=True).split()
     untraced = os.path.join(outdir, "micro_untraced" + suffix)
     traced = os.path.join(outdir, "micro_traced" + suffix)
+    flags = [opt if (opt and f == "-O2") else f for f in CFLAGS] + list(extra)
     cmds = [
-        ["gcc"] + CFLAGS + ["-I" + include, "-DMODNAME=micro_untraced", SRC, "-o", untraced],
-        ["gcc"] + CFLAGS + cflags + ["-DMODNAME=micro_traced", SRC, "-o", traced] + libs,
+        ["gcc"] + flags + ["-I" + include, "-DMODNAME=micro_untraced", SRC, "-o", untraced],
+        ["gcc"] + flags + cflags + ["-DMODNAME=micro_traced", SRC, "-o", traced] + libs,
     ]
     for cmd in cmds:
         subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -214,17 +242,22 @@ def main():
     ap.add_argument("--update", action="store_true", help="rewrite bench/RESULTS.md")
     ap.add_argument("--pairs", type=int, default=250000, help="INCREF/DECREF pairs per round")
     ap.add_argument("--rounds", type=int, default=61, help="rounds per build")
+    ap.add_argument("--interpreters", default=None,
+                    help="comma-separated label substrings (e.g. 3.11,3.14): only those")
     args = ap.parse_args()
 
     subprocess.run(["make", "-s", "-C", ROOT, "all"], check=True)
     m = machine()  # the load average before this run adds its own
     rows = []
     pys = interpreters()
+    if args.interpreters:
+        want = args.interpreters.split(",")
+        pys = [p for p in pys if any(w in p[0] for w in want)]
     if not pys:
         sys.exit("bench: no interpreter found (/usr/bin/python3.11 with headers, or pyenv)")
-    for i, (label, python) in enumerate(pys):
+    for i, (label, python, extra) in enumerate(pys):
         try:
-            moddir = build(label, python)
+            moddir = build(label, python, extra=extra)
         except subprocess.CalledProcessError as e:
             rows.append(dict(label=label, error="build failed: %s" % (
                 (e.stderr or "").strip().splitlines() or ["?"])[-1]))
@@ -236,15 +269,32 @@ def main():
             rows[-1]["instr"] = instructions(python, moddir, "micro_traced") - base
         print(table(rows[-1:]).splitlines()[-1], flush=True)
         if i == 0:  # how the figure moves with the ring's size, and when recording is off
-            extra = [("%s, ring of 4096 (fits L2)" % label, {"PYREF_RING_RECORDS": "4096"},
+            variants = [("%s, ring of 4096 (fits L2)" % label, {"PYREF_RING_RECORDS": "4096"},
                       True),
                      ("%s, PYREF=off" % label, {"PYREF": "off"}, False)]
-            for xlabel, env, recording in extra:
+            for xlabel, env, recording in variants:
                 r = summarise(xlabel, measure(python, moddir, args.pairs, args.rounds, env),
                               recording)
                 r["info"] = True
                 if base is not None:
                     r["instr"] = instructions(python, moddir, "micro_traced", env) - base
+                rows.append(r)
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+            # a debug build of the extension: both builds at the user's -O level. At -O0
+            # the shim calls an -O2 copy of the recording path; PYREF_O0_INLINE keeps it
+            # inline, i.e. compiled at -O0 (what that copy saves)
+            for opt, defs, what in (("-O0", [], ""),
+                                    ("-O0", ["-DPYREF_O0_INLINE"],
+                                     ", -DPYREF_O0_INLINE (recording inlined at -O0)"),
+                                    ("-Og", [], "")):
+                xlabel = "%s, both builds %s -g%s" % (label, opt, what)
+                odir = build(label + opt + "".join(defs), python, extra=extra + defs,
+                             opt=opt)
+                r = summarise(xlabel, measure(python, odir, args.pairs, args.rounds))
+                r["info"] = True
+                obase = instructions(python, odir, "micro_untraced")
+                if obase is not None:
+                    r["instr"] = instructions(python, odir, "micro_traced") - obase
                 rows.append(r)
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
 
@@ -258,8 +308,11 @@ def main():
         "",
         "Command: `/usr/bin/python3 bench/run.py --update` (`make bench` runs it without "
         "`--update`): %d rounds of %d pairs per build, untraced and traced rounds "
-        "interleaved in one process per interpreter. Extension flags: `gcc %s`, plus "
-        "`pyref-config --python PY --cflags` / `--libs` for the traced build."
+        "interleaved in one process per interpreter. Extension flags: `gcc %s` (the -O0 and "
+        "-Og rows: that flag in place of -O2, in both builds; at -O0 the shim calls an -O2 "
+        "copy of the recording path unless `-DPYREF_O0_INLINE`), plus "
+        "`pyref-config --python PY --cflags` / `--libs` for the traced build (and the "
+        "manifest's include directory for the ~/.cache/pyref interpreters)."
         % (args.rounds, args.pairs, " ".join(CFLAGS)),
         "",
         table(rows),

@@ -6,7 +6,7 @@ EVERY) and prints one JSON line.
 Usage: PY bench/workload.py MODULE_DIR MODNAME N EVERY PASSES [LIBPYREF]
 
 Output: {"seconds": [wall per pass], "cpu": [process CPU time per pass], "checksum": C,
-"records": R or null} — `records` is how
+"records": R or null, "capacity": records a thread's ring holds, or null} — `records` is how
 many records the ring gained during the timed passes (the sum of its thread heads, read
 through libpyref's exported `pyref_ring`, as bench/driver.py does), when the module loaded
 LIBPYREF; null for an untraced build. The checksum is the same for every build.
@@ -53,8 +53,10 @@ def main():
         checksum = mod.run(n, callback, every)
         seconds.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    records = ring_heads(lib)[0] - before if lib is not None else None
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "checksum": checksum, "records": records}))
+    heads, capacity = ring_heads(lib) if lib is not None else (None, None)
+    records = heads - before if lib is not None else None
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "checksum": checksum, "records": records,
+                      "capacity": capacity}))
 
 
 if __name__ == "__main__":
