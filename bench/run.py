@@ -306,14 +306,14 @@ def main():
         "Measured %s on %s (%s CPUs), %s, Linux %s; load average %s before the run."
         % (m["date"], m["cpu"], m["nproc"], m["gcc"], m["kernel"], m["load"]),
         "",
-        "Command: `/usr/bin/python3 bench/run.py --update` (`make bench` runs it without "
-        "`--update`): %d rounds of %d pairs per build, untraced and traced rounds "
+        "Command: `/usr/bin/python3 bench/run.py %s` (`make bench` runs it without "
+        "options): %d rounds of %d pairs per build, untraced and traced rounds "
         "interleaved in one process per interpreter. Extension flags: `gcc %s` (the -O0 and "
         "-Og rows: that flag in place of -O2, in both builds; at -O0 the shim calls an -O2 "
         "copy of the recording path unless `-DPYREF_O0_INLINE`), plus "
         "`pyref-config --python PY --cflags` / `--libs` for the traced build (and the "
         "manifest's include directory for the ~/.cache/pyref interpreters)."
-        % (args.rounds, args.pairs, " ".join(CFLAGS)),
+        % (" ".join(sys.argv[1:]), args.rounds, args.pairs, " ".join(CFLAGS)),
         "",
         table(rows),
         "",
