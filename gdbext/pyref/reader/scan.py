@@ -418,7 +418,7 @@ def malloc_region(read, start, end, path=""):
     except READ_ERRORS:
         return None
     first, second = struct.unpack("<QQ", head)
-    if second == TCACHE_CHUNK:
+    if second == TCACHE_CHUNK or _main_heap_start(read, start, end, first, second):
         return "heap"
     if start < first <= start + 64 and start & ((1 << 20) - 1) == 0:
         return "arena"
@@ -426,6 +426,27 @@ def malloc_region(read, start, end, path=""):
             not (second & ~7) & (PAGE - 1) and start + (second & ~7) <= end:
         return "mmapped"
     return None
+
+
+def _main_heap_start(read, start, end, first, second):
+    """True when [start, end) begins like the main heap whatever its first chunk is (glibc
+    2.43 allocates its thread cache later: the first chunk is not TCACHE_CHUNK): no
+    prev_size, PREV_INUSE set, and the first chunks chain with plausible in-use sizes."""
+    if first != 0 or not second & _PREV_INUSE or second & (_IS_MMAPPED | _NON_MAIN):
+        return False
+    addr = start
+    for _ in range(4):
+        size = second & ~7
+        if size < 32 or size & 15 or addr + size + 16 > end or size >= 1 << 20:
+            return False
+        addr += size
+        try:
+            second = struct.unpack("<Q", bytes(read(addr + 8, 8)))[0]
+        except READ_ERRORS:
+            return False
+        if not second & _PREV_INUSE:   # the chunk before is in use: it was allocated
+            return False
+    return True
 
 
 def malloc_chunk(read, addr, region_start, region_end, max_back=MAX_CHUNK_BACK,
