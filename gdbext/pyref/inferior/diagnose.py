@@ -325,6 +325,13 @@ def diagnose(expr=None):
     state = objects.object_state(addr)
     if dead:
         state.update(state="freed", reason=dead)
+    single = singleton_name(addr)
+    if single and state["state"] != objects.LIVE:
+        # a singleton is a static object: a count at or below zero is an over-release,
+        # never a free (CPython aborts in none_dealloc rather than free it)
+        state.update(state=objects.LIVE, reason="%s is a static object, never freed: its "
+                     "count (%s) says it was released more often than referenced" % (
+                         single, state.get("refcount")))
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
                         "state": state["state"], "reason": state["reason"],
                         "found": how}
