@@ -314,9 +314,13 @@ def diagnose(expr=None):
                                  "or local of the crashing frames points at a freed "
                                  "object" % fault)
         elif sig is not None:
+            ring = ", and no harm done to any object in the ring" if ringset.rings else ""
             report["verdict"] = "not-a-refcount-bug"
-            report["summary"] = ("signal %d with no freed object among the arguments and "
-                                 "locals of the crashing frames" % sig)
+            report["summary"] = (
+                ("stopped, not crashed (signal %d): no freed object among the arguments "
+                 "and locals of the current frames" if sig not in CRASH_SIGNALS else
+                 "signal %d with no freed object among the arguments and locals of the "
+                 "crashing frames") % sig + ring)
         else:
             report["summary"] = ("no freed object found in the current frames; name one: "
                                  "pyref why EXPR")
