@@ -314,9 +314,13 @@ def diagnose(expr=None):
                                  "or local of the crashing frames points at a freed "
                                  "object" % fault)
         elif sig is not None:
+            ring = ", and no harm done to any object in the ring" if ringset.rings else ""
             report["verdict"] = "not-a-refcount-bug"
-            report["summary"] = ("signal %d with no freed object among the arguments and "
-                                 "locals of the crashing frames" % sig)
+            report["summary"] = (
+                ("stopped, not crashed (signal %d): no freed object among the arguments "
+                 "and locals of the current frames" if sig not in CRASH_SIGNALS else
+                 "signal %d with no freed object among the arguments and locals of the "
+                 "crashing frames") % sig + ring)
         else:
             report["summary"] = ("no freed object found in the current frames; name one: "
                                  "pyref why EXPR")
@@ -325,6 +329,13 @@ def diagnose(expr=None):
     state = objects.object_state(addr)
     if dead:
         state.update(state="freed", reason=dead)
+    single = singleton_name(addr)
+    if single and state["state"] != objects.LIVE:
+        # a singleton is a static object: a count at or below zero is an over-release,
+        # never a free (CPython aborts in none_dealloc rather than free it)
+        state.update(state=objects.LIVE, reason="%s is a static object, never freed: its "
+                     "count (%s) says it was released more often than referenced" % (
+                         single, state.get("refcount")))
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
                         "state": state["state"], "reason": state["reason"],
                         "found": how}
