@@ -196,42 +196,61 @@ class _ThreadWindow:
         return None, 0
 
 
+def _want_delta(b: int):
+    """(delta byte the op byte `b` requires, any delta valid, no delta valid): the checks
+    of _plausible as three byte tables, so that a whole run is checked with translate and
+    big-int bit operations (C speed, no Python call per slot)."""
+    op, imm = b & OP_MASK, b & IMMORTAL
+    if op == 0 or (op == DEALLOC and imm):
+        return 0, 0, 0xFF
+    if op == INCREF:
+        return (0 if imm else 1), 0, 0
+    if op in (DECREF, DEALLOC):
+        return (0 if imm else 0xFF), 0, 0
+    if op <= MARK:
+        return 0, 0, 0
+    return 0, 0xFF, 0
+
+
+_WANT, _ANY, _NEVER = (bytes(t) for t in zip(*map(_want_delta, range(256))))
+_ZERO_IS_ONE = bytes([1] + [0] * 255)
+_NONZERO_FF = bytes([0] + [0xFF] * 255)
+_ZERO_FF = bytes([0xFF] + [0] * 255)
+_DEALLOC_FF = bytes(0xFF if i == DEALLOC else 0 for i in range(256))
+_REFOP_FF = bytes(0xFF if i in (INCREF, DECREF, DEALLOC) else 0 for i in range(256))
+
+
+def _field_or(data, off, size, rs):
+    """The OR of the bytes of an unsigned little-endian field of each record, as an int
+    whose byte k is slot k's: zero exactly where the field is 0."""
+    acc = 0
+    for k in range(off, off + size):
+        acc |= int.from_bytes(data[k::rs], "little")
+    return acc
+
+
 def _classify(run: _Run, rs: int):
-    """Sets run.kind and run.ops: the validity checks of the module docstring."""
-    mv = memoryview(run.data)
-    if _LITTLE_HOST:
-        kind = bytearray(map(_VALID.__getitem__, mv.cast("H")[14::rs // 2]))
-        ops = mv[28::rs].tobytes().translate(_MASK_OP)
-    else:
-        opb = mv[28::rs].tobytes()
-        dlt = mv[29::rs].tobytes()
-        kind = bytearray(_VALID[a | b << 8] for a, b in zip(opb, dlt))
-        ops = opb.translate(_MASK_OP)
-    data = run.data
-    # DEALLOC must have refcnt 1: one C-level pass over the DEALLOCs' counts, and a
-    # Python loop only when some fail.
-    is_dealloc = ops.translate(_IS_DEALLOC)
-    refs = mv.cast("q")[2::rs // 8] if _LITTLE_HOST else \
-        [struct.unpack_from("<q", data, k + 16)[0] for k in range(0, len(data), rs)]
-    if DEALLOC in ops and not all(map(_ONE_EQ, compress(refs, is_dealloc))):
-        i = ops.find(DEALLOC)
-        while i != -1:
-            if refs[i] != 1:
-                kind[i] = 0
-            i = ops.find(DEALLOC, i + 1)
-    # NULL objects in INCREF/DECREF/DEALLOC: search the obj column for 8 zero bytes.
-    objcol = mv[0:len(data)].cast("Q")[0::rs // 8].tobytes() if _LITTLE_HOST else \
-        b"".join(data[k:k + 8] for k in range(0, len(data), rs))
-    j = objcol.find(_ZERO8)
-    while j != -1:
-        if j % 8:
-            j = objcol.find(_ZERO8, j - j % 8 + 8)
-            continue
-        k = j // 8
-        if ops[k] in (INCREF, DECREF, DEALLOC):
-            kind[k] = 0
-        j = objcol.find(_ZERO8, j + 8)
-    run.kind = kind
+    """Sets run.kind and run.ops: the validity checks of the module docstring, as
+    strided byte slices, translate and big-int bit operations over the whole run (one
+    byte per slot; byte-wise, so the host's byte order does not matter)."""
+    data, n = run.data, run.count
+    opcol = data[28::rs]
+    ops = opcol.translate(_MASK_OP)
+    ints = int.from_bytes
+    anyd = ints(opcol.translate(_ANY), "little")
+    bad = ((ints(opcol.translate(_WANT), "little") ^ ints(data[29::rs], "little"))
+           | anyd) ^ anyd
+    bad |= ints(opcol.translate(_NEVER), "little")
+    if DEALLOC in ops:
+        # DEALLOC must have refcnt (before) 1: its low byte 1, the other seven 0.
+        ref = ints(data[16::rs], "little") ^ ints(bytes([1]) * n, "little")
+        ref |= _field_or(data, 17, 7, rs)
+        bad |= ints(ref.to_bytes(n, "little").translate(_NONZERO_FF), "little") & \
+            ints(ops.translate(_DEALLOC_FF), "little")
+    # INCREF, DECREF, DEALLOC of a NULL object.
+    null = _field_or(data, 0, 8, rs).to_bytes(n, "little").translate(_ZERO_FF)
+    bad |= ints(null, "little") & ints(ops.translate(_REFOP_FF), "little")
+    run.kind = bytearray(bad.to_bytes(n, "little").translate(_ZERO_IS_ONE))
     run.ops = ops
 
 
@@ -679,6 +698,18 @@ def _reject_implausible(ring, runs, rs):
     # beyond twice the counter (where a flipped high bit lands).
     exact = ring.writers <= 1
     limit = h.seq + seq_slack(h) if exact else 2 * h.seq + seq_slack(h)
+    if not exact:
+        # Restored seqs never exceed the counter, except while it is below 2^32 a record
+        # ahead of it, whose seq is then its low 32 bits (_restore_column): only such a
+        # slot can be above the limit, found without an int per slot.
+        for run in runs:
+            if run.count and h.seq < 1 << 32 and _u32_above(run.data, 24, rs, limit):
+                s32 = [struct.unpack_from("<I", run.data, k * rs + 24)[0]
+                       for k in range(run.count)]
+                for k in range(run.count):
+                    if run.kind[k] and s32[k] > limit:
+                        _reject(ring, run, k, "seq above the header's counter")
+        return
     seqs, parts = [], []            # parts: (run, slot indexes kept, offset in seqs)
     for run in runs:
         if not run.count:
@@ -716,6 +747,31 @@ def _reject_implausible(ring, runs, rs):
             if i == 0 and run.ops[k] == AUX and seqs[0] == seqs[-1]:
                 continue     # an in-flight pair's AUX in the oldest slot (module docstring)
             _reject(ring, run, k, "seq out of order in its thread's window")
+
+
+_GT = [bytes(1 if b > t else 0 for b in range(256)) for t in range(256)]
+_EQ = [bytes(1 if b == t else 0 for b in range(256)) for t in range(256)]
+
+
+def _u32_above(data, off, rs, limit) -> bool:
+    """Whether the little-endian uint32 field at `off` of some record in `data` is above
+    `limit`: compared byte by byte from the most significant, each lane of a big int one
+    record (translate and bit operations, no int per record)."""
+    if limit >= _M32:
+        return False
+    if limit < 0:
+        return bool(data)
+    ints = int.from_bytes
+    above = 0
+    for k in range(4):                  # least significant byte first
+        col = data[off + k::rs]
+        t = limit >> (8 * k) & 0xFF
+        gt = ints(col.translate(_GT[t]), "little")
+        if k == 0:
+            above = gt
+        else:
+            above = gt | ints(col.translate(_EQ[t]), "little") & above
+    return above != 0
 
 
 def _note_suspects(ring, t, run, base, rs):
