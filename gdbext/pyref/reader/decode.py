@@ -76,10 +76,10 @@ from operator import add, and_, itemgetter, le, mul, sub
 
 from pyref.errors import READ_ERRORS, RingError
 from pyref.reader.bulk import CHUNK, first_line, read_pieces
-from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, HEADER_FIXED, IMMORTAL, INCREF,
-                                     MARK, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
-                                     Thread, mark_label, parse_header, parse_threads,
-                                     restore_seq)
+from pyref.reader.ringformat import (AUX, BORROW, DEALLOC, DECREF, FREE, HEADER_FIXED,
+                                     IMMORTAL, INCREF, MARK, NEW, OP_MASK, RECORD_SIZE,
+                                     SHARED, STEAL, Header, Record, Thread, mark_label,
+                                     parse_header, parse_threads, restore_seq)
 
 _REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
 _SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
@@ -164,12 +164,14 @@ class _Run:
     """Consecutive readable positions of one thread's window: `data` holds `count` raw
     records for positions pos0.., `kind` one byte each: 0 torn/corrupt, 1 record,
     2 AUX attached to an earlier record."""
-    __slots__ = ("pos0", "count", "data", "kind", "ops")
+    __slots__ = ("pos0", "count", "data", "kind", "ops", "objs", "att")
 
     def __init__(self, pos0, data, rs):
         self.pos0 = pos0
         self.data = data
         self.count = len(data) // rs
+        self.objs = None         # _obj_array: not built yet
+        self.att = None          # _attached_mask: not built yet
 
 
 class _ThreadWindow:
@@ -313,6 +315,8 @@ def _record_with_local_aux(tw, run, idx, head_seq):
     if tw.attached:
         return _record_at(tw, run, idx, head_seq)
     rs = tw.rs
+    if idx + 1 < run.count and run.ops[idx + 1] != AUX:
+        return _record_at(tw, run, idx, head_seq)      # no AUX follows (the usual case)
     key = _SEQ_TID.unpack_from(run.data, idx * rs + 24)
     aux = []
     if run.ops[idx] != AUX:
@@ -371,6 +375,69 @@ def _window_keys(tw, head_seq):
                 tw.keys.append(flat[i:i + len(col)])
                 i += len(col)
     return tw.keys or None
+
+
+def _obj_array(run, rs):
+    """The obj field of each slot of a run as a sequence of ints (a contiguous uint64
+    memoryview on a little-endian host, gathered from eight strided byte slices: no int
+    object kept per slot), built once per run."""
+    if run.objs is None:
+        if _LITTLE_HOST:
+            col = bytearray(8 * run.count)
+            for k in range(8):
+                col[k::8] = run.data[k::rs]
+            run.objs = memoryview(col).cast("Q")
+        else:
+            run.objs = _obj_column(run.data, rs)
+    return run.objs
+
+
+def _lanes(b: bytes) -> int:
+    return int.from_bytes(b, "little")
+
+
+def _op_table(pred):
+    return bytes(1 if pred(i) else 0 for i in range(256))
+
+
+_END_OPS = _op_table(lambda op: op in (DEALLOC, FREE))
+_DEALLOC_OPS = _op_table(lambda op: op == DEALLOC)
+_LENT_OPS = _op_table(lambda op: op in (BORROW, STEAL))
+_USE_OPS = _op_table(lambda op: op not in (NEW, FREE, STEAL))
+_UNKNOWN_OPS = _op_table(lambda op: op > MARK)
+_MORTAL = _op_table(lambda b: not b & IMMORTAL)
+_NEGATIVE = _op_table(lambda b: b >= 0x80)
+_NONZERO_1 = bytes([0] + [1] * 255)
+
+
+_IS_AUX = _op_table(lambda op: op == AUX)
+
+
+def _attached_lanes(run, rs, keep):
+    """Lanes (one byte a slot, 1 set) of the AUX slots of a run that are surely attached:
+    the slot before, in the same run, is a decoded non-AUX record with the same seq and
+    tid (the rule of _attach_aux; an AUX after an AUX is not counted here)."""
+    n, data = run.count, run.data
+    aux = _lanes(run.ops.translate(_IS_AUX)) & keep
+    if not aux:
+        return 0
+    full = (1 << 8 * n) - 1
+    differ = 0
+    for j in (24, 25, 26, 27, 30, 31):          # the commit word: seq32 and tid
+        c = _lanes(data[j::rs])
+        differ |= c ^ (c << 8 & full)
+    same = _lanes(differ.to_bytes(n, "little").translate(_ZERO_IS_ONE)) & ~1
+    prev_record = (_lanes(run.kind.translate(_NONZERO_1)) &
+                   ~_lanes(run.ops.translate(_IS_AUX))) << 8 & full
+    return aux & same & prev_record
+
+
+def _attached_mask(run, rs):
+    """_attached_lanes of a run's decoded slots as bytes (1: surely attached), once."""
+    if run.att is None:
+        keep = _lanes(run.kind.translate(_IS_ONE))
+        run.att = _attached_lanes(run, rs, keep).to_bytes(run.count, "little")
+    return run.att
 
 
 def _obj_column(data, rs):
@@ -517,14 +584,72 @@ class Ring:
         for tw in self._windows if objs else ():
             rs = tw.rs
             for run in tw.runs:
-                hits = compress(range(run.count), map(contains, _obj_column(run.data, rs)))
-                for k in hits:
+                n = run.count
+                hit = _lanes(bytes(map(contains, _obj_array(run, rs))))
+                if not hit:
+                    continue
+                # Decoded slots of the objects, less the AUX records surely attached to
+                # the record before them (lane masks: no Python step per such slot).
+                hit &= _lanes(run.kind.translate(_IS_ONE)) & \
+                    ~_lanes(_attached_mask(run, rs))
+                for k in compress(range(n), hit.to_bytes(n, "little")):
                     rec = _slot_record(tw, run, k, seq)
                     if rec is not None:
                         found.setdefault(rec.obj, []).append(rec)
         for recs in found.values():
             recs.sort(key=self.merge_key)
         return found
+
+    def harm_candidates(self, sane_bits: int = 40) -> set:
+        """A superset of the objects whose records can show harm (a count below zero, a
+        use after a lifetime ended, a borrow or steal in a lifetime a DEALLOC ended), found
+        without a Record per slot, from order-free tests on the decoded slots (an AUX
+        record is left out only where it is surely attached to the record before it):
+        - a mortal record whose count can go below zero: before <= 0, or an unknown op;
+        - a DEALLOC or FREE of the object, and a record of an op other than NEW, FREE or
+          STEAL whose count before is outside (0, 2^sane_bits);
+        - a DEALLOC of the object (whether a BORROW or STEAL was in its lifetime is for
+          the close test: DEALLOCs are few, borrows many).
+        `sane_bits` is a multiple of 8 (the count's bytes above it are tested)."""
+        neg, ends, used, deallocs = set(), set(), set(), set()
+        hi_byte = 16 + sane_bits // 8
+        for tw in self._windows:
+            rs = tw.rs
+            for run in tw.runs:
+                n, data, ops = run.count, run.data, run.ops
+                if not n or not run.kind.count(1):
+                    continue
+                objs = _obj_array(run, rs)
+                keep = _lanes(run.kind.translate(_IS_ONE))
+                keep ^= _attached_lanes(run, rs, keep)
+                opcol = data[28::rs]
+
+                def at(lanes, into):
+                    lanes &= keep
+                    if not lanes:
+                        return
+                    mask = lanes.to_bytes(n, "little")
+                    if mask.count(1) * 8 < n:       # few: find them
+                        i = mask.find(1)
+                        while i != -1:
+                            into.add(objs[i])
+                            i = mask.find(1, i + 1)
+                    else:
+                        into.update(compress(objs, mask))
+                zero = _lanes(_field_or(data, 16, 8, rs).to_bytes(n, "little")
+                              .translate(_ZERO_IS_ONE))
+                nonpos = _lanes(data[23::rs].translate(_NEGATIVE)) | zero
+                at(nonpos & _lanes(opcol.translate(_MORTAL)) |
+                   _lanes(ops.translate(_UNKNOWN_OPS)), neg)
+                at(_lanes(ops.translate(_DEALLOC_OPS)), deallocs)
+                big = _lanes(_field_or(data, hi_byte, 24 - hi_byte, rs)
+                             .to_bytes(n, "little").translate(_NONZERO_1)) \
+                    if hi_byte < 24 else 0
+                at((big | nonpos) & _lanes(ops.translate(_USE_OPS)), used)
+                end = _lanes(ops.translate(_END_OPS))
+                if used and end & keep:
+                    at(end, ends)
+        return neg | (ends & used) | deallocs
 
     def merge_key(self, rec):
         """The key that orders `rec` among all records (sort by it, stably, records in
