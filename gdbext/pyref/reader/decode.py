@@ -351,6 +351,11 @@ def _window_keys(tw, head_seq):
     """The merge key of every slot of `tw`, one list per run: the highest seq of the
     thread's decoded records up to that slot; None when the thread's seqs never go back
     (the key is then the record's own seq). Computed once per window, at C speed."""
+    if tw.keys is None and _rising_low(tw):
+        first, last = tw.runs[0], tw.runs[-1]
+        lo, hi = _seq32_at(first, 0, tw.rs), _seq32_at(last, last.count - 1, tw.rs)
+        if restore_seq(head_seq, hi) - restore_seq(head_seq, lo) == hi - lo:
+            tw.keys = False
     if tw.keys is None:
         raw = [_seq_column(run, tw.rs) for run in tw.runs]
         # The low 32 bits rising over the decoded slots, and no 2^32 epoch step between
@@ -390,6 +395,17 @@ def _obj_array(run, rs):
         else:
             run.objs = _obj_column(run.data, rs)
     return run.objs
+
+
+def _gather(data, off, size, rs, code):
+    """The field of `size` bytes at `off` of each record of `data`, as a contiguous
+    memoryview of format `code` (host order: little-endian hosts only), gathered with
+    strided byte-slice copies."""
+    n = len(data) // rs
+    col = bytearray(size * n)
+    for k in range(size):
+        col[k::size] = data[off + k::rs]
+    return memoryview(col).cast(code)
 
 
 def _lanes(b: bytes) -> int:
@@ -438,6 +454,25 @@ def _attached_mask(run, rs):
         keep = _lanes(run.kind.translate(_IS_ONE))
         run.att = _attached_lanes(run, rs, keep).to_bytes(run.count, "little")
     return run.att
+
+
+def _rising_low(tw) -> bool:
+    """True when every slot of the window is decoded and the low 32 bits of their seqs
+    never go down, tested without an int per slot: each seq in a 5-byte lane with bit 32
+    set, minus the previous slot's (no borrow crosses a lane), keeps bit 32 exactly where
+    it did not go down. False when it goes down or a slot is not decoded (the caller then
+    looks closely)."""
+    runs, rs = [r for r in tw.runs if r.count], tw.rs
+    if not runs or any(r.kind.count(1) != r.count for r in runs):
+        return False
+    n = sum(r.count for r in runs)
+    lanes = bytearray(5 * n)
+    for k in range(4):
+        lanes[k::5] = b"".join(r.data[24 + k::rs] for r in runs)
+    prev = int.from_bytes(lanes, "little") << 40 & ((1 << 40 * n) - 1)
+    lanes[4::5] = b"\x01" * n
+    diff = (int.from_bytes(lanes, "little") - prev).to_bytes(5 * n, "little")
+    return diff[4::5].count(1) == n
 
 
 def _obj_column(data, rs):
@@ -679,40 +714,53 @@ class Ring:
         out.sort()
         return [(s, t, label, whole) for s, t, _, label, whole in out]
 
-    def slot_columns(self):
+    def slot_columns(self, select=None):
         """The decoded records as columns, for passes over the whole ring that must not
         build a Record per slot: [(obj, site, refcnt, opbyte, seq)], one tuple per
         readable run of each thread window, in thread then position order (so seq rises
-        within a thread). obj, site, refcnt, seq are lists of ints (seq restored);
-        opbyte is the raw op byte of each record (flags included) as bytes. Torn and
-        corrupt slots are left out; AUX records are not (their op says what they are)."""
+        within a thread). obj, site, refcnt, seq are lists of ints (seq restored, or the
+        thread's merge key where its seqs go back); opbyte is the raw op byte of each
+        record (flags included) as bytes. Torn and corrupt slots are left out; AUX
+        records are not (their op says what they are). `select`, a 256-byte table, keeps
+        only the slots whose op byte maps to nonzero (the others are never gathered)."""
         out = []
         for tw in self._windows:
             rs = tw.rs
-            for run in tw.runs:
+            keys = _window_keys(tw, self.header.seq)
+            for i, run in enumerate(tw.runs):
+                n, data = run.count, run.data
+                keep = run.kind.translate(_IS_ONE)
+                opcol = data[28::rs]
+                if select is not None:
+                    keep = (_lanes(keep) & _lanes(opcol.translate(select)
+                                                  .translate(_NONZERO_1))) \
+                        .to_bytes(n, "little")
+                every = keep.count(1) == n
                 if _LITTLE_HOST:
-                    mv = memoryview(run.data)
-                    q = rs // 8
-                    u64 = mv.cast("Q")
-                    cols = [u64[0::q].tolist(), u64[1::q].tolist(),
-                            mv.cast("q")[2::q].tolist(), mv[28::rs].tobytes(),
-                            mv.cast("I")[6::rs // 4].tolist()]
+                    cols = [_obj_array(run, rs), _gather(data, 8, 8, rs, "Q"),
+                            _gather(data, 16, 8, rs, "q")]
+                    s32 = _gather(data, 24, 4, rs, "I")
                 else:
-                    fmt = struct.Struct("<QQqIB%dx" % (rs - 29))
-                    rows = list(fmt.iter_unpack(run.data))
-                    obj, site, refcnt, s32, opb = map(list, zip(*rows))
-                    cols = [obj, site, refcnt, bytes(opb), s32]
-                if run.kind.count(0):
-                    keep = run.kind.translate(_IS_ONE)
-                    cols = [list(compress(c, keep)) for c in cols]
-                    cols[3] = bytes(cols[3])
-                keys = _window_keys(tw, self.header.seq)
+                    fmt = struct.Struct("<QQqI%dx" % (rs - 28))
+                    rows = list(fmt.iter_unpack(data)) if n else []
+                    cols = [list(c) for c in zip(*rows)] if rows else [[], [], [], []]
+                    s32 = cols.pop()
+                if every:
+                    cols = [c if isinstance(c, list) else c.tolist() for c in cols]
+                    cols.append(opcol)
+                else:
+                    # the kept positions once, then only those items of each column
+                    idx = list(compress(range(n), keep))
+                    cols = [list(map(c.__getitem__, idx)) for c in cols]
+                    cols.append(bytes(compress(opcol, keep)))
+                    if not isinstance(s32, list):
+                        s32 = list(map(s32.__getitem__, idx))
                 if keys is not None:   # the thread's seqs go back: its merge keys
-                    col = keys[tw.runs.index(run)]
-                    cols[4] = list(compress(col, run.kind.translate(_IS_ONE))) \
-                        if run.kind.count(0) else col
+                    col = keys[i]
+                    cols.append(col if every else list(map(col.__getitem__, idx)))
                 else:
-                    cols[4] = _restore_column(self.header.seq, cols[4])
+                    cols.append(_restore_column(self.header.seq, s32 if isinstance(
+                        s32, list) else s32.tolist()))
                 out.append(tuple(cols))
         return out
 
