@@ -136,7 +136,9 @@ def test_table_versions_and_wrappers():
     assert t.get("PyUnicode_FromUnicode").until == "3.12"
     assert t.get("PyModule_Add").since == "3.13" and t.get("PyModule_Add").versions == ()
     assert t.get("PyTuple_GET_ITEM").wrapper == "macro"
-    assert t.get("Py_BuildValue").wrapper == "alias"
+    assert t.get("Py_BuildValue").wrapper == "builder"
+    assert t.get("Py_BuildValue").recorded == ("NEW", "STEAL")
+    assert t.get("PyObject_CallFunction").wrapper == "alias"
     assert t.get("PyArg_ParseTuple").recorded == ("BORROW",)
     assert t.get("PyCFunction_New").via == "PyCMethod_New"
     assert t.get("PyDict_Next").outs[0] == ("pkey", "borrowed", "nonzero", "p")
@@ -144,7 +146,7 @@ def test_table_versions_and_wrappers():
 
 
 def test_header_wraps_what_the_table_says():
-    """Generated wrappers and the prelude's hand-written parser wrappers together define
+    """Generated wrappers and the prelude's hand-written parser and builder wrappers define
     exactly the names the table says are wrapped; the generated header holds no helper."""
     with open(HEADER) as f:
         generated = f.read()
@@ -158,7 +160,7 @@ def test_header_wraps_what_the_table_says():
     for name in t.names():
         a = t.get(name)
         defined = re.search(r"#define %s\(" % re.escape(name), header) is not None
-        if a.wrapper in ("function", "macro", "alias", "alloc", "parser"):
+        if a.wrapper in ("function", "macro", "alias", "alloc", "parser", "builder"):
             assert defined, name
             assert a.recorded, name
         else:
@@ -185,7 +187,7 @@ def _preprocessed(python, limited, tmp_path):
     return text, defined, (major, minor)
 
 
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.every_version())
 def test_availability_matches_headers(python, tmp_path):
     """since/until/limited of every wrapped API agree with what this interpreter's
     Python.h declares (a function) or defines (a macro)."""
@@ -216,7 +218,7 @@ def test_availability_matches_headers(python, tmp_path):
     assert wrong == []
 
 
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.every_version())
 def test_no_wrapped_name_in_headers_python_h_skips(python, tmp_path):
     """A header included after Python.h (marshal.h, datetime.h, frameobject.h, ...) must not
     declare or define a wrapped name: the wrapper macro would mangle its declaration."""

@@ -61,6 +61,7 @@ ALIASES = collections.OrderedDict([
     ("PyObject_CallMethod", ("_PyObject_CallMethod_SizeT", SIZE_T_CLEAN)),
     ("PyArg_ParseTuple", ("_PyArg_ParseTuple_SizeT", SIZE_T_CLEAN)),
     ("PyArg_ParseTupleAndKeywords", ("_PyArg_ParseTupleAndKeywords_SizeT", SIZE_T_CLEAN)),
+    ("_PyObject_CallMethodId", ("_PyObject_CallMethodId_SizeT", SIZE_T_CLEAN)),
     ("PyModule_Create2", ("PyModule_Create2TraceRefs", TRACE_REFS)),
     ("PyModule_FromDefAndSpec2", ("PyModule_FromDefAndSpec2TraceRefs", TRACE_REFS)),
 ])
@@ -74,6 +75,11 @@ PARSERS = {
     "PyArg_UnpackTuple":
         "int(PyObject *args, const char *name, Py_ssize_t min, Py_ssize_t max, ...)",
 }
+
+# Value builders, wrapped by the hand-written code of pyref_capi_prelude.h: their format is
+# walked for the "N" arguments, which the call steals (STEAL records), then the result is
+# recorded NEW. (Their PY_SSIZE_T_CLEAN aliases, ALIASES above, are handled there too.)
+BUILDERS = ("Py_BuildValue", "Py_VaBuildValue")
 
 # Macros the generated header defines for the prelude's hand-written parser wrappers, which
 # test them: (macro, the condition under which it is defined, what it means).
@@ -109,6 +115,8 @@ def decide(apis):
             api.unwrapped = "macro over %s, which records it" % api.via[0]
         elif api.name in PARSERS:
             api.recipe = "parser"
+        elif api.name in BUILDERS:
+            api.recipe = "builder"
         elif api.name in MACROS:
             api.recipe = "macro"
         elif api.name in ALLOCS:
@@ -163,7 +171,7 @@ def recorded_as(api):
     if api.returns == "borrowed" or any(o[1] == "borrowed" for o in api.outs) \
             or api.recipe == "parser":
         ops.append("BORROW")
-    if api.steals:
+    if api.steals or api.recipe == "builder":
         ops.append("STEAL")
     return tuple(ops)
 

@@ -336,6 +336,10 @@ def header(apis):
     out.append("/* Hand-written, in pyref_capi_prelude.h:")
     out.extend(" *   %s" % a.name for a in wrapped if a.recipe == "parser")
     out.append(" */\n")
+    out.append("/* ---- Value builders: \"N\" steals ------------------------------------------- */")
+    out.append("/* Hand-written, in pyref_capi_prelude.h:")
+    out.extend(" *   %s" % a.name for a in wrapped if a.recipe == "builder")
+    out.append(" */\n")
 
     unwrapped = sorted((a for a in apis.values() if a.unwrapped), key=lambda a: a.name)
     out.append("/*\n * Not wrapped (`pyref explain` still knows their rules, from "

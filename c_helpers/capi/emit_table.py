@@ -17,7 +17,7 @@ run `make capi`. Read through gdbext/pyref/rules/capi.py: a row holds the fields
 
 # The table's name for each recipe (decide.decide()).
 WRAPPERS = {"plain": "function", "macro": "macro", "alias": "alias", "alloc": "alloc",
-            "parser": "parser"}
+            "parser": "parser", "builder": "builder"}
 
 
 def table(apis):

@@ -30,7 +30,27 @@
  *   PYREF_SHIM_OFF defined before inclusion: the shim is the real Python.h, nothing else.
  *   C and C++ (GNU statement expressions: gcc, clang, g++, clang++).
  */
+#if defined(Py_PYTHON_H) && !defined(PYREF_SHIM_ACTIVE) && !defined(PYREF_SHIM_OFF)
+#error "pyref: the interpreter's Python.h was included before pyref's shim, so the code before this line records nothing: give $(pyref-config --cflags) before every other -I flag and include <Python.h> (not a path to it) first"
+#endif
 #include_next <Python.h>
+
+/* The link-time half of the include-order check: every translation unit compiled through
+ * this file defines the marker (weak: one per module; hidden: not exported), and
+ * `pyref-config --libs` / pyref.pc link with -Wl,--require-defined=<marker>. A module
+ * whose compiler found the interpreter's Python.h first (the shim's -I not first) then
+ * fails to link, the linker naming the marker, whose name says what to do, instead of
+ * loading untraced with an empty ring. Defined under PYREF_SHIM_OFF too: that build chose
+ * to record nothing. */
+#ifndef PYREF_SHIM_MARKER_DEFINED
+#define PYREF_SHIM_MARKER_DEFINED 1
+#ifdef __cplusplus
+extern "C"
+#endif
+    __attribute__((weak, visibility("hidden"))) const char
+        pyref__Python_h_shim_not_compiled__put_pyref_config_cflags_before_other_include_flags[] =
+            "pyref shim";
+#endif
 
 #if !defined(PYREF_SHIM_OFF) && !defined(PYREF_SHIM_ACTIVE)
 #define PYREF_SHIM_ACTIVE 1

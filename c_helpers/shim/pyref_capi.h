@@ -1917,13 +1917,6 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #define PyWrapper_New(...) PYREF__NEW("PyWrapper_New", PyWrapper_New(__VA_ARGS__))
 #endif
 
-/* Py_BuildValue: new */
-#if !defined(Py_BuildValue)
-#define Py_BuildValue(...) PYREF__NEW("Py_BuildValue", Py_BuildValue(__VA_ARGS__))
-#elif defined(Py_BuildValue) && defined(PY_SSIZE_T_CLEAN) && PY_VERSION_HEX < 0x030D0000
-#define _Py_BuildValue_SizeT(...) PYREF__NEW("Py_BuildValue", _Py_BuildValue_SizeT(__VA_ARGS__))
-#endif
-
 #if !defined(Py_CompileStringExFlags) && !defined(Py_LIMITED_API)
 #define Py_CompileStringExFlags(...) \
     PYREF__NEW("Py_CompileStringExFlags", Py_CompileStringExFlags(__VA_ARGS__))
@@ -1938,12 +1931,50 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 #define Py_GetConstant(...) PYREF__NEW("Py_GetConstant", Py_GetConstant(__VA_ARGS__))
 #endif
 
-/* Py_VaBuildValue: new */
-#if !defined(Py_VaBuildValue)
-#define Py_VaBuildValue(...) PYREF__NEW("Py_VaBuildValue", Py_VaBuildValue(__VA_ARGS__))
-#elif defined(Py_VaBuildValue) && defined(PY_SSIZE_T_CLEAN) && PY_VERSION_HEX < 0x030D0000
-#define _Py_VaBuildValue_SizeT(...) \
-    PYREF__NEW("Py_VaBuildValue", _Py_VaBuildValue_SizeT(__VA_ARGS__))
+#if !defined(_PyBytes_Join) && !defined(Py_LIMITED_API)
+#define _PyBytes_Join(...) PYREF__NEW("_PyBytes_Join", _PyBytes_Join(__VA_ARGS__))
+#endif
+
+#if !defined(_PyDict_Pop) && !defined(Py_LIMITED_API)
+#define _PyDict_Pop(...) PYREF__NEW("_PyDict_Pop", _PyDict_Pop(__VA_ARGS__))
+#endif
+
+#if !defined(_PyImport_GetModuleId) && PY_VERSION_HEX < 0x030D0000 && !defined(Py_LIMITED_API)
+#define _PyImport_GetModuleId(...) \
+    PYREF__NEW("_PyImport_GetModuleId", _PyImport_GetModuleId(__VA_ARGS__))
+#endif
+
+#if !defined(_PyLong_FromByteArray) && !defined(Py_LIMITED_API)
+#define _PyLong_FromByteArray(...) \
+    PYREF__NEW("_PyLong_FromByteArray", _PyLong_FromByteArray(__VA_ARGS__))
+#endif
+
+/* _PyObject_CallMethodId: new */
+#if !defined(_PyObject_CallMethodId) && !defined(Py_LIMITED_API)
+#define _PyObject_CallMethodId(...) \
+    PYREF__NEW("_PyObject_CallMethodId", _PyObject_CallMethodId(__VA_ARGS__))
+#elif defined(_PyObject_CallMethodId) && defined(PY_SSIZE_T_CLEAN) && \
+    PY_VERSION_HEX < 0x030D0000 && !defined(Py_LIMITED_API)
+#define _PyObject_CallMethodId_SizeT(...) \
+    PYREF__NEW("_PyObject_CallMethodId", _PyObject_CallMethodId_SizeT(__VA_ARGS__))
+#endif
+
+#if !defined(_PyObject_CallMethodIdNoArgs) && PY_VERSION_HEX < 0x030D0000 && \
+    !defined(Py_LIMITED_API)
+#define _PyObject_CallMethodIdNoArgs(...) \
+    PYREF__NEW("_PyObject_CallMethodIdNoArgs", _PyObject_CallMethodIdNoArgs(__VA_ARGS__))
+#endif
+
+#if !defined(_PyObject_CallMethodIdObjArgs) && PY_VERSION_HEX < 0x030D0000 && \
+    !defined(Py_LIMITED_API)
+#define _PyObject_CallMethodIdObjArgs(...) \
+    PYREF__NEW("_PyObject_CallMethodIdObjArgs", _PyObject_CallMethodIdObjArgs(__VA_ARGS__))
+#endif
+
+#if !defined(_PyObject_CallMethodIdOneArg) && PY_VERSION_HEX < 0x030D0000 && \
+    !defined(Py_LIMITED_API)
+#define _PyObject_CallMethodIdOneArg(...) \
+    PYREF__NEW("_PyObject_CallMethodIdOneArg", _PyObject_CallMethodIdOneArg(__VA_ARGS__))
 #endif
 
 #if !defined(_PyObject_GC_New)
@@ -1955,12 +1986,26 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__NEW("_PyObject_GC_NewVar", _PyObject_GC_NewVar(__VA_ARGS__))
 #endif
 
+#if !defined(_PyObject_GetAttrId) && !defined(Py_LIMITED_API)
+#define _PyObject_GetAttrId(...) \
+    PYREF__NEW("_PyObject_GetAttrId", _PyObject_GetAttrId(__VA_ARGS__))
+#endif
+
+#if !defined(_PyObject_LookupSpecial) && PY_VERSION_HEX < 0x030D0000 && !defined(Py_LIMITED_API)
+#define _PyObject_LookupSpecial(...) \
+    PYREF__NEW("_PyObject_LookupSpecial", _PyObject_LookupSpecial(__VA_ARGS__))
+#endif
+
 #if !defined(_PyObject_New)
 #define _PyObject_New(...) PYREF__NEW("_PyObject_New", _PyObject_New(__VA_ARGS__))
 #endif
 
 #if !defined(_PyObject_NewVar)
 #define _PyObject_NewVar(...) PYREF__NEW("_PyObject_NewVar", _PyObject_NewVar(__VA_ARGS__))
+#endif
+
+#if !defined(_PyType_LookupRef) && PY_VERSION_HEX >= 0x030D0000 && !defined(Py_LIMITED_API)
+#define _PyType_LookupRef(...) PYREF__NEW("_PyType_LookupRef", _PyType_LookupRef(__VA_ARGS__))
 #endif
 
 /* ---- BORROW: calls returning a borrowed reference ------------------------------------ */
@@ -2313,6 +2358,67 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     PYREF__BORROW("Py_GetConstantBorrowed", Py_GetConstantBorrowed(__VA_ARGS__))
 #endif
 
+/* _PyDict_GetItemIdWithError: borrowed, container dp */
+#if !defined(_PyDict_GetItemIdWithError) && PY_VERSION_HEX < 0x030D0000 && \
+    !defined(Py_LIMITED_API)
+#define _PyDict_GetItemIdWithError(a0, a1) \
+    pyref__w__PyDict_GetItemIdWithError(a0, a1, __COUNTER__)
+#define pyref__w__PyDict_GetItemIdWithError(a0, a1, n)                                         \
+    __extension__({                                                                            \
+        PyObject *PYREF__V(b0, n) = (a0);                                                      \
+        PYREF__AUTO PYREF__V(r, n) = _PyDict_GetItemIdWithError(PYREF__V(b0, n), (a1));        \
+        pyref__origin(PYREF__V(r, n), PYREF__SITE("_PyDict_GetItemIdWithError"),               \
+                      PYREF_OP_BORROW, PYREF__V(b0, n), -1);                                   \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
+/* _PyDict_GetItemStringWithError: borrowed, container dp */
+#if !defined(_PyDict_GetItemStringWithError) && !defined(Py_LIMITED_API)
+#define _PyDict_GetItemStringWithError(a0, a1) \
+    pyref__w__PyDict_GetItemStringWithError(a0, a1, __COUNTER__)
+#define pyref__w__PyDict_GetItemStringWithError(a0, a1, n)                                     \
+    __extension__({                                                                            \
+        PyObject *PYREF__V(b0, n) = (a0);                                                      \
+        PYREF__AUTO PYREF__V(r, n) = _PyDict_GetItemStringWithError(PYREF__V(b0, n), (a1));    \
+        pyref__origin(PYREF__V(r, n), PYREF__SITE("_PyDict_GetItemStringWithError"),           \
+                      PYREF_OP_BORROW, PYREF__V(b0, n), -1);                                   \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
+/* _PyDict_GetItem_KnownHash: borrowed, container mp */
+#if !defined(_PyDict_GetItem_KnownHash) && !defined(Py_LIMITED_API)
+#define _PyDict_GetItem_KnownHash(a0, a1, a2) \
+    pyref__w__PyDict_GetItem_KnownHash(a0, a1, a2, __COUNTER__)
+#define pyref__w__PyDict_GetItem_KnownHash(a0, a1, a2, n)                                      \
+    __extension__({                                                                            \
+        PyObject *PYREF__V(b0, n) = (a0);                                                      \
+        PYREF__AUTO PYREF__V(r, n) = _PyDict_GetItem_KnownHash(PYREF__V(b0, n), (a1), (a2));   \
+        pyref__origin(PYREF__V(r, n), PYREF__SITE("_PyDict_GetItem_KnownHash"),                \
+                      PYREF_OP_BORROW, PYREF__V(b0, n), -1);                                   \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
+/* _PyType_Lookup: borrowed, container type */
+#if !defined(_PyType_Lookup) && !defined(Py_LIMITED_API)
+#define _PyType_Lookup(a0, a1) pyref__w__PyType_Lookup(a0, a1, __COUNTER__)
+#define pyref__w__PyType_Lookup(a0, a1, n)                                                     \
+    __extension__({                                                                            \
+        PyTypeObject *PYREF__V(b0, n) = (a0);                                                  \
+        PYREF__AUTO PYREF__V(r, n) = _PyType_Lookup(PYREF__V(b0, n), (a1));                    \
+        pyref__origin(PYREF__V(r, n), PYREF__SITE("_PyType_Lookup"), PYREF_OP_BORROW,          \
+                      PYREF__V(b0, n), -1);                                                    \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
+#if !defined(_PyUnicode_FromId) && !defined(Py_LIMITED_API)
+#define _PyUnicode_FromId(...) \
+    PYREF__BORROW("_PyUnicode_FromId", _PyUnicode_FromId(__VA_ARGS__))
+#endif
+
 /* ---- STEAL: calls taking the caller's reference -------------------------------------- */
 
 /* PyBytes_ConcatAndDel: steals newpart always */
@@ -2511,6 +2617,44 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
         PyUnicode_AppendAndDel((a0), PYREF__V(b1, n));                                         \
         pyref__stolen(PYREF__V(b1, n), PYREF__V(pre_b1, n),                                    \
                       PYREF__SITE("PyUnicode_AppendAndDel"), NULL, -1);                        \
+        (void)0;                                                                               \
+    })
+#endif
+
+/* _PyErr_ChainExceptions: steals typ always, steals val always, steals tb always */
+#if !defined(_PyErr_ChainExceptions) && PY_VERSION_HEX < 0x030D0000 && !defined(Py_LIMITED_API)
+#define _PyErr_ChainExceptions(a0, a1, a2) \
+    pyref__w__PyErr_ChainExceptions(a0, a1, a2, __COUNTER__)
+#define pyref__w__PyErr_ChainExceptions(a0, a1, a2, n)                                         \
+    __extension__({                                                                            \
+        PyObject *PYREF__V(b0, n) = (a0);                                                      \
+        PyObject *PYREF__V(b1, n) = (a1);                                                      \
+        PyObject *PYREF__V(b2, n) = (a2);                                                      \
+        struct pyref__pre PYREF__V(pre_b0, n) = pyref__before(PYREF__V(b0, n));                \
+        struct pyref__pre PYREF__V(pre_b1, n) = pyref__before(PYREF__V(b1, n));                \
+        struct pyref__pre PYREF__V(pre_b2, n) = pyref__before(PYREF__V(b2, n));                \
+        _PyErr_ChainExceptions(PYREF__V(b0, n), PYREF__V(b1, n), PYREF__V(b2, n));             \
+        pyref__stolen(PYREF__V(b0, n), PYREF__V(pre_b0, n),                                    \
+                      PYREF__SITE("_PyErr_ChainExceptions"), NULL, -1);                        \
+        pyref__stolen(PYREF__V(b1, n), PYREF__V(pre_b1, n),                                    \
+                      PYREF__SITE("_PyErr_ChainExceptions"), NULL, -1);                        \
+        pyref__stolen(PYREF__V(b2, n), PYREF__V(pre_b2, n),                                    \
+                      PYREF__SITE("_PyErr_ChainExceptions"), NULL, -1);                        \
+        (void)0;                                                                               \
+    })
+#endif
+
+/* _PyErr_ChainExceptions1: steals exc always */
+#if !defined(_PyErr_ChainExceptions1) && PY_VERSION_HEX >= 0x030C0000 && \
+    !defined(Py_LIMITED_API)
+#define _PyErr_ChainExceptions1(a0) pyref__w__PyErr_ChainExceptions1(a0, __COUNTER__)
+#define pyref__w__PyErr_ChainExceptions1(a0, n)                                                \
+    __extension__({                                                                            \
+        PyObject *PYREF__V(b0, n) = (a0);                                                      \
+        struct pyref__pre PYREF__V(pre_b0, n) = pyref__before(PYREF__V(b0, n));                \
+        _PyErr_ChainExceptions1(PYREF__V(b0, n));                                              \
+        pyref__stolen(PYREF__V(b0, n), PYREF__V(pre_b0, n),                                    \
+                      PYREF__SITE("_PyErr_ChainExceptions1"), NULL, -1);                       \
         (void)0;                                                                               \
     })
 #endif
@@ -2834,11 +2978,50 @@ static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
     })
 #endif
 
+/* _PyObject_LookupAttr: *result new (positive) */
+#if !defined(_PyObject_LookupAttr) && PY_VERSION_HEX < 0x030D0000 && !defined(Py_LIMITED_API)
+#define _PyObject_LookupAttr(a0, a1, a2) pyref__w__PyObject_LookupAttr(a0, a1, a2, __COUNTER__)
+#define pyref__w__PyObject_LookupAttr(a0, a1, a2, n)                                           \
+    __extension__({                                                                            \
+        PyObject **PYREF__V(b2, n) = (a2);                                                     \
+        PYREF__AUTO PYREF__V(r, n) = _PyObject_LookupAttr((a0), (a1), PYREF__V(b2, n));        \
+        if (PYREF__V(r, n) > 0) {                                                              \
+            if (PYREF__V(b2, n) != NULL)                                                       \
+                pyref__origin(*PYREF__V(b2, n), PYREF__SITE("_PyObject_LookupAttr"),           \
+                              PYREF_OP_NEW, NULL, -1);                                         \
+        }                                                                                      \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
+/* _PyObject_LookupAttrId: *result new (positive) */
+#if !defined(_PyObject_LookupAttrId) && PY_VERSION_HEX < 0x030D0000 && !defined(Py_LIMITED_API)
+#define _PyObject_LookupAttrId(a0, a1, a2) \
+    pyref__w__PyObject_LookupAttrId(a0, a1, a2, __COUNTER__)
+#define pyref__w__PyObject_LookupAttrId(a0, a1, a2, n)                                         \
+    __extension__({                                                                            \
+        PyObject **PYREF__V(b2, n) = (a2);                                                     \
+        PYREF__AUTO PYREF__V(r, n) = _PyObject_LookupAttrId((a0), (a1), PYREF__V(b2, n));      \
+        if (PYREF__V(r, n) > 0) {                                                              \
+            if (PYREF__V(b2, n) != NULL)                                                       \
+                pyref__origin(*PYREF__V(b2, n), PYREF__SITE("_PyObject_LookupAttrId"),         \
+                              PYREF_OP_NEW, NULL, -1);                                         \
+        }                                                                                      \
+        PYREF__V(r, n);                                                                        \
+    })
+#endif
+
 /* ---- PyArg_*: borrowed outputs ------------------------------------------- */
 /* Hand-written, in pyref_capi_prelude.h:
  *   PyArg_ParseTuple
  *   PyArg_ParseTupleAndKeywords
  *   PyArg_UnpackTuple
+ */
+
+/* ---- Value builders: "N" steals ------------------------------------------- */
+/* Hand-written, in pyref_capi_prelude.h:
+ *   Py_BuildValue
+ *   Py_VaBuildValue
  */
 
 /*

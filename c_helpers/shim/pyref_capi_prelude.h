@@ -16,6 +16,9 @@
  *     STEAL   a call took the caller's reference (PyList_SetItem, PyTuple_SET_ITEM,
  *             PyModule_AddObject on success, ...); count read before the call,
  *             AUX names the container that took it                             [op 6]
+ *   Py_BuildValue and Py_VaBuildValue record STEAL for each "N" argument (the container is
+ *   the result holding it; "O" is INCREF'd by the call, the caller keeps its reference: no
+ *   record), then NEW for the result.
  *   PyArg_ParseTuple, PyArg_ParseTupleAndKeywords and PyArg_UnpackTuple record BORROW for
  *   each "O", "O!", "S", "Y", "U" output after a successful parse, with the argument tuple
  *   (or keyword dict, or the sequence of a "(...)" unit) as container. Output arguments
@@ -51,8 +54,9 @@
  *   PYREF_CAPI_OFF defined before including Python.h: reference counts are recorded, C-API
  *   calls are not (no wrapper is defined). PYREF_CAPI_ACTIVE is defined when it is on.
  *
- * Tested by tests/test_capi_origins.py (records from real cores, the wrappers' semantics,
- * a -Wall -Wextra -Werror compile matrix, the PyArg_* format walker).
+ * Tested by tests/system/test_capi_origins.py (records from real cores, the wrappers'
+ * semantics, a -Wall -Wextra -Werror compile matrix, the PyArg_* and Py_BuildValue format
+ * walkers).
  */
 #ifndef PYREF_CAPI_PRELUDE_H
 #define PYREF_CAPI_PRELUDE_H
@@ -398,6 +402,179 @@ static inline void pyref__record_unpacked(const struct pyref_site *site, PyObjec
                                    PYREF__V(p, n), PYREF__V(k, n));                        \
         PYREF__V(r, n);                                                                    \
     })
+#endif
+
+/* ---- Py_BuildValue, Py_VaBuildValue: "N" steals ------------------------------------- */
+
+/* One "N" argument of a Py_BuildValue format. */
+struct pyref__buildarg {
+    PyObject *obj;   /* the argument */
+    int depth;       /* 0 top level, 1 inside a top-level (...), [...] or {...}, 2 deeper */
+    int top;         /* the top-level unit it is, or is inside */
+    int pos;         /* its position inside a top-level "(...)" or "[...]" (depth 1), else -1 */
+};
+#define PYREF__BUILD_MAX 32
+
+/*
+ * Walks a Py_BuildValue format (Doc: "Parsing arguments and building values") in step
+ * with the caller's arguments and stores each "N" argument in outs (the walk stops storing
+ * at `max`); *ntop receives the number of top-level units (1: the result is that unit's
+ * value; more: a tuple of them). Returns how many "N" were stored, or -1 at a format unit
+ * it does not know, in which case the caller records nothing. Consumes *va, reading each
+ * argument with its promoted C type ("#" lengths: Py_ssize_t where the interpreter reads
+ * one). Pure: no Python API, no allocation.
+ */
+static inline int pyref__buildfmt_stolen(const char *f, va_list *va, struct pyref__buildarg *outs,
+                                         int max, int *ntop)
+{
+    int n = 0, depth = 0, top = 0, pos = -1;
+    char open1 = 0; /* the bracket of the top-level unit being walked */
+    *ntop = 0;
+    for (;;) {
+        char c = *f++;
+        switch (c) {
+        case '\0':
+            *ntop = top;
+            return depth == 0 ? n : -1;
+        case ' ': case '\t': case ',': case ':':
+            continue;
+        case '(': case '[': case '{':
+            if (depth == 1 && pos >= 0)
+                pos++;
+            if (++depth == 1) {
+                open1 = c;
+                pos = c == '{' ? -1 : 0;
+            }
+            continue;
+        case ')': case ']': case '}':
+            if (depth == 0)
+                return -1;
+            if (--depth == 0) {
+                top++;
+                pos = -1;
+            }
+            continue;
+        case 'b': case 'B': case 'h': case 'H': case 'i': case 'I': case 'c': case 'C':
+        case 'p':
+            (void)va_arg(*va, int);
+            break;
+        case 'l': case 'k':
+            (void)va_arg(*va, long);
+            break;
+        case 'L': case 'K':
+            (void)va_arg(*va, long long);
+            break;
+        case 'n':
+            (void)va_arg(*va, Py_ssize_t);
+            break;
+        case 'f': case 'd':
+            (void)va_arg(*va, double);
+            break;
+        case 'D': case 'S':
+            (void)va_arg(*va, void *);
+            break;
+        case 's': case 'z': case 'y': case 'u': case 'U': case 'Z':
+            (void)va_arg(*va, void *);
+            if (*f == '#') {
+                f++;
+#if PY_VERSION_HEX >= 0x030D0000 || defined(PY_SSIZE_T_CLEAN)
+                (void)va_arg(*va, Py_ssize_t);
+#else
+                (void)va_arg(*va, int);
+#endif
+            }
+            break;
+        case 'O':
+            if (*f == '&') {
+                f++;
+                (void)va_arg(*va, PyObject *(*)(void *));
+                (void)va_arg(*va, void *);
+            } else {
+                (void)va_arg(*va, PyObject *);
+            }
+            break;
+        case 'N': {
+            PyObject *o = va_arg(*va, PyObject *);
+            if (n < max) {
+                outs[n].obj = o;
+                outs[n].depth = depth < 2 ? depth : 2;
+                outs[n].top = top;
+                outs[n].pos = depth == 1 && open1 != '{' ? pos : -1;
+                n++;
+            }
+            break;
+        }
+        default:
+            return -1;
+        }
+        if (depth == 0)
+            top++;
+        else if (depth == 1 && pos >= 0)
+            pos++;
+    }
+}
+
+/* Py_VaBuildValue through the interpreter's own function, recording STEAL for each "N"
+ * argument (count read before the call; the container is the result that holds it, with
+ * its index when the result is the tuple or list it sits in directly; none when the
+ * result is the argument itself, or the call failed: "N" is stolen even then), then NEW
+ * for the result. Returns what the interpreter returns. */
+static inline PyObject *pyref__vbuild_value(const struct pyref_site *site, const char *format,
+                                            va_list va)
+{
+    struct pyref__buildarg args[PYREF__BUILD_MAX];
+    struct pyref__pre pre[PYREF__BUILD_MAX];
+    int ntop = 0, n = -1;
+    if (format != NULL) {
+        va_list walk;
+        va_copy(walk, va);
+        n = pyref__buildfmt_stolen(format, &walk, args, PYREF__BUILD_MAX, &ntop);
+        va_end(walk);
+    }
+    for (int k = 0; k < n; k++)
+        pre[k] = pyref__before(args[k].obj);
+    /* the parentheses reach the function (or its PY_SSIZE_T_CLEAN alias), not a wrapper */
+    PyObject *r = (Py_VaBuildValue)(format, va);
+    for (int k = 0; k < n; k++) {
+        const struct pyref__buildarg *a = &args[k];
+        const void *container = NULL;
+        int64_t index = -1;
+        if (r != NULL && ntop > 1) {           /* a tuple of the top-level units */
+            container = r;
+            index = a->depth == 0 ? a->top : -1;
+        } else if (r != NULL && a->depth > 0) { /* inside the one top-level unit */
+            container = r;
+            index = a->depth == 1 ? a->pos : -1;
+        }
+        pyref__stolen(a->obj, pre[k], site, container, index);
+    }
+    pyref__origin(r, site, PYREF_OP_NEW, NULL, 0);
+    return r;
+}
+
+static inline PyObject *pyref__build_value(const struct pyref_site *site, const char *format,
+                                           ...)
+{
+    va_list va;
+    va_start(va, format);
+    PyObject *r = pyref__vbuild_value(site, format, va);
+    va_end(va);
+    return r;
+}
+
+/* Py_BuildValue, Py_VaBuildValue: under PY_SSIZE_T_CLEAN on 3.10-3.12 both names are the
+ * interpreter's _SizeT aliases: the wrapper goes on the alias target, as for PyArg_*. */
+#if !defined(Py_BuildValue)
+#define Py_BuildValue(...) pyref__build_value(PYREF__SITE("Py_BuildValue"), __VA_ARGS__)
+#elif defined(PYREF__SIZE_T_ALIASES)
+#define _Py_BuildValue_SizeT(...) pyref__build_value(PYREF__SITE("Py_BuildValue"), __VA_ARGS__)
+#endif
+#if !defined(Py_VaBuildValue)
+#define Py_VaBuildValue(format, va)                                                        \
+    pyref__vbuild_value(PYREF__SITE("Py_VaBuildValue"), format, va)
+#elif defined(PYREF__SIZE_T_ALIASES)
+#define _Py_VaBuildValue_SizeT(format, va)                                                 \
+    pyref__vbuild_value(PYREF__SITE("Py_VaBuildValue"), format, va)
 #endif
 
 #endif /* !PYREF_CAPI_OFF && (C || C++11) */

@@ -69,6 +69,39 @@ fail:
     return NULL;
 }
 
+/* ---- Py_BuildValue's "N" (STEAL), underscore calls ------------------------------------- */
+static PyObject *exercise_build(PyObject *self, PyObject *unused)
+{
+    PyObject *d, *n1, *o1, *n2, *n3, *n4, *r1 = NULL, *r2 = NULL, *r3 = NULL;
+    (void)self, (void)unused;
+    d = PyDict_New();
+    n1 = fresh("n1"), o1 = fresh("o1"), n2 = fresh("n2"), n3 = fresh("n3"), n4 = fresh("n4");
+    if (d == NULL || !n1 || !o1 || !n2 || !n3 || !n4)
+        return NULL;
+    if (note(d, "n1", n1) || note(d, "o1", o1) || note(d, "n2", n2) || note(d, "n3", n3) ||
+        note(d, "n4", n4))
+        return NULL;
+    r1 = Py_BuildValue("(NO)", n1, o1); /* @build-tuple */
+    r2 = Py_BuildValue("N", n2); /* @build-alone */
+    r3 = Py_BuildValue("idN[N]", 1, 2.5, n3, n4); /* @build-mixed */
+    if (!r1 || !r2 || !r3 || note(d, "r1", r1) || note(d, "r2", r2) || note(d, "r3", r3))
+        return NULL;
+    Py_DECREF(r1);
+    Py_DECREF(r2);
+    Py_DECREF(r3);
+    Py_DECREF(o1);
+#ifndef Py_LIMITED_API
+    PyObject *name = PyUnicode_FromString("exercise_build");
+    PyObject *attr = name ? _PyType_Lookup(Py_TYPE(keep), name) : NULL; /* @type-lookup */
+    (void)attr; /* a list has no such attribute: NULL, no record */
+    attr = name ? _PyType_Lookup(&PyList_Type, PyUnicode_InternFromString("append")) : NULL; /* @type-lookup-hit */
+    if (attr == NULL || note(d, "append", attr) || note(d, "list_type", (PyObject *)&PyList_Type))
+        return NULL;
+    Py_XDECREF(name);
+#endif
+    return d;
+}
+
 /* ---- BORROW ----------------------------------------------------------------------------- */
 /* exercise_borrow(tuple, list, dict): tuple and list of at least two items, dict with "k". */
 static PyObject *exercise_borrow(PyObject *self, PyObject *args)
@@ -297,6 +330,12 @@ static PyTypeObject Thing_Type; /* set up in the module init */
 #endif
 
 /* semantics() -> None, or AssertionError naming the first failed check. */
+/* An "O&" converter of Py_BuildValue: a new reference to its argument. */
+static PyObject *capi_identity(void *p)
+{
+    return Py_NewRef((PyObject *)p);
+}
+
 static PyObject *semantics(PyObject *self, PyObject *unused)
 {
     int n = 0, i = 0;
@@ -428,6 +467,30 @@ static PyObject *semantics(PyObject *self, PyObject *unused)
     Py_XDECREF(s);
 #endif
 
+    /* Py_BuildValue: the same value as without pyref, "N" taken, "O" INCREF'd, each
+     * argument once, whatever the units' C types (doubles, long long, "s#", "O&") */
+    {
+        PyObject *nn = fresh("bv-n"), *oo = fresh("bv-o");
+        Py_ssize_t before_o = Py_REFCNT(oo);
+        n = 0;
+        PyObject *bv = Py_BuildValue("(dLzN{sO}O&)", 0.5, (long long)1 << 40, "ab",
+                                     counted(nn, &n), "k", oo, capi_identity, (void *)oo);
+        CHECK(n == 1 && bv != NULL && PyTuple_Check(bv) && PyTuple_Size(bv) == 6);
+        CHECK(bv != NULL && PyFloat_AsDouble(PyTuple_GetItem(bv, 0)) == 0.5);
+        CHECK(bv != NULL && PyLong_AsLongLong(PyTuple_GetItem(bv, 1)) == (long long)1 << 40);
+        CHECK(bv != NULL && PyUnicode_GetLength(PyTuple_GetItem(bv, 2)) == 2);
+        CHECK(bv != NULL && Py_REFCNT(nn) == 1); /* only the tuple's: "N" took ours */
+        CHECK(bv != NULL && PyTuple_GetItem(bv, 3) == nn && PyTuple_GetItem(bv, 5) == oo);
+        CHECK(bv != NULL && PyDict_GetItemString(PyTuple_GetItem(bv, 4), "k") == oo);
+        CHECK(Py_REFCNT(oo) == before_o + 2); /* in the dict and as O&'s result */
+        CHECK(SAME_TYPE(Py_BuildValue("i", 1), (Py_BuildValue)("i", 1)));
+        PyObject *none = Py_BuildValue("");
+        CHECK(none == Py_None);
+        Py_XDECREF(none);
+        Py_XDECREF(bv); /* releases nn: the tuple owned the stolen reference */
+        Py_DECREF(oo);
+    }
+
     /* The address of a wrapped function is the function's. */
     PyObject *(*fp)(Py_ssize_t) = PyList_New;
     PyObject *l5 = fp(1);
@@ -457,6 +520,7 @@ static PyMethodDef capi_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"exercise_nested", exercise_nested, METH_VARARGS, NULL},
     {"exercise_unpack", exercise_unpack, METH_VARARGS, NULL},
+    {"exercise_build", exercise_build, METH_NOARGS, NULL},
 #ifdef PYREF_CAPI_ACTIVE
     {"argfmt", argfmt, METH_O, NULL},
 #endif

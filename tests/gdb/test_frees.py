@@ -231,7 +231,7 @@ def test_hooks_compile(python, mode, tmp_path):
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.every_version())
 def test_double_decref_fails_in_cpython(python, tmp_path):
     """A DECREF of an object whose memory CPython already freed (a debug build's 0xdd fill)
     reaches CPython's own DECREF, whose negative-count check ends the process: the shim's

@@ -28,7 +28,7 @@ def run_trace(python, moddir):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_traced_behaves_as_untraced(python, variant, tmp_path):
     if variant == "c++" and not shutil.which("g++"):
         pytest.skip("g++ not installed")
@@ -55,3 +55,52 @@ def test_pyref_config_usage():
     assert "-I/usr/include/python3.11d" in flags
     libs = subprocess.check_output([pyreftest.PYREF_CONFIG, "--libs"], text=True)
     assert "-lpyref" in libs
+
+
+# ---------------------------------------------------------------------------------------
+# The ring records the right counts on every interpreter
+# ---------------------------------------------------------------------------------------
+RING_DRIVER = r'''
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import sameext
+probe = object()
+after = sameext.trace(probe)                 # Py_REFCNT(probe) after each operation
+print("PROBE", id(probe), id(None), " ".join(map(str, after)))
+sys.stdout.flush()
+os.abort()
+'''
+
+# sameext.trace's eight operations on its argument, in order, and their count change
+TRACE_OPS = [("INCREF", 1), ("INCREF", 1), ("INCREF", 1), ("INCREF", 1),
+             ("DECREF", -1), ("DECREF", -1), ("DECREF", -1), ("DECREF", -1)]
+
+
+@pytest.mark.parametrize("python", pyreftest.every_version())
+def test_ring_records_the_counts(python, tmp_path):
+    """A traced build's ring, read from a real core, holds each transition with the count
+    the interpreter had before it (what Py_REFCNT said one step earlier) and its change;
+    None's are flagged immortal with no change on 3.12+ (where the interpreter leaves
+    its count alone) and are plain +1/-1 before."""
+    pyreftest.build_ext(SRC, python, str(tmp_path))
+    driver = tmp_path / "driver.py"
+    driver.write_text(RING_DRIVER)
+    core, proc = pyreftest.run_to_core(python, [str(driver), str(tmp_path)],
+                                       cwd=str(tmp_path))
+    line = [l for l in proc.stdout.splitlines() if l.startswith("PROBE ")]
+    assert line, proc.stdout + proc.stderr
+    fields = line[0].split()
+    probe, none = int(fields[1]), int(fields[2])
+    after = [int(x) for x in fields[3:]]
+    ring, site = pyreftest.ring_from_core(core)
+    assert ring.errors == [], ring.errors
+    ours = [r for r in ring.records if site(r) and site(r)[0] == "sameext.c"]
+    got = [(r.op_name, r.delta, r.refcnt) for r in ours if r.obj == probe]
+    befores = [after[0] - 1] + after[:-1]   # the first: the count the call found
+    assert got == [(op, d, b) for (op, d), b in zip(TRACE_OPS, befores)], (got, after)
+    assert not any(r.immortal for r in ours if r.obj == probe)
+    nones = [(r.op_name, r.delta, r.immortal) for r in ours if r.obj == none]
+    if pyreftest.py_version(python)[:2] >= (3, 12):
+        assert nones == [("INCREF", 0, True), ("DECREF", 0, True)], nones
+    else:
+        assert nones == [("INCREF", 1, False), ("DECREF", -1, False)], nones

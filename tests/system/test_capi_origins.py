@@ -44,6 +44,7 @@ dk, dv = "key-" + str(os.getpid()), "value-" + str(os.getpid())
 dd = {dk: dv}
 ids["out"] = m.exercise_out(dd)
 ids["out"].update(d=id(dd), k=id(dk), v=id(dv))
+ids["build"] = m.exercise_build()
 with open("ids.json", "w") as f:
     json.dump(ids, f)
 keep = (t, l, d, a, b, c, inner, dd)
@@ -54,7 +55,7 @@ os.abort()
 # ---------------------------------------------------------------------------------------
 # Records from a real core, per interpreter
 # ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=pyreftest.interpreters(pyreftest.ALL))
+@pytest.fixture(scope="module", params=pyreftest.every_version())
 def core_records(request, tmp_path_factory):
     """(records, ids, version): the capi_ext.c records of one crashed run, each as
     (marker, op, api, obj, refcnt, aux) with aux = ((container, kind, value), ...)."""
@@ -205,6 +206,35 @@ def test_output_arguments(core_records):
         assert n[2] == "PyDict_GetItemRef" and n[5] == ()
 
 
+def test_build_value_n_is_a_steal_by_its_result(core_records):
+    """Py_BuildValue's "N" arguments are STEALs (count before the call: the caller's and
+    the keep list's), the container the result holding them at their index; "O" records
+    nothing (the call INCREFs it); "N" alone is the result itself: no container."""
+    got, ids, _ = core_records
+    b = ids["build"]
+    (n1,) = find(got, "build-tuple", "STEAL", b["n1"])
+    assert n1[2] == "Py_BuildValue" and n1[4] == 2
+    assert n1[5] == ((b["r1"], AUX_CONTAINER, 0),)
+    assert [g for g in got if g[0] == "build-tuple" and g[3] == b["o1"]] == []
+    find(got, "build-tuple", "NEW", b["r1"])
+    (n2,) = find(got, "build-alone", "STEAL", b["n2"])
+    assert n2[5] == () and b["r2"] == b["n2"]
+    find(got, "build-alone", "NEW", b["n2"])
+    (n3,) = find(got, "build-mixed", "STEAL", b["n3"])
+    (n4,) = find(got, "build-mixed", "STEAL", b["n4"])
+    assert n3[5] == ((b["r3"], AUX_CONTAINER, 2),)
+    assert n4[5] == ((b["r3"], AUX_CONTAINER, -1),), "inside the list: no tuple index"
+
+
+def test_underscore_calls_record_their_origin(core_records):
+    """_PyType_Lookup's result is BORROWed from the type; a miss (NULL) records nothing."""
+    got, ids, _ = core_records
+    b = ids["build"]
+    assert [g for g in got if g[0] == "type-lookup"] == []
+    (hit,) = find(got, "type-lookup-hit", "BORROW", b["append"])
+    assert hit[2] == "_PyType_Lookup" and hit[5] == ((b["list_type"], AUX_CONTAINER, -1),)
+
+
 # ---------------------------------------------------------------------------------------
 # Exact semantics, at run time, per interpreter and build flavour
 # ---------------------------------------------------------------------------------------
@@ -219,7 +249,7 @@ FLAVOURS = {
 
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_wrappers_keep_semantics(python, flavour, tmp_path):
     """capi_ext.semantics(): each argument evaluated once, results and their types as the
     real calls', lvalue macros still lvalues, failed calls unchanged, s# lengths follow
@@ -263,7 +293,7 @@ def compile_ext(python, lang, clean, limited, capi, tmp_path):
 @pytest.mark.parametrize("lang,clean,limited", MATRIX,
                          ids=["%s%s%s" % (l, "-clean" if c else "", "-limited" if m else "")
                               for l, c, m in MATRIX])
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_compile_matrix(python, lang, clean, limited, tmp_path):
     """capi_ext.c compiles warning-free (-Wall -Wextra -Werror, -Wshadow in C) through the
     shim in every configuration, exactly as it does with PYREF_CAPI_OFF."""
@@ -314,7 +344,7 @@ def bound_checks():
 
 @pytest.mark.parametrize("lang,limited", [("c", False), ("c++", False), ("c", True),
                                           ("c++", True)])
-@pytest.mark.parametrize("python", pyreftest.interpreters(pyreftest.ALL))
+@pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_bound_wrappers_typecheck(python, lang, limited, tmp_path):
     """Every wrapper that binds arguments accepts the real parameter types (C++ is strict:
     a wrong type in the reference data fails here) and yields the real call's type."""

@@ -31,18 +31,57 @@ def include_dir(python):
         text=True).strip()
 
 
-def build(tmp_path, name, cflags, libs, python=PYTHON):
-    """routesext built with `cflags` before the source and `libs` after it."""
+def build_cmd(tmp_path, name, cflags, libs, python=PYTHON):
+    """(gcc command, output) building routesext with `cflags` before the source and `libs`
+    after it."""
     d = tmp_path / name
     d.mkdir()
     suffix = subprocess.check_output(
         [python, "-c", "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"],
         text=True).strip()
     out = str(d / ("routesext" + suffix))
-    cmd = ["gcc", "-g", "-O1", "-fPIC", "-shared"] + cflags + [SRC] + libs + ["-o", out]
+    return ["gcc", "-g", "-O1", "-fPIC", "-shared"] + cflags + [SRC] + libs + ["-o", out], out
+
+
+def build(tmp_path, name, cflags, libs, python=PYTHON):
+    cmd, out = build_cmd(tmp_path, name, cflags, libs, python)
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode == 0, " ".join(cmd) + "\n" + p.stderr
     return out
+
+
+# libpyref linked without pyref-config: what --libs gives, less its check of the shim
+HAND_LIBS = ["-L" + pyreftest.BUILD, "-Wl,-rpath," + pyreftest.BUILD,
+             "-Wl,--no-as-needed", "-lpyref"]
+MARKER = "pyref__Python_h_shim_not_compiled__put_pyref_config_cflags_before_other_include_flags"
+
+
+@pytest.mark.parametrize("libs", ["--libs", "--static-libs"])
+def test_libs_refuse_a_module_compiled_without_the_shim(libs, tmp_path):
+    """The include-order trap fails the link: with the interpreter's -I first (or no
+    --cflags at all) the linker names the marker the shim defines, and its name says
+    what to do; the same flags in the right order link."""
+    cflags = flags("--python", PYTHON, "--cflags")
+    py_inc = ["-I" + include_dir(PYTHON)]
+    for name, cf in (("after", py_inc + cflags), ("none", py_inc)):
+        cmd, out = build_cmd(tmp_path, name, cf, flags(libs))
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        assert p.returncode != 0 and not os.path.exists(out), (name, p.stderr)
+        assert "required symbol `%s' not defined" % MARKER in p.stderr, (name, p.stderr)
+    build(tmp_path, "right", cflags + py_inc, flags(libs))   # shim first: links
+
+
+def test_python_h_before_the_shim_is_an_error(tmp_path):
+    """A unit that included the interpreter's Python.h before reaching the shim (its code
+    so far untraced) does not compile, and the message says what to do."""
+    src = tmp_path / "late.c"
+    src.write_text('#include "%s/Python.h"\n#include <Python.h>\nint x;\n' % include_dir(PYTHON))
+    p = subprocess.run(["gcc", "-c", "-o", str(tmp_path / "late.o")] +
+                       flags("--python", PYTHON, "--cflags") + [str(src)],
+                       capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "the interpreter's Python.h was included before pyref's shim" in p.stderr
+    assert "$(pyref-config --cflags) before every other -I" in p.stderr
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,8 +98,9 @@ def builds(tmp_path_factory):
     return {
         "traced": build(tmp, "traced", cflags, flags("--libs")),
         "static": build(tmp, "static", cflags, flags("--static-libs")),
-        # meson's natural order: the interpreter's -I before the shim's
-        "shim-after-python": build(tmp, "after", py_inc + cflags, flags("--libs")),
+        # meson's natural order, the interpreter's -I before the shim's, linked by hand
+        # (`--libs` refuses it: test_libs_refuse_a_module_compiled_without_the_shim)
+        "shim-after-python": build(tmp, "after", py_inc + cflags, HAND_LIBS),
         "no-libs": build(tmp, "nolibs", cflags, []),
         "untraced": build(tmp, "untraced", py_inc, []),
     }

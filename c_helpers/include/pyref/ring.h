@@ -27,7 +27,8 @@ extern "C" {
 #define PYREF_DEFAULT_RECORDS 1048576
 #define PYREF_DEFAULT_THREADS 256
 
-/* Operations (record.op bits 0-5). Keep in step with docs/ring-format.md and decode.py. */
+/* Operations (record.op bits 0-5). Keep in step with docs/ring-format.md and
+ * gdbext/pyref/reader/ringformat.py. */
 enum pyref_op {
     PYREF_OP_INCREF = 1,
     PYREF_OP_DECREF = 2,

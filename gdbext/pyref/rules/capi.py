@@ -21,7 +21,7 @@ curated corrections of c_helpers/capi/capi_overrides.txt); this module names the
   wrapper    how c_helpers/shim/pyref_capi.h wraps it: "function" (a macro over the
              function), "macro" (the interpreter's macro, captured), "alias" (also on a
              PY_SSIZE_T_CLEAN / Py_TRACE_REFS alias target), "alloc" (PyObject_New & co.),
-             "parser" (PyArg_*), or None
+             "parser" (PyArg_*), "builder" (Py_BuildValue, Py_VaBuildValue: "N" steals), or None
   via        a macro over this other API, which records it under its own name (or None)
   params     ((C type, name), ...) as the reference data gives them ("..." for varargs)
   rule       the caller's rule, one line
