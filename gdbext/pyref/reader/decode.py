@@ -753,8 +753,7 @@ class Ring:
                     idx = list(compress(range(n), keep))
                     cols = [list(map(c.__getitem__, idx)) for c in cols]
                     cols.append(bytes(compress(opcol, keep)))
-                    if not isinstance(s32, list):
-                        s32 = list(map(s32.__getitem__, idx))
+                    s32 = list(map(s32.__getitem__, idx))
                 if keys is not None:   # the thread's seqs go back: its merge keys
                     col = keys[i]
                     cols.append(col if every else list(map(col.__getitem__, idx)))
