@@ -242,6 +242,22 @@ def test_malloc_chunk_mmapped_region():
         scan.Block(base + 0x2010, 0x3000 - 16, "malloc", False)
 
 
+def test_malloc_chunk_big_mmapped_block_far_back():
+    """A word 40 MiB into an mmapped block (a 10 M-item list's ob_item) whose region does
+    not begin with the chunk (the kernel merged it with the mapping below): the search
+    back finds its header."""
+    base = 0x7F00_1000_0000
+    below = 0x10000                              # not a chunk: the walk from the start fails
+    size = 48 << 20
+    data = bytearray(below + size)
+    struct.pack_into("<QQ", data, 0, 0x1234, 0x5678)
+    struct.pack_into("<Q", data, below + 8, size | 2)
+    mem = Memory([(base, data)])
+    addr = base + below + 16 + (40 << 20)
+    assert scan.malloc_chunk(mem.read, addr, base, base + len(data), heap=False) == \
+        scan.Block(base + below + 16, size - 16, "malloc", False)
+
+
 def test_malloc_region_kinds():
     base = 0x5555_5555_9000
     data, _, _ = heap(base, [(0x290, True), (0x40, True)])

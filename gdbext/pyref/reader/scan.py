@@ -498,7 +498,10 @@ def _mmapped_chunk(read, addr, region_start, region_end):
     return None
 
 
-MAX_MMAPPED_BACK = 16 << 20  # bytes searched back, page by page, for an mmapped chunk
+# Bytes searched back, page by page, for an mmapped chunk: its header may be far below
+# the word (a 10 M-item list's ob_item is 80 MB, a big dict's keys likewise); 256 reads of
+# 1 MiB at most, for a block of up to 32 M pointers.
+MAX_MMAPPED_BACK = 256 << 20
 
 
 def _walk_back(read, addr, region_start, region_end, max_back):
