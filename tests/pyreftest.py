@@ -40,7 +40,7 @@ CACHE = os.environ.get("PYREF_CACHE") or os.path.join(
 ALL = ("3.10", "3.11", "3.11d", "3.12", "3.13", "3.13t", "3.14", "3.14d", "3.15", "3.15d")
 # The interpreters a suite runs on. `make check` runs the representative suites (show,
 # history, pystack: every_version()) on all of ALL and the others on CURRENT;
-# `make check-matrix` (mk/matrix.mk) runs the rest: PYREF_MATRIX=1 makes interpreters() the
+# `make check-matrix` (mk/interpreters.mk) runs the rest: PYREF_MATRIX=1 makes interpreters() the
 # versions outside CURRENT and every_version() empty (make check ran them), and
 # PYREF_MATRIX=all makes both ALL (the gdb suites under GDB 18: PYREF_GDB=gdb18).
 CURRENT = ("3.10", "3.11", "3.11d", "3.12", "3.13")
