@@ -11,6 +11,8 @@ interpreters whose singletons are counted (<= 3.11), `test:drift NAME=DELTA...` 
 end mark gives the change of sys.getrefcount() of None, True, False, Ellipsis and
 NotImplemented over the test's call, when one changed.
 """
+import functools
+import inspect
 import os
 
 import pytest
@@ -28,14 +30,30 @@ def pytest_addoption(parser):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_pyfunc_call(pyfuncitem):
-    """The singletons' counts over the test function's call alone (setup, teardown and the
-    reports are pytest's and the fixtures'): kept on the item for the end mark."""
-    if not pyref_mark.SINGLETONS or not pyref_mark.available():
+    """The singletons' counts over the test function's own call (not pytest's reports,
+    setup or teardown, which move them by a few): the function is wrapped for the call,
+    and the drift kept on the item for the end mark."""
+    fn = pyfuncitem.obj
+    if not pyref_mark.SINGLETONS or not pyref_mark.available() or \
+            inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
         yield
         return
-    before = pyref_mark.singleton_counts()
-    yield
-    pyfuncitem._pyref_drift = pyref_mark.drift_label(before, pyref_mark.singleton_counts())
+
+    @functools.wraps(fn)
+    def measured(*args, **kwargs):
+        before = pyref_mark.singleton_counts()
+        result = fn(*args, **kwargs)
+        after = pyref_mark.singleton_counts()
+        # the result held here is one reference more, not the test's
+        after = [a - (result is obj) for a, (_, obj) in zip(after, pyref_mark.SINGLETONS)]
+        pyfuncitem._pyref_drift = pyref_mark.drift_label(before, after)
+        return result
+
+    pyfuncitem.obj = measured
+    try:
+        yield
+    finally:
+        pyfuncitem.obj = fn
 
 
 def _one_run(item, nextitem, label):

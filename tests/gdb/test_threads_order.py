@@ -16,7 +16,7 @@ DRIVER = os.path.join(pyreftest.ROOT, "tests", "ext", "threads_driver.py")
 THREADS, PAIRS = 8, 100000
 
 
-@pytest.fixture(scope="module", params=pyreftest.interpreters(
+@pytest.fixture(scope="module", params=pyreftest.every_version(
     ("3.13t", "3.12", "3.14", "3.15")))
 def crashed(request, tmp_path_factory):
     """(python, core, [object addresses]) of the driver's run."""

@@ -59,9 +59,9 @@ def test_pytest_leaky_test_named_with_its_line_then_clean_once_fixed(builds, sui
     line = LINES["leak"]
     assert "test_things.py::test_leaky: 100 refs from leakcheck_ext.c:%d (Py_INCREF)" % line \
         in p.stderr, p.stderr
-    # 100 references lost, give or take pytest's own use of None during the call
+    # 100, give or take an object holding None that a collection during the call freed
     fell = re.search(r"test_things.py::test_parent: None's count fell by (\d+) ", p.stderr)
-    assert fell and 95 <= int(fell.group(1)) <= 100, p.stderr
+    assert fell and 100 <= int(fell.group(1)) <= 102, p.stderr
     assert "test_clean" not in p.stderr
     doc = json.load(open(js))
     assert doc["exit_status"] == LEAKS_FOUND and doc["program_status"] == 0
@@ -97,8 +97,9 @@ def test_repeat_reports_what_grows(builds, suite):
     assert "9 passed" in p.stdout
     assert "test_things.py::test_leaky: grows by 100 refs per run from leakcheck_ext.c:%d " \
         "(Py_INCREF) (runs: 100 100 100)" % LINES["leak"] in p.stderr, p.stderr
-    runs = re.search(r"None's count fell by \d+ in each run \((-\d+) (-\d+) (-\d+)\)", p.stderr)
-    assert runs and all(95 <= -int(d) <= 100 for d in runs.groups()), p.stderr
+    runs = re.search(r"test_parent: None's count fell by \d+ in each run \((-\d+) (-\d+) "
+                     r"(-\d+)\)", p.stderr)
+    assert runs and all(100 <= -int(d) <= 102 for d in runs.groups()), p.stderr
 
 
 def test_suppressions_and_min_refs(builds, suite, tmp_path):
@@ -229,3 +230,34 @@ def test_on_a_terminal_the_program_reads_it(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert "tty True" in p.stdout and "got bob" in p.stdout, p.stdout + p.stderr
     assert "status=0" in p.stdout
+
+
+def test_ring_option_sets_the_ring_size(builds, suite, tmp_path):
+    js = str(tmp_path / "r.json")
+    p = pyref_run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "leaky"],
+                  suite, builds["leaky"], options=["--ring", "256", "--repeat", "3",
+                                                   "--json", js])
+    assert p.returncode == LEAKS_FOUND, p.stderr
+    assert "caveat: the ring wrapped" in p.stderr, p.stderr
+    assert json.load(open(js))["leaks"]["records"] == 256
+    p = pyref_run(["true"], suite, "", options=["--ring", "300"])
+    assert p.returncode == 2 and "power of two" in p.stderr
+
+
+@pytest.mark.parametrize("version", pyreftest.every_version())
+def test_a_script_on_each_interpreter(version, build_extension, tmp_path):
+    """The plain script on every interpreter pyref supports: the leak named, the streams
+    and the script's status kept, the program stopped before its teardown. gdb is the one
+    the interpreter needs (GDB 18 and its debug-file directory for Debian unstable's)."""
+    built = build_extension(SRC, version)
+    info = pyreftest.interpreter_info(version)
+    options = ["--gdb", pyreftest.gcore_gdb(version) or pyreftest.default_gdb()]
+    for cmd in info.get("gdb_init", []):
+        options += ["--gdb-init", cmd]
+    args = [version, os.path.join(HERE, "script.py"), "x y"]
+    p = pyref_run(args, str(tmp_path), built.moddir, stdin="1\n2\n3\n", options=options)
+    assert p.stdout == "args ['x y']\nline 1\nline 2\nline 3\n", p.stdout + p.stderr
+    assert p.returncode == LEAKS_FOUND, p.stderr
+    assert "3 unreleased references" in p.stderr and \
+        "leakcheck_ext.c:%d (remember)" % LINES["leak"] in p.stderr, p.stderr
+    assert "stopped at Py_Exit" in p.stderr or "stopped at Py_FinalizeEx" in p.stderr

@@ -240,3 +240,18 @@ def test_report_lists_singletons_by_site_on_311_and_notes_them_on_312():
     rep = leaks.report(evs, lambda o: None, lambda o: "?", {none: "None"}, [], minor=12,
                        search=0)
     assert rep["singleton_sites"] == [] and "immortal on 3.12" in rep["singleton_note"]
+
+
+def test_lost_path_reads_the_acquiring_functions_later_records():
+    acq = ev("NEW", "total", 22)
+    s = lambda func, line: Site(0, "ext.c", line, func)  # noqa: E731
+    # the loop came round to the acquisition's line: lost in the loop body
+    got = leaks.lost_path(acq, [s("helper", 5), s("total", 27), s("total", 22)])
+    assert got["line"] == 27 and got["note"].startswith("line 22 ran again (the loop's "
+                                                        "next turn, or the next call")
+    # an error label's cleanup is the last record: the path through it
+    got = leaks.lost_path(acq, [None, s("total", 40), s("total", 41), s("other", 3)])
+    assert got["line"] == 41 and "error return" in got["note"]
+    # nothing more of the function: lost before its next transition
+    got = leaks.lost_path(acq, [s("other", 3)])
+    assert got["line"] is None and "no later record of total" in got["note"]

@@ -2,6 +2,7 @@
 The analysis is rules/leaks.py; this module gathers its inputs from the target (the ring's
 candidates, each object's count and type, one search of memory for their holders) and
 writes the report."""
+import bisect
 import json
 
 import gdb
@@ -27,7 +28,9 @@ def _candidates(ringset):
     objs = cache.get("leaks.unbalanced")
     if objs is None:
         objs = cache["leaks.unbalanced"] = leaks.unbalanced(
-            (c for ring in ringset.rings for c in ring.slot_columns()),
+            # Only the records that move a count unreleased() follows (nonzero raw
+            # effect): the others never change its answer, and are most of a ring.
+            (c for ring in ringset.rings for c in ring.slot_columns(leaks.RAW_EFFECT)),
             lambda site: rings.site_of(site) is not None)
     return {obj: events.from_records(recs, rings.site_of)
             for obj, recs in ringset.records_of(objs).items()}
@@ -89,12 +92,41 @@ def leak_report(top, search=MAX_LEAK_SCAN):
                        ringset.problems, _holders, top, search,
                        [m for ring in ringset.rings for m in ring.marks()],
                        diagnose.python_minor())
+    _add_lost_paths(ringset, rep)
     rep["python_context"] = pycontext.recorded(ringset)
     rep["caveats"] = ringset.caveats.to_json()
     for g in rep["groups"] + (rep["held"]["groups"] if rep["held"] else []):
         g["python"] = pythreads.frame_json(_python_line(ringset, g)) \
             if rep["python_context"] else None
     return rep
+
+
+def _add_lost_paths(ringset, rep):
+    """Each leaked group's `lost`: where the ring last shows the acquiring function after
+    the example object's acquisition at the group's site (rules/leaks.lost_path), read
+    from the acquiring thread's columns (no full decode)."""
+    columns = [c for ring in ringset.rings for c in ring.slot_columns()]
+    for g in rep["groups"]:
+        obj = int(g["example"], 16)
+        recs = [r for r in ringset.records_for(obj)
+                if r.op_name in ("NEW", "INCREF") and rings.site_of(r.site) is not None and
+                (rings.site_of(r.site).file, rings.site_of(r.site).line) ==
+                (g["file"], g["line"])]
+        if not recs:
+            continue
+        acq = events.from_records(recs[-1:], rings.site_of)[0]
+        later = _following_sites(columns, recs[-1])
+        g["lost"] = leaks.lost_path(acq, later) if later is not None else None
+
+
+def _following_sites(columns, rec):
+    """The Sites of the records the thread that wrote `rec` wrote after it (at most
+    leaks.LOST_SCAN), or None when its column run is not found."""
+    for objs, sites_, _, _, seqs in columns:
+        i = bisect.bisect_left(seqs, rec.seq)
+        if i < len(seqs) and seqs[i] == rec.seq and objs[i] == rec.obj:
+            return [rings.site_of(a) for a in sites_[i + 1:i + 1 + leaks.LOST_SCAN]]
+    return None
 
 
 def _python_line(ringset, group):
@@ -123,6 +155,8 @@ def _group_lines(groups, more, last_column):
         out.append("  %7d  %7d  %-40s %-16s %s  %s" % (
             g["count"], g["objects"], site_text(g["file"], g["line"], g["function"]),
             g["type"], g["api"] or "", tail))
+        if g.get("lost"):
+            out.append("  %7s  %7s  lost: %s" % ("", "", g["lost"]["note"]))
     if more:
         out.append("  ... and %s (--top)" % _plural(more, "more group"))
     return out

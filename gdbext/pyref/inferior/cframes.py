@@ -294,8 +294,12 @@ def change_sites(pc):
     by = writer.func if in_interp else (chain[0][0] if chain else None)
     for i, (name, file, line) in enumerate(chain):
         if not _foreign(file, objfile):
-            return Site(pc, file, line, name, inline=chain[0][0] if i else None), \
-                writer, in_interp
+            # what the user's line used: the outermost CPython header function below it
+            # (Py_INCREF, not the atomic store 3.13t's Py_INCREF inlines in turn, nor the
+            # shim's wrapper around it)
+            by = next((chain[j][0] for j in range(i - 1, -1, -1)
+                       if is_python_header(chain[j][1])), chain[0][0]) if i else None
+            return Site(pc, file, line, name, inline=by), writer, in_interp
     user = _older_user_site()
     if user is None:
         return writer, writer, in_interp

@@ -71,6 +71,7 @@ def _step(i):
 
 
 _RAW_EFFECT = bytes(_raw_effect(b) for b in range(256))
+RAW_EFFECT = _RAW_EFFECT   # public: commands/leaks.py gathers only these records
 _NEEDS_SITE = bytes(1 if e in (1, 2, 4) else 0 for e in range(256))
 _STEP = bytes(_step(i) for i in range(256))
 _IS_ONE = (1).__eq__
@@ -225,6 +226,43 @@ def leak_groups(events_by_obj, alive, found=None, leaked_events=None, static=Non
 def leaks(events_by_obj, alive):
     """The leaked half of leak_groups(), from the ring alone."""
     return leak_groups(events_by_obj, alive)[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Where a leaked reference was lost
+# ---------------------------------------------------------------------------------------
+LOST_SCAN = 512            # records after an acquisition read to find where it was lost
+
+
+def lost_path(acq, later):
+    """Where the ring last shows the acquiring function after a leaked acquisition: a
+    dict {file, line, function, note} or None. `later` is the Sites (None for a record
+    whose site does not resolve) of the records the same thread wrote after it, in order,
+    bounded. The function's records of other objects say which path it took (an error
+    label's cleanup, the loop body); the same line acquiring again means the loop went
+    round, or the function was called again, with the reference unreleased."""
+    last = None
+    for site in later:
+        if site is None or site.func != acq.func or site.file != acq.file:
+            continue
+        if site.line == acq.line:
+            where = ("after line %d, its last record before that" % last.line
+                     if last is not None else "before any other record of %s" % acq.func)
+            return {"file": acq.file, "line": last.line if last else None,
+                    "function": acq.func,
+                    "note": "line %d ran again (the loop's next turn, or the next call of "
+                            "%s) with the reference unreleased: lost %s (a `continue`, "
+                            "`break`, return or overwrite that skips the release)" % (
+                                acq.line, acq.func, where)}
+        last = site
+    if last is None:
+        return {"file": acq.file, "line": None, "function": acq.func,
+                "note": "no later record of %s: lost before its next transition (a "
+                        "return or a jump past the release)" % acq.func}
+    return {"file": last.file, "line": last.line, "function": acq.func,
+            "note": "%s's last record after it is at line %d: the path through there "
+                    "(an error return, an early exit) left it unreleased" % (
+                        acq.func, last.line)}
 
 
 # ---------------------------------------------------------------------------------------

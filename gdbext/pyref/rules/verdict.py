@@ -165,8 +165,16 @@ def over_release(life):
     traced = [e for e in life if e.file is not None and not e.immortal]
     if not traced or traced[0].op in RELEASE or traced[0].op == "STEAL":
         return None
+    return first_overdraft(traced)
+
+
+def first_overdraft(events):
+    """The first release or steal of traced code in `events` that takes the count of
+    traced acquisitions less releases below zero, or None."""
     held = 0
-    for e in traced:
+    for e in events:
+        if e.file is None:
+            continue
         if e.op in ACQUIRE:
             held += 1
         elif e.op in RELEASE or e.op == "STEAL":
@@ -219,17 +227,7 @@ def singleton_over_release(events):
     Counted over the whole ring (a singleton lives as long as the interpreter), immortal
     transitions included (on 3.12+ each is still the code's release); only meaningful
     when the ring holds everything since recording began."""
-    held = 0
-    for e in events:
-        if e.file is None:
-            continue
-        if e.op in ACQUIRE:
-            held += 1
-        elif e.op in RELEASE or e.op == "STEAL":
-            held -= 1
-            if held < 0:
-                return e
-    return None
+    return first_overdraft(events)
 
 
 def analyze(events, state="live", singleton=None, target_minor=None, use_site=None,
