@@ -352,7 +352,8 @@ def _window_keys(tw, head_seq):
     thread's decoded records up to that slot; None when the thread's seqs never go back
     (the key is then the record's own seq). Computed once per window, at C speed."""
     if tw.keys is None and _rising_low(tw):
-        first, last = tw.runs[0], tw.runs[-1]
+        nonempty = [r for r in tw.runs if r.count]
+        first, last = nonempty[0], nonempty[-1]
         lo, hi = _seq32_at(first, 0, tw.rs), _seq32_at(last, last.count - 1, tw.rs)
         if restore_seq(head_seq, hi) - restore_seq(head_seq, lo) == hi - lo:
             tw.keys = False
