@@ -29,6 +29,11 @@ the disk's. Targets: history <= 1 s cold; scan >= 1 GB/s.
   bench/gdb_bench.py --update     ... and rewrite its section of bench/RESULTS.md (and
                                   bench_scan.py's, which it runs with --update)
   bench/gdb_bench.py --no-scan    without bench_scan.py (it builds a 1 GiB process)
+  bench/gdb_bench.py --threads 64 every command (ring, history, why, leaks --no-scan,
+                                  owners) on a core of 64 threads + main, each wrapping
+                                  its PYREF_RING_RECORDS=65536 ring (--ring-records), one
+                                  fresh gdb each, seconds and peak RSS (/usr/bin/time -v);
+                                  --core build/bench/gdb/core reuses the core
 """
 import argparse
 import json
@@ -129,6 +134,99 @@ res["agree"] = [len(found), len(index.get(obj, []))]
 print("PYREF_BENCH " + json.dumps(res))
 """
 
+# The many-threads core: THREADS threads each fill a ring of THREAD_RING records (with the
+# main thread's ring: THREADS + 1 rings, about 4.2 M decoded records at the defaults), then
+# the main thread writes the sentinel's records and the leaks, and aborts.
+THREADS = 64
+THREAD_RING = 1 << 16
+TARGET_THREADS = r"""
+import ctypes, json, os, sys, threading
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[3])
+import workload_traced as wl
+from driver import ring_heads
+
+def callback(t):
+    return t[0] & 7
+
+lib = ctypes.CDLL(sys.argv[4], mode=os.RTLD_NOLOAD)
+sentinel = ["the sentinel"]
+leaked = [bytearray(b"leak %%d" %% i) for i in range(3)]
+big = [None] * 10000000              # pyref owners finds big->ob_item[5000000]
+big[5000000] = sentinel
+go = threading.Barrier(%(threads)d + 1)
+done = threading.Barrier(%(threads)d + 1)
+
+def fill():
+    go.wait()
+    wl.run(%(per_thread)d, callback, 8)   # wraps this thread's ring
+    done.wait()
+    done.wait()                          # alive (and registered) at the abort
+
+ts = [threading.Thread(target=fill) for _ in range(%(threads)d)]
+for t in ts:
+    t.start()
+go.wait()
+done.wait()
+wl.run(%(per_thread)d, callback, 8)
+wl.hold(sentinel, 2)
+for o in leaked:
+    wl.keep(o)
+with open(sys.argv[2], "w") as f:
+    json.dump({"sentinel": id(sentinel), "leaked": [id(o) for o in leaked],
+               "written": ring_heads(lib)[0], "per_item": 0, "slice_n": 0}, f)
+os.abort()
+"""
+
+
+def make_threads_core(python, threads, ring_records):
+    """The many-threads core (TARGET_THREADS); returns (core, facts)."""
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    moddir, _, _ = compare.Builder(python, os.path.join(OUT, "ext")).traced()
+    script = os.path.join(OUT, "target.py")
+    facts_path = os.path.join(OUT, "facts.json")
+    # ~85 records a workload item: 2x the ring each, so every thread's ring wraps
+    per_thread = max(1, 2 * ring_records // 85)
+    with open(script, "w") as f:
+        f.write(TARGET_THREADS % dict(threads=threads, per_thread=per_thread))
+    core, _ = run_to_core(python, [script, moddir, facts_path, HERE, compare.LIBPYREF], OUT,
+                          env={"PYREF_RING_RECORDS": str(ring_records)}, timeout=1200)
+    facts = json.load(open(facts_path))
+    facts["core_bytes"] = os.path.getsize(core)
+    return core, facts
+
+
+def timed_command(python, core, command):
+    """(seconds inside gdb, peak RSS in MiB of the whole gdb process, first output line) of
+    one command in a fresh gdb on the core (/usr/bin/time -v gives the RSS)."""
+    res, _ = gdb_run(python, core, GDB_SCRIPT % {"commands": [command]}, "one",
+                     wrap=["/usr/bin/time", "-v"])
+    return res
+
+
+def threads_main(args):
+    """--threads N: every command on the N-thread core, one fresh gdb each."""
+    subprocess.run(["make", "-s", "-C", ROOT, "all"], check=True)
+    if args.core:
+        core, facts = args.core, json.load(open(os.path.join(OUT, "facts.json")))
+    else:
+        core, facts = make_threads_core(args.python, args.threads, args.ring_records)
+    s = "0x%x" % facts["sentinel"]
+    print("gdb-bench: core %s, %.0f MiB, %d threads x %d records, sentinel %s" % (
+        core, os.path.getsize(core) / 2**20, args.threads, args.ring_records, s), flush=True)
+    cmds = ["pyref ring", "pyref history " + s, "pyref why", "pyref leaks --no-scan",
+            "pyref owners " + s]
+    print("| command | seconds | peak RSS MiB | output |\n|---|---:|---:|---|")
+    for c in cmds:
+        r = timed_command(args.python, core, c)[0]
+        print("| `%s` | %.2f | %.0f | %s |" % (
+            c.replace(s, "SENTINEL"), r["seconds"], r["rss_mib"],
+            ("error: " + r["error"]) if r["error"] else "`%s` (%d lines)" % (
+                r["first_line"].strip()[:70], r["lines"])), flush=True)
+    print("\ngdb-bench: load average %s" % open("/proc/loadavg").read().split()[0])
+
+
 # ---------------------------------------------------------------------------------------
 # The core
 # ---------------------------------------------------------------------------------------
@@ -149,20 +247,25 @@ def make_core(python):
     return core, facts
 
 
-def gdb_run(python, core, script_text, name):
+def gdb_run(python, core, script_text, name, wrap=()):
     """Runs gdb on the core with pyref loaded, then the script `script_text`; returns (the
     script's PYREF_BENCH result, wall seconds of the whole gdb process)."""
     path = os.path.join(OUT, "%s.py" % name)
     with open(path, "w") as f:
         f.write(script_text)
-    cmd = ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
+    cmd = list(wrap) + ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
            "-ex", "set debuginfod enabled off", "-x", LOADER, "-x", path, python, core]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t0
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     for line in p.stdout.splitlines():
         if line.startswith("PYREF_BENCH "):
-            return json.loads(line[len("PYREF_BENCH "):]), wall
+            res = json.loads(line[len("PYREF_BENCH "):])
+            if rss and isinstance(res, list):
+                for r in res:
+                    r["rss_mib"] = int(rss.group(1)) / 1024
+            return res, wall
     raise RuntimeError("gdb gave no result:\n%s\n%s" % (p.stdout[-3000:], p.stderr[-3000:]))
 
 
@@ -230,7 +333,14 @@ def main():
                     help="rewrite bench/RESULTS.md's section (and bench_scan.py's)")
     ap.add_argument("--no-scan", action="store_true", help="do not run bench/bench_scan.py")
     ap.add_argument("--keep", action="store_true", help="keep the core (build/bench/gdb/)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="time every command on a core of this many threads instead")
+    ap.add_argument("--ring-records", type=int, default=THREAD_RING,
+                    help="PYREF_RING_RECORDS of the --threads core")
+    ap.add_argument("--core", help="with --threads: reuse this core (and its facts.json)")
     args = ap.parse_args()
+    if args.threads:
+        return threads_main(args)
 
     subprocess.run(["make", "-s", "-C", ROOT, "all"], check=True)
     m = machine()

@@ -40,7 +40,7 @@ CACHE = os.environ.get("PYREF_CACHE") or os.path.join(
 ALL = ("3.10", "3.11", "3.11d", "3.12", "3.13", "3.13t", "3.14", "3.14d", "3.15", "3.15d")
 # The interpreters a suite runs on. `make check` runs the representative suites (show,
 # history, pystack: every_version()) on all of ALL and the others on CURRENT;
-# `make check-matrix` (mk/matrix.mk) runs the rest: PYREF_MATRIX=1 makes interpreters() the
+# `make check-matrix` (mk/interpreters.mk) runs the rest: PYREF_MATRIX=1 makes interpreters() the
 # versions outside CURRENT and every_version() empty (make check ran them), and
 # PYREF_MATRIX=all makes both ALL (the gdb suites under GDB 18: PYREF_GDB=gdb18).
 CURRENT = ("3.10", "3.11", "3.11d", "3.12", "3.13")
@@ -220,7 +220,8 @@ def _find_core(cwd, pid):
 def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
     """Runs `python args...` in `cwd` until it dies of a signal and returns
     (core_path, CompletedProcess). Uses the kernel's core dump when core_pattern writes
-    to the cwd, else runs the program under `gdb` (default: default_gdb()) and takes gcore
+    to the cwd, else runs the program under `gdb` (default: gcore_gdb's, else
+    default_gdb()) and takes gcore
     at the fatal signal."""
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -238,7 +239,7 @@ def run_to_core(python, args, cwd, env=None, timeout=120, gdb=None):
         assert core, "no core file in %s (core_pattern?)" % cwd
         return core, p
     core = os.path.join(cwd, "core.gcore")
-    cmd = [gdb or default_gdb(), "-batch", "-nx"] + \
+    cmd = [gdb or gcore_gdb(python) or default_gdb(), "-batch", "-nx"] + \
         [a for c in _gdb_init(python) for a in ("-iex", c)] + [
            "-ex", "set pagination off",
            "-ex", "handle SIGABRT stop nopass", "-ex", "handle SIGSEGV stop nopass",

@@ -122,9 +122,15 @@ static inline __attribute__((always_inline)) unsigned pyref__preheader(PyTypeObj
 #define PYREF__FRAME_OWNER 69
 #define PYREF__FRAME_PREVIOUS 48
 #endif
-/* Owners at or above this are not Python code: 3.12/3.13 FRAME_OWNED_BY_CSTACK (3, an entry
- * frame); 3.14+ FRAME_OWNED_BY_INTERPRETER (3) and FRAME_OWNED_BY_CSTACK (4). */
+/* Owners from PYREF__FRAME_NOT_CODE on are not Python code: 3.12/3.13 FRAME_OWNED_BY_CSTACK
+ * (3, an entry frame); 3.14+ FRAME_OWNED_BY_INTERPRETER (3) and FRAME_OWNED_BY_CSTACK (4). */
+#if PY_VERSION_HEX >= 0x030E0000
+#define PYREF__FRAME_OWNED_BY_INTERPRETER 3
+#define PYREF__FRAME_NOT_CODE PYREF__FRAME_OWNED_BY_INTERPRETER
+#else
 #define PYREF__FRAME_OWNED_BY_CSTACK 3
+#define PYREF__FRAME_NOT_CODE PYREF__FRAME_OWNED_BY_CSTACK
+#endif
 /* The tag bits of a 3.14+ _PyStackRef (Py_TAG_BITS: 1 on 3.14 GIL builds, 3 on 3.15 and
  * free-threaded builds); objects are 8-byte aligned, so clearing both is safe everywhere. */
 #if PY_VERSION_HEX >= 0x030E0000
@@ -190,7 +196,7 @@ static __attribute__((noinline, cold, unused)) void pyref__pycontext_slow(void *
 #if PY_VERSION_HEX >= 0x030B0000
     for (int hops = 0; frame != NULL && hops < 4; hops++) {
 #if PY_VERSION_HEX >= 0x030C0000
-        if (*((const char *)frame + PYREF__FRAME_OWNER) >= PYREF__FRAME_OWNED_BY_CSTACK) {
+        if (*((const char *)frame + PYREF__FRAME_OWNER) >= PYREF__FRAME_NOT_CODE) {
             frame = PYREF__LOAD(frame, PYREF__FRAME_PREVIOUS);
             continue;
         }

@@ -120,7 +120,9 @@ int main(void)
     printf("PYREF__FRAME_OWNER %zu\n", offsetof(_PyInterpreterFrame, owner));
     printf("PYREF__FRAME_PREVIOUS %zu\n", offsetof(_PyInterpreterFrame, previous));
 #endif
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030E0000
+    printf("PYREF__FRAME_OWNED_BY_INTERPRETER %d\n", (int)FRAME_OWNED_BY_INTERPRETER);
+#elif PY_VERSION_HEX >= 0x030C0000
     printf("PYREF__FRAME_OWNED_BY_CSTACK %d\n", (int)FRAME_OWNED_BY_CSTACK);
 #endif
     return 0;
@@ -160,7 +162,9 @@ def compile_run(src, python, tmp_path, cflags=()):
     c = tmp_path / "probe.c"
     exe = tmp_path / "probe"
     c.write_text(src)
-    subprocess.run(["gcc", "-I" + inc] + list(cflags) + [str(c), "-o", str(exe)], check=True)
+    subprocess.run(["gcc", "-I" + inc] + list(cflags) +
+                   pyreftest.interpreter_info(python).get("cflags", []) +
+                   [str(c), "-o", str(exe)], check=True)
     out = subprocess.check_output([str(exe)], text=True)
     return {k: int(v) for k, v in (l.split() for l in out.splitlines())}
 
@@ -171,7 +175,8 @@ def shim_macros(python, tmp_path):
     c.write_text("#include <Python.h>\n")
     out = subprocess.check_output(
         ["gcc", "-E", "-dM", "-DPYREF_ENABLE_HOOKS"] +
-        pyreftest.pyref_flags(python, "--cflags") + [str(c)], text=True)
+        pyreftest.pyref_flags(python, "--cflags") +
+        pyreftest.interpreter_info(python).get("cflags", []) + [str(c)], text=True)
     return {m.group(1): int(m.group(2)) for m in
             re.finditer(r"^#define (PYREF__\w+) (\d+)$", out, re.M)}
 

@@ -76,13 +76,14 @@ TRACE_OPS = [("INCREF", 1), ("INCREF", 1), ("INCREF", 1), ("INCREF", 1),
              ("DECREF", -1), ("DECREF", -1), ("DECREF", -1), ("DECREF", -1)]
 
 
+@pytest.mark.parametrize("opt", ["-O1", "-O0"])   # -O0: the out-of-line optimised copies
 @pytest.mark.parametrize("python", pyreftest.every_version())
-def test_ring_records_the_counts(python, tmp_path):
+def test_ring_records_the_counts(python, opt, tmp_path):
     """A traced build's ring, read from a real core, holds each transition with the count
     the interpreter had before it (what Py_REFCNT said one step earlier) and its change;
     None's are flagged immortal with no change on 3.12+ (where the interpreter leaves
     its count alone) and are plain +1/-1 before."""
-    pyreftest.build_ext(SRC, python, str(tmp_path))
+    pyreftest.build_ext(SRC, python, str(tmp_path), extra_cflags=[opt])
     driver = tmp_path / "driver.py"
     driver.write_text(RING_DRIVER)
     core, proc = pyreftest.run_to_core(python, [str(driver), str(tmp_path)],

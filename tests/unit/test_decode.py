@@ -12,7 +12,7 @@ import pyreftest  # noqa: F401  (puts gdbext/ on sys.path)
 from pyref.reader import decode
 from pyref.reader.decode import build_index, decode_ring
 from pyref.reader.ringformat import (AUX, BORROW, DEALLOC, DECREF, FREE, IMMORTAL, INCREF,
-                                     SHARED, restore_seq)
+                                     NEW, SHARED, STEAL, restore_seq)
 from pyref.rules.events import lifetimes
 from ringimage import PAGE, Writer, invariant
 
@@ -696,3 +696,44 @@ def test_a_plain_sort_by_seq_would_have_reordered_it():
     assert [r.op_name for r in sorted(recs, key=lambda r: r.seq)] == [
         "DECREF", "INCREF", "DECREF", "INCREF"]
     assert [r.op_name for r in recs] == ["INCREF", "DECREF", "INCREF", "DECREF"]
+
+
+def _harm_oracle(recs):
+    """What harm_candidates must keep, from the Records one by one (the tests of
+    inferior/diagnose._may_show_harm, order-free): a mortal count below zero, a DEALLOC,
+    a use of a count outside (0, 2^40) in an object that ended once."""
+    ended = any(r.op in (DEALLOC, FREE) for r in recs)
+    return any(not r.flags & IMMORTAL and r.refcnt + r.delta < 0 for r in recs) or \
+        any(r.op == DEALLOC for r in recs) or \
+        (ended and any(r.op not in (NEW, FREE, STEAL) and not 0 < r.refcnt < 1 << 40
+                       for r in recs))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_column_passes_agree_with_records(seed):
+    w, objs = random_ring(seed)
+    ring = invariant(w.decode())
+    idx = build_index(ring)
+    want = {o for o, recs in idx.items() if _harm_oracle(recs)}
+    assert want <= ring.harm_candidates(40)
+    # select: the same columns as filtering all of them by op byte
+    table = bytes(1 if b & 0x3F in (INCREF, NEW) else 0 for b in range(256))
+    for got, full in zip(ring.slot_columns(table), ring.slot_columns()):
+        keep = [table[b] for b in full[3]]
+        assert got[0] == [v for v, k in zip(full[0], keep) if k]
+        assert got[3] == bytes(v for v, k in zip(full[3], keep) if k)
+        assert got[4] == [v for v, k in zip(full[4], keep) if k]
+
+
+def test_lane_tests_agree_with_ints():
+    rnd = random.Random(7)
+    for _ in range(200):
+        vals = [rnd.choice([0, 1, 255, 256, 1 << 24, rnd.getrandbits(32)])
+                for _ in range(rnd.randint(1, 30))]
+        data = b"".join(bytes(24) + struct.pack("<I", v) + bytes(4) for v in vals)
+        limit = rnd.choice(vals + [rnd.getrandbits(32), 0, -1, 1 << 32])
+        assert decode._u32_above(data, 24, 32, limit) == any(v > limit for v in vals)
+        run = decode._Run(0, data, 32)
+        run.kind = bytearray([1] * len(vals))
+        tw = decode._ThreadWindow(0, [run], 32)
+        assert decode._rising_low(tw) == all(a <= b for a, b in zip(vals, vals[1:]))

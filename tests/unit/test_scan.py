@@ -242,6 +242,22 @@ def test_malloc_chunk_mmapped_region():
         scan.Block(base + 0x2010, 0x3000 - 16, "malloc", False)
 
 
+def test_malloc_chunk_big_mmapped_block_far_back():
+    """A word 40 MiB into an mmapped block (a 10 M-item list's ob_item) whose region does
+    not begin with the chunk (the kernel merged it with the mapping below): the search
+    back finds its header."""
+    base = 0x7F00_1000_0000
+    below = 0x10000                              # not a chunk: the walk from the start fails
+    size = 48 << 20
+    data = bytearray(below + size)
+    struct.pack_into("<QQ", data, 0, 0x1234, 0x5678)
+    struct.pack_into("<Q", data, below + 8, size | 2)
+    mem = Memory([(base, data)])
+    addr = base + below + 16 + (40 << 20)
+    assert scan.malloc_chunk(mem.read, addr, base, base + len(data), heap=False) == \
+        scan.Block(base + below + 16, size - 16, "malloc", False)
+
+
 def test_malloc_region_kinds():
     base = 0x5555_5555_9000
     data, _, _ = heap(base, [(0x290, True), (0x40, True)])
@@ -302,3 +318,20 @@ def test_stack_slot():
     assert scan.stack_slot(frames, 0x7100) == ("frame", "f1")
     assert scan.stack_slot(frames, 0x7500) == ("outermost", "main")
     assert scan.stack_slot([], 0x7000) == ("dead", None)
+
+
+def test_malloc_region_main_heap_without_the_tcache_first():
+    """glibc 2.43 (Debian unstable) allocates its thread cache later: the main heap of a
+    core (no [heap] name) is still recognised by its first chunks chaining in use; a region
+    of other words, or one whose second chunk follows a free one, is not."""
+    base = 0x5555_5555_9000
+    data, _, _ = heap(base, [(0x30, True), (0x90, True), (0x40, True), (0x290, True),
+                             (0x50, True)])
+    freed, _, _ = heap(base, [(0x30, True), (0x90, False), (0x40, True), (0x290, True)])
+    words = bytearray(4096)
+    struct.pack_into("<QQ", words, 0, 0, 0x31)   # one chunk-like header, then nothing
+    mem = Memory([(base, data), (0x7F00_0100_0000, freed), (0x7F00_0200_0000, words)])
+    assert scan.malloc_region(mem.read, base, base + len(data)) == "heap"
+    assert scan.malloc_region(mem.read, 0x7F00_0100_0000,
+                              0x7F00_0100_0000 + len(freed)) is None
+    assert scan.malloc_region(mem.read, 0x7F00_0200_0000, 0x7F00_0200_1000) is None

@@ -28,7 +28,9 @@ def _candidates(ringset):
     objs = cache.get("leaks.unbalanced")
     if objs is None:
         objs = cache["leaks.unbalanced"] = leaks.unbalanced(
-            (c for ring in ringset.rings for c in ring.slot_columns()),
+            # Only the records that move a count unreleased() follows (nonzero raw
+            # effect): the others never change its answer, and are most of a ring.
+            (c for ring in ringset.rings for c in ring.slot_columns(leaks.RAW_EFFECT)),
             lambda site: rings.site_of(site) is not None)
     return {obj: events.from_records(recs, rings.site_of)
             for obj, recs in ringset.records_of(objs).items()}

@@ -141,29 +141,30 @@ def find_dead_object(ringset):
     Innermost frame first; an object whose ring history ends in its deallocation wins
     over one whose memory merely looks freed. `dead`, when not None, says why an object
     that looks live is a dead one (dead_tuple())."""
-    index = ringset.index() if ringset is not None and ringset.rings else {}
+    pointers = [(cframes.frame_name(f), name, addr) for f in cframes.frames()
+                for name, addr in cframes.pointer_symbols(f)
+                if not (addr < 4096 or addr & 7)]
+    # One pass over the rings for every pointer of the frames, not a decode of them all.
+    index = ringset.records_of({a for _, _, a in pointers}) \
+        if ringset is not None and ringset.rings else {}
     weak = None
-    for f in cframes.frames():
-        fname = cframes.frame_name(f)
-        for name, addr in cframes.pointer_symbols(f):
-            if addr < 4096 or addr & 7:
+    for fname, name, addr in pointers:
+        recs = index.get(addr)
+        if recs and recs[-1].op_name in ("DEALLOC", "FREE"):
+            return addr, "%s in %s: its ring history ends with %s" % (
+                name, fname, recs[-1].op_name), None
+        if weak is None:
+            try:
+                info = objects.inspect(addr)
+            except PyrefError:
                 continue
-            recs = index.get(addr)
-            if recs and recs[-1].op_name in ("DEALLOC", "FREE"):
-                return addr, "%s in %s: its ring history ends with %s" % (
-                    name, fname, recs[-1].op_name), None
-            if weak is None:
-                try:
-                    info = objects.inspect(addr)
-                except PyrefError:
-                    continue
-                if info.state == objects.FREED and (recs or info.type is not None
-                                                    or "0xDD" in info.reason):
-                    weak = addr, "%s in %s: %s" % (name, fname, info.reason), None
-                elif info.state == objects.LIVE and recs:
-                    dead = dead_tuple(info)
-                    if dead:
-                        weak = addr, "%s in %s: %s" % (name, fname, dead), dead
+            if info.state == objects.FREED and (recs or info.type is not None
+                                                or "0xDD" in info.reason):
+                weak = addr, "%s in %s: %s" % (name, fname, info.reason), None
+            elif info.state == objects.LIVE and recs:
+                dead = dead_tuple(info)
+                if dead:
+                    weak = addr, "%s in %s: %s" % (name, fname, dead), dead
     return weak if weak else (None, None, None)
 
 
@@ -212,7 +213,12 @@ def find_in_ring(ringset):
     checked = 0
     singles = {target.symbol_address(sym): name for sym, name in SINGLETONS.items()}
     complete = not any(r.overwritten for r in ringset.rings)
-    for obj, recs in ringset.index().items():
+    # Only the objects a column test on the raw rings cannot rule out (a superset of those
+    # _may_show_harm passes), and the singletons, get their Records built.
+    found = ringset.records_of(ringset.harm_candidates(verdict.SANE_COUNT.bit_length() - 1)
+                               | {a for a in singles if a})
+    for obj in ringset.first_seen_order(found):
+        recs = found[obj]
         singleton = singles.get(obj)
         if not _may_show_harm(recs, singleton) and not (complete and singleton):
             continue
@@ -314,9 +320,13 @@ def diagnose(expr=None):
                                  "or local of the crashing frames points at a freed "
                                  "object" % fault)
         elif sig is not None:
+            ring = ", and no harm done to any object in the ring" if ringset.rings else ""
             report["verdict"] = "not-a-refcount-bug"
-            report["summary"] = ("signal %d with no freed object among the arguments and "
-                                 "locals of the crashing frames" % sig)
+            report["summary"] = (
+                ("stopped, not crashed (signal %d): no freed object among the arguments "
+                 "and locals of the current frames" if sig not in CRASH_SIGNALS else
+                 "signal %d with no freed object among the arguments and locals of the "
+                 "crashing frames") % sig + ring)
         else:
             report["summary"] = ("no freed object found in the current frames; name one: "
                                  "pyref why EXPR")
@@ -325,6 +335,13 @@ def diagnose(expr=None):
     state = objects.object_state(addr)
     if dead:
         state.update(state="freed", reason=dead)
+    single = singleton_name(addr)
+    if single and state["state"] != objects.LIVE:
+        # a singleton is a static object: a count at or below zero is an over-release,
+        # never a free (CPython aborts in none_dealloc rather than free it)
+        state.update(state=objects.LIVE, reason="%s is a static object, never freed: its "
+                     "count (%s) says it was released more often than referenced" % (
+                         single, state.get("refcount")))
     report["object"] = {"address": "0x%x" % addr, "type": state["type"],
                         "state": state["state"], "reason": state["reason"],
                         "found": how}

@@ -81,6 +81,24 @@ class RingSet:
             self._per_obj[obj] = recs
         return merged
 
+    def harm_candidates(self, sane_bits=40):
+        """decode.Ring.harm_candidates over every ring (a superset: test each closely)."""
+        out = set()
+        for ring in self.rings:
+            out |= ring.harm_candidates(sane_bits)
+        return out
+
+    def first_seen_order(self, found):
+        """The objects of `found` ({obj: records}, from records_of) in the order index()
+        would list them: by the first ring holding a record of each, then by where its
+        first record there falls in that ring's merged order."""
+        pos = {id(r): k for k, r in enumerate(self.rings)}
+
+        def key(obj):
+            return min((pos.get(id(self.ring_of(r)), 0), self.ring_of(r).merge_key(r),
+                        r.thread, r.pos) for r in found[obj])
+        return sorted(found, key=key)
+
     def ring_of(self, rec):
         """The Ring a record of records_for()/index() came from."""
         return self._ring_of.get(id(rec), self.rings[0])

@@ -76,10 +76,10 @@ from operator import add, and_, itemgetter, le, mul, sub
 
 from pyref.errors import READ_ERRORS, RingError
 from pyref.reader.bulk import CHUNK, first_line, read_pieces
-from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, HEADER_FIXED, IMMORTAL, INCREF,
-                                     MARK, OP_MASK, RECORD_SIZE, SHARED, Header, Record,
-                                     Thread, mark_label, parse_header, parse_threads,
-                                     restore_seq)
+from pyref.reader.ringformat import (AUX, BORROW, DEALLOC, DECREF, FREE, HEADER_FIXED,
+                                     IMMORTAL, INCREF, MARK, NEW, OP_MASK, RECORD_SIZE,
+                                     SHARED, STEAL, Header, Record, Thread, mark_label,
+                                     parse_header, parse_threads, restore_seq)
 
 _REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
 _SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
@@ -164,12 +164,14 @@ class _Run:
     """Consecutive readable positions of one thread's window: `data` holds `count` raw
     records for positions pos0.., `kind` one byte each: 0 torn/corrupt, 1 record,
     2 AUX attached to an earlier record."""
-    __slots__ = ("pos0", "count", "data", "kind", "ops")
+    __slots__ = ("pos0", "count", "data", "kind", "ops", "objs", "att")
 
     def __init__(self, pos0, data, rs):
         self.pos0 = pos0
         self.data = data
         self.count = len(data) // rs
+        self.objs = None         # _obj_array: not built yet
+        self.att = None          # _attached_mask: not built yet
 
 
 class _ThreadWindow:
@@ -196,42 +198,61 @@ class _ThreadWindow:
         return None, 0
 
 
+def _want_delta(b: int):
+    """(delta byte the op byte `b` requires, any delta valid, no delta valid): the checks
+    of _plausible as three byte tables, so that a whole run is checked with translate and
+    big-int bit operations (C speed, no Python call per slot)."""
+    op, imm = b & OP_MASK, b & IMMORTAL
+    if op == 0 or (op == DEALLOC and imm):
+        return 0, 0, 0xFF
+    if op == INCREF:
+        return (0 if imm else 1), 0, 0
+    if op in (DECREF, DEALLOC):
+        return (0 if imm else 0xFF), 0, 0
+    if op <= MARK:
+        return 0, 0, 0
+    return 0, 0xFF, 0
+
+
+_WANT, _ANY, _NEVER = (bytes(t) for t in zip(*map(_want_delta, range(256))))
+_ZERO_IS_ONE = bytes([1] + [0] * 255)
+_NONZERO_FF = bytes([0] + [0xFF] * 255)
+_ZERO_FF = bytes([0xFF] + [0] * 255)
+_DEALLOC_FF = bytes(0xFF if i == DEALLOC else 0 for i in range(256))
+_REFOP_FF = bytes(0xFF if i in (INCREF, DECREF, DEALLOC) else 0 for i in range(256))
+
+
+def _field_or(data, off, size, rs):
+    """The OR of the bytes of an unsigned little-endian field of each record, as an int
+    whose byte k is slot k's: zero exactly where the field is 0."""
+    acc = 0
+    for k in range(off, off + size):
+        acc |= int.from_bytes(data[k::rs], "little")
+    return acc
+
+
 def _classify(run: _Run, rs: int):
-    """Sets run.kind and run.ops: the validity checks of the module docstring."""
-    mv = memoryview(run.data)
-    if _LITTLE_HOST:
-        kind = bytearray(map(_VALID.__getitem__, mv.cast("H")[14::rs // 2]))
-        ops = mv[28::rs].tobytes().translate(_MASK_OP)
-    else:
-        opb = mv[28::rs].tobytes()
-        dlt = mv[29::rs].tobytes()
-        kind = bytearray(_VALID[a | b << 8] for a, b in zip(opb, dlt))
-        ops = opb.translate(_MASK_OP)
-    data = run.data
-    # DEALLOC must have refcnt 1: one C-level pass over the DEALLOCs' counts, and a
-    # Python loop only when some fail.
-    is_dealloc = ops.translate(_IS_DEALLOC)
-    refs = mv.cast("q")[2::rs // 8] if _LITTLE_HOST else \
-        [struct.unpack_from("<q", data, k + 16)[0] for k in range(0, len(data), rs)]
-    if DEALLOC in ops and not all(map(_ONE_EQ, compress(refs, is_dealloc))):
-        i = ops.find(DEALLOC)
-        while i != -1:
-            if refs[i] != 1:
-                kind[i] = 0
-            i = ops.find(DEALLOC, i + 1)
-    # NULL objects in INCREF/DECREF/DEALLOC: search the obj column for 8 zero bytes.
-    objcol = mv[0:len(data)].cast("Q")[0::rs // 8].tobytes() if _LITTLE_HOST else \
-        b"".join(data[k:k + 8] for k in range(0, len(data), rs))
-    j = objcol.find(_ZERO8)
-    while j != -1:
-        if j % 8:
-            j = objcol.find(_ZERO8, j - j % 8 + 8)
-            continue
-        k = j // 8
-        if ops[k] in (INCREF, DECREF, DEALLOC):
-            kind[k] = 0
-        j = objcol.find(_ZERO8, j + 8)
-    run.kind = kind
+    """Sets run.kind and run.ops: the validity checks of the module docstring, as
+    strided byte slices, translate and big-int bit operations over the whole run (one
+    byte per slot; byte-wise, so the host's byte order does not matter)."""
+    data, n = run.data, run.count
+    opcol = data[28::rs]
+    ops = opcol.translate(_MASK_OP)
+    ints = int.from_bytes
+    anyd = ints(opcol.translate(_ANY), "little")
+    bad = ((ints(opcol.translate(_WANT), "little") ^ ints(data[29::rs], "little"))
+           | anyd) ^ anyd
+    bad |= ints(opcol.translate(_NEVER), "little")
+    if DEALLOC in ops:
+        # DEALLOC must have refcnt (before) 1: its low byte 1, the other seven 0.
+        ref = ints(data[16::rs], "little") ^ ints(bytes([1]) * n, "little")
+        ref |= _field_or(data, 17, 7, rs)
+        bad |= ints(ref.to_bytes(n, "little").translate(_NONZERO_FF), "little") & \
+            ints(ops.translate(_DEALLOC_FF), "little")
+    # INCREF, DECREF, DEALLOC of a NULL object.
+    null = _field_or(data, 0, 8, rs).to_bytes(n, "little").translate(_ZERO_FF)
+    bad |= ints(null, "little") & ints(ops.translate(_REFOP_FF), "little")
+    run.kind = bytearray(bad.to_bytes(n, "little").translate(_ZERO_IS_ONE))
     run.ops = ops
 
 
@@ -294,6 +315,8 @@ def _record_with_local_aux(tw, run, idx, head_seq):
     if tw.attached:
         return _record_at(tw, run, idx, head_seq)
     rs = tw.rs
+    if idx + 1 < run.count and run.ops[idx + 1] != AUX:
+        return _record_at(tw, run, idx, head_seq)      # no AUX follows (the usual case)
     key = _SEQ_TID.unpack_from(run.data, idx * rs + 24)
     aux = []
     if run.ops[idx] != AUX:
@@ -328,6 +351,12 @@ def _window_keys(tw, head_seq):
     """The merge key of every slot of `tw`, one list per run: the highest seq of the
     thread's decoded records up to that slot; None when the thread's seqs never go back
     (the key is then the record's own seq). Computed once per window, at C speed."""
+    if tw.keys is None and _rising_low(tw):
+        nonempty = [r for r in tw.runs if r.count]
+        first, last = nonempty[0], nonempty[-1]
+        lo, hi = _seq32_at(first, 0, tw.rs), _seq32_at(last, last.count - 1, tw.rs)
+        if restore_seq(head_seq, hi) - restore_seq(head_seq, lo) == hi - lo:
+            tw.keys = False
     if tw.keys is None:
         raw = [_seq_column(run, tw.rs) for run in tw.runs]
         # The low 32 bits rising over the decoded slots, and no 2^32 epoch step between
@@ -352,6 +381,99 @@ def _window_keys(tw, head_seq):
                 tw.keys.append(flat[i:i + len(col)])
                 i += len(col)
     return tw.keys or None
+
+
+def _obj_array(run, rs):
+    """The obj field of each slot of a run as a sequence of ints (a contiguous uint64
+    memoryview on a little-endian host, gathered from eight strided byte slices: no int
+    object kept per slot), built once per run."""
+    if run.objs is None:
+        if _LITTLE_HOST:
+            col = bytearray(8 * run.count)
+            for k in range(8):
+                col[k::8] = run.data[k::rs]
+            run.objs = memoryview(col).cast("Q")
+        else:
+            run.objs = _obj_column(run.data, rs)
+    return run.objs
+
+
+def _gather(data, off, size, rs, code):
+    """The field of `size` bytes at `off` of each record of `data`, as a contiguous
+    memoryview of format `code` (host order: little-endian hosts only), gathered with
+    strided byte-slice copies."""
+    n = len(data) // rs
+    col = bytearray(size * n)
+    for k in range(size):
+        col[k::size] = data[off + k::rs]
+    return memoryview(col).cast(code)
+
+
+def _lanes(b: bytes) -> int:
+    return int.from_bytes(b, "little")
+
+
+def _op_table(pred):
+    return bytes(1 if pred(i) else 0 for i in range(256))
+
+
+_END_OPS = _op_table(lambda op: op in (DEALLOC, FREE))
+_DEALLOC_OPS = _op_table(lambda op: op == DEALLOC)
+_LENT_OPS = _op_table(lambda op: op in (BORROW, STEAL))
+_USE_OPS = _op_table(lambda op: op not in (NEW, FREE, STEAL))
+_UNKNOWN_OPS = _op_table(lambda op: op > MARK)
+_MORTAL = _op_table(lambda b: not b & IMMORTAL)
+_NEGATIVE = _op_table(lambda b: b >= 0x80)
+_NONZERO_1 = bytes([0] + [1] * 255)
+
+
+_IS_AUX = _op_table(lambda op: op == AUX)
+
+
+def _attached_lanes(run, rs, keep):
+    """Lanes (one byte a slot, 1 set) of the AUX slots of a run that are surely attached:
+    the slot before, in the same run, is a decoded non-AUX record with the same seq and
+    tid (the rule of _attach_aux; an AUX after an AUX is not counted here)."""
+    n, data = run.count, run.data
+    aux = _lanes(run.ops.translate(_IS_AUX)) & keep
+    if not aux:
+        return 0
+    full = (1 << 8 * n) - 1
+    differ = 0
+    for j in (24, 25, 26, 27, 30, 31):          # the commit word: seq32 and tid
+        c = _lanes(data[j::rs])
+        differ |= c ^ (c << 8 & full)
+    same = _lanes(differ.to_bytes(n, "little").translate(_ZERO_IS_ONE)) & ~1
+    prev_record = (_lanes(run.kind.translate(_NONZERO_1)) &
+                   ~_lanes(run.ops.translate(_IS_AUX))) << 8 & full
+    return aux & same & prev_record
+
+
+def _attached_mask(run, rs):
+    """_attached_lanes of a run's decoded slots as bytes (1: surely attached), once."""
+    if run.att is None:
+        keep = _lanes(run.kind.translate(_IS_ONE))
+        run.att = _attached_lanes(run, rs, keep).to_bytes(run.count, "little")
+    return run.att
+
+
+def _rising_low(tw) -> bool:
+    """True when every slot of the window is decoded and the low 32 bits of their seqs
+    never go down, tested without an int per slot: each seq in a 5-byte lane with bit 32
+    set, minus the previous slot's (no borrow crosses a lane), keeps bit 32 exactly where
+    it did not go down. False when it goes down or a slot is not decoded (the caller then
+    looks closely)."""
+    runs, rs = [r for r in tw.runs if r.count], tw.rs
+    if not runs or any(r.kind.count(1) != r.count for r in runs):
+        return False
+    n = sum(r.count for r in runs)
+    lanes = bytearray(5 * n)
+    for k in range(4):
+        lanes[k::5] = b"".join(r.data[24 + k::rs] for r in runs)
+    prev = int.from_bytes(lanes, "little") << 40 & ((1 << 40 * n) - 1)
+    lanes[4::5] = b"\x01" * n
+    diff = (int.from_bytes(lanes, "little") - prev).to_bytes(5 * n, "little")
+    return diff[4::5].count(1) == n
 
 
 def _obj_column(data, rs):
@@ -498,14 +620,72 @@ class Ring:
         for tw in self._windows if objs else ():
             rs = tw.rs
             for run in tw.runs:
-                hits = compress(range(run.count), map(contains, _obj_column(run.data, rs)))
-                for k in hits:
+                n = run.count
+                hit = _lanes(bytes(map(contains, _obj_array(run, rs))))
+                if not hit:
+                    continue
+                # Decoded slots of the objects, less the AUX records surely attached to
+                # the record before them (lane masks: no Python step per such slot).
+                hit &= _lanes(run.kind.translate(_IS_ONE)) & \
+                    ~_lanes(_attached_mask(run, rs))
+                for k in compress(range(n), hit.to_bytes(n, "little")):
                     rec = _slot_record(tw, run, k, seq)
                     if rec is not None:
                         found.setdefault(rec.obj, []).append(rec)
         for recs in found.values():
             recs.sort(key=self.merge_key)
         return found
+
+    def harm_candidates(self, sane_bits: int = 40) -> set:
+        """A superset of the objects whose records can show harm (a count below zero, a
+        use after a lifetime ended, a borrow or steal in a lifetime a DEALLOC ended), found
+        without a Record per slot, from order-free tests on the decoded slots (an AUX
+        record is left out only where it is surely attached to the record before it):
+        - a mortal record whose count can go below zero: before <= 0, or an unknown op;
+        - a DEALLOC or FREE of the object, and a record of an op other than NEW, FREE or
+          STEAL whose count before is outside (0, 2^sane_bits);
+        - a DEALLOC of the object (whether a BORROW or STEAL was in its lifetime is for
+          the close test: DEALLOCs are few, borrows many).
+        `sane_bits` is a multiple of 8 (the count's bytes above it are tested)."""
+        neg, ends, used, deallocs = set(), set(), set(), set()
+        hi_byte = 16 + sane_bits // 8
+        for tw in self._windows:
+            rs = tw.rs
+            for run in tw.runs:
+                n, data, ops = run.count, run.data, run.ops
+                if not n or not run.kind.count(1):
+                    continue
+                objs = _obj_array(run, rs)
+                keep = _lanes(run.kind.translate(_IS_ONE))
+                keep ^= _attached_lanes(run, rs, keep)
+                opcol = data[28::rs]
+
+                def at(lanes, into):
+                    lanes &= keep
+                    if not lanes:
+                        return
+                    mask = lanes.to_bytes(n, "little")
+                    if mask.count(1) * 8 < n:       # few: find them
+                        i = mask.find(1)
+                        while i != -1:
+                            into.add(objs[i])
+                            i = mask.find(1, i + 1)
+                    else:
+                        into.update(compress(objs, mask))
+                zero = _lanes(_field_or(data, 16, 8, rs).to_bytes(n, "little")
+                              .translate(_ZERO_IS_ONE))
+                nonpos = _lanes(data[23::rs].translate(_NEGATIVE)) | zero
+                at(nonpos & _lanes(opcol.translate(_MORTAL)) |
+                   _lanes(ops.translate(_UNKNOWN_OPS)), neg)
+                at(_lanes(ops.translate(_DEALLOC_OPS)), deallocs)
+                big = _lanes(_field_or(data, hi_byte, 24 - hi_byte, rs)
+                             .to_bytes(n, "little").translate(_NONZERO_1)) \
+                    if hi_byte < 24 else 0
+                at((big | nonpos) & _lanes(ops.translate(_USE_OPS)), used)
+                end = _lanes(ops.translate(_END_OPS))
+                if used and end & keep:
+                    at(end, ends)
+        return neg | (ends & used) | deallocs
 
     def merge_key(self, rec):
         """The key that orders `rec` among all records (sort by it, stably, records in
@@ -535,40 +715,52 @@ class Ring:
         out.sort()
         return [(s, t, label, whole) for s, t, _, label, whole in out]
 
-    def slot_columns(self):
+    def slot_columns(self, select=None):
         """The decoded records as columns, for passes over the whole ring that must not
         build a Record per slot: [(obj, site, refcnt, opbyte, seq)], one tuple per
         readable run of each thread window, in thread then position order (so seq rises
-        within a thread). obj, site, refcnt, seq are lists of ints (seq restored);
-        opbyte is the raw op byte of each record (flags included) as bytes. Torn and
-        corrupt slots are left out; AUX records are not (their op says what they are)."""
+        within a thread). obj, site, refcnt, seq are lists of ints (seq restored, or the
+        thread's merge key where its seqs go back); opbyte is the raw op byte of each
+        record (flags included) as bytes. Torn and corrupt slots are left out; AUX
+        records are not (their op says what they are). `select`, a 256-byte table, keeps
+        only the slots whose op byte maps to nonzero (the others are never gathered)."""
         out = []
         for tw in self._windows:
             rs = tw.rs
-            for run in tw.runs:
+            keys = _window_keys(tw, self.header.seq)
+            for i, run in enumerate(tw.runs):
+                n, data = run.count, run.data
+                keep = run.kind.translate(_IS_ONE)
+                opcol = data[28::rs]
+                if select is not None:
+                    keep = (_lanes(keep) & _lanes(opcol.translate(select)
+                                                  .translate(_NONZERO_1))) \
+                        .to_bytes(n, "little")
+                every = keep.count(1) == n
                 if _LITTLE_HOST:
-                    mv = memoryview(run.data)
-                    q = rs // 8
-                    u64 = mv.cast("Q")
-                    cols = [u64[0::q].tolist(), u64[1::q].tolist(),
-                            mv.cast("q")[2::q].tolist(), mv[28::rs].tobytes(),
-                            mv.cast("I")[6::rs // 4].tolist()]
+                    cols = [_obj_array(run, rs), _gather(data, 8, 8, rs, "Q"),
+                            _gather(data, 16, 8, rs, "q")]
+                    s32 = _gather(data, 24, 4, rs, "I")
                 else:
-                    fmt = struct.Struct("<QQqIB%dx" % (rs - 29))
-                    rows = list(fmt.iter_unpack(run.data))
-                    obj, site, refcnt, s32, opb = map(list, zip(*rows))
-                    cols = [obj, site, refcnt, bytes(opb), s32]
-                if run.kind.count(0):
-                    keep = run.kind.translate(_IS_ONE)
-                    cols = [list(compress(c, keep)) for c in cols]
-                    cols[3] = bytes(cols[3])
-                keys = _window_keys(tw, self.header.seq)
+                    fmt = struct.Struct("<QQqI%dx" % (rs - 28))
+                    rows = list(fmt.iter_unpack(data)) if n else []
+                    cols = [list(c) for c in zip(*rows)] if rows else [[], [], [], []]
+                    s32 = cols.pop()
+                if every:
+                    cols = [c if isinstance(c, list) else c.tolist() for c in cols]
+                    cols.append(opcol)
+                else:
+                    # the kept positions once, then only those items of each column
+                    idx = list(compress(range(n), keep))
+                    cols = [list(map(c.__getitem__, idx)) for c in cols]
+                    cols.append(bytes(compress(opcol, keep)))
+                    s32 = list(map(s32.__getitem__, idx))
                 if keys is not None:   # the thread's seqs go back: its merge keys
-                    col = keys[tw.runs.index(run)]
-                    cols[4] = list(compress(col, run.kind.translate(_IS_ONE))) \
-                        if run.kind.count(0) else col
+                    col = keys[i]
+                    cols.append(col if every else list(map(col.__getitem__, idx)))
                 else:
-                    cols[4] = _restore_column(self.header.seq, cols[4])
+                    cols.append(_restore_column(self.header.seq, s32 if isinstance(
+                        s32, list) else s32.tolist()))
                 out.append(tuple(cols))
         return out
 
@@ -679,6 +871,18 @@ def _reject_implausible(ring, runs, rs):
     # beyond twice the counter (where a flipped high bit lands).
     exact = ring.writers <= 1
     limit = h.seq + seq_slack(h) if exact else 2 * h.seq + seq_slack(h)
+    if not exact:
+        # Restored seqs never exceed the counter, except while it is below 2^32 a record
+        # ahead of it, whose seq is then its low 32 bits (_restore_column): only such a
+        # slot can be above the limit, found without an int per slot.
+        for run in runs:
+            if run.count and h.seq < 1 << 32 and _u32_above(run.data, 24, rs, limit):
+                s32 = [struct.unpack_from("<I", run.data, k * rs + 24)[0]
+                       for k in range(run.count)]
+                for k in range(run.count):
+                    if run.kind[k] and s32[k] > limit:
+                        _reject(ring, run, k, "seq above the header's counter")
+        return
     seqs, parts = [], []            # parts: (run, slot indexes kept, offset in seqs)
     for run in runs:
         if not run.count:
@@ -716,6 +920,31 @@ def _reject_implausible(ring, runs, rs):
             if i == 0 and run.ops[k] == AUX and seqs[0] == seqs[-1]:
                 continue     # an in-flight pair's AUX in the oldest slot (module docstring)
             _reject(ring, run, k, "seq out of order in its thread's window")
+
+
+_GT = [bytes(1 if b > t else 0 for b in range(256)) for t in range(256)]
+_EQ = [bytes(1 if b == t else 0 for b in range(256)) for t in range(256)]
+
+
+def _u32_above(data, off, rs, limit) -> bool:
+    """Whether the little-endian uint32 field at `off` of some record in `data` is above
+    `limit`: compared byte by byte from the most significant, each lane of a big int one
+    record (translate and bit operations, no int per record)."""
+    if limit >= _M32:
+        return False
+    if limit < 0:
+        return bool(data)
+    ints = int.from_bytes
+    above = 0
+    for k in range(4):                  # least significant byte first
+        col = data[off + k::rs]
+        t = limit >> (8 * k) & 0xFF
+        gt = ints(col.translate(_GT[t]), "little")
+        if k == 0:
+            above = gt
+        else:
+            above = gt | ints(col.translate(_EQ[t]), "little") & above
+    return above != 0
 
 
 def _note_suspects(ring, t, run, base, rs):

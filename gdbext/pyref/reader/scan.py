@@ -418,7 +418,7 @@ def malloc_region(read, start, end, path=""):
     except READ_ERRORS:
         return None
     first, second = struct.unpack("<QQ", head)
-    if second == TCACHE_CHUNK:
+    if second == TCACHE_CHUNK or _main_heap_start(read, start, end, first, second):
         return "heap"
     if start < first <= start + 64 and start & ((1 << 20) - 1) == 0:
         return "arena"
@@ -426,6 +426,27 @@ def malloc_region(read, start, end, path=""):
             not (second & ~7) & (PAGE - 1) and start + (second & ~7) <= end:
         return "mmapped"
     return None
+
+
+def _main_heap_start(read, start, end, first, second):
+    """True when [start, end) begins like the main heap whatever its first chunk is (glibc
+    2.43 allocates its thread cache later: the first chunk is not TCACHE_CHUNK): no
+    prev_size, PREV_INUSE set, and the first chunks chain with plausible in-use sizes."""
+    if first != 0 or not second & _PREV_INUSE or second & (_IS_MMAPPED | _NON_MAIN):
+        return False
+    addr = start
+    for _ in range(4):
+        size = second & ~7
+        if size < 32 or size & 15 or addr + size + 16 > end or size >= 1 << 20:
+            return False
+        addr += size
+        try:
+            second = struct.unpack("<Q", bytes(read(addr + 8, 8)))[0]
+        except READ_ERRORS:
+            return False
+        if not second & _PREV_INUSE:   # the chunk before is in use: it was allocated
+            return False
+    return True
 
 
 def malloc_chunk(read, addr, region_start, region_end, max_back=MAX_CHUNK_BACK,
@@ -477,7 +498,10 @@ def _mmapped_chunk(read, addr, region_start, region_end):
     return None
 
 
-MAX_MMAPPED_BACK = 16 << 20  # bytes searched back, page by page, for an mmapped chunk
+# Bytes searched back, page by page, for an mmapped chunk: its header may be far below
+# the word (a 10 M-item list's ob_item is 80 MB, a big dict's keys likewise); 256 reads of
+# 1 MiB at most, for a block of up to 32 M pointers.
+MAX_MMAPPED_BACK = 256 << 20
 
 
 def _walk_back(read, addr, region_start, region_end, max_back):

@@ -71,6 +71,7 @@ def _step(i):
 
 
 _RAW_EFFECT = bytes(_raw_effect(b) for b in range(256))
+RAW_EFFECT = _RAW_EFFECT   # public: commands/leaks.py gathers only these records
 _NEEDS_SITE = bytes(1 if e in (1, 2, 4) else 0 for e in range(256))
 _STEP = bytes(_step(i) for i in range(256))
 _IS_ONE = (1).__eq__
