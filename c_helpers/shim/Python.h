@@ -218,8 +218,9 @@ pyref_xnewref(PyObject *op, const struct pyref_site *site)
  * (bench/opt_levels.py). There each macro calls one out-of-line copy per translation unit
  * compiled with optimize("O2"), into which the record, the interest-table test and the
  * interpreter's own INCREF/DECREF are inlined: one call a transition. (Clang has no
- * optimize attribute: it keeps the inline path.) */
-#if !defined(__OPTIMIZE__) && defined(__GNUC__) && !defined(__clang__)
+ * optimize attribute: it keeps the inline path; so does -DPYREF_O0_INLINE, bench/run.py's
+ * comparison row.) */
+#if !defined(__OPTIMIZE__) && defined(__GNUC__) && !defined(__clang__) && !defined(PYREF_O0_INLINE)
 #define PYREF__O2_FN static __attribute__((noinline, unused, optimize("O2")))
 PYREF__O2_FN void pyref__incref_o2(PyObject *op, const struct pyref_site *site)
 {
@@ -267,52 +268,5 @@ PYREF__O2_FN PyObject *pyref__xnewref_o2(PyObject *op, const struct pyref_site *
 #include "pyref_capi.h"
 /* Deallocation capture and Python context (allocator hook, frame reading). */
 #include "pyref_hooks.h"
-
-/* An extension built without optimisation (-O0, a common debug build): the always_inline
- * recording path is inlined there too, but compiled at -O0 (every value through the stack:
- * about 150 instructions and 60-200 ns a transition instead of 43 and ~3 ns, bench/
- * RESULTS.md). So at -O0 each macro calls an out-of-line copy compiled at -O2 (gcc's
- * optimize attribute; one copy per translation unit, the site still the caller's). clang
- * has no such attribute and keeps the inline path. */
-#if !defined(__OPTIMIZE__) && !defined(__clang__) && !defined(PYREF_O0_INLINE)
-#define PYREF__O2 static __attribute__((noinline, unused, optimize("O2")))
-PYREF__O2 void pyref__incref_o2(PyObject *op, const struct pyref_site *site)
-{
-    pyref_incref(op, site);
-}
-PYREF__O2 void pyref__decref_o2(PyObject *op, const struct pyref_site *site)
-{
-    pyref_decref(op, site);
-}
-PYREF__O2 void pyref__xincref_o2(PyObject *op, const struct pyref_site *site)
-{
-    pyref_xincref(op, site);
-}
-PYREF__O2 void pyref__xdecref_o2(PyObject *op, const struct pyref_site *site)
-{
-    pyref_xdecref(op, site);
-}
-PYREF__O2 PyObject *pyref__newref_o2(PyObject *op, const struct pyref_site *site)
-{
-    return pyref_newref(op, site);
-}
-PYREF__O2 PyObject *pyref__xnewref_o2(PyObject *op, const struct pyref_site *site)
-{
-    return pyref_xnewref(op, site);
-}
-#undef PYREF__O2
-#undef Py_INCREF
-#undef Py_DECREF
-#undef Py_XINCREF
-#undef Py_XDECREF
-#undef Py_NewRef
-#undef Py_XNewRef
-#define Py_INCREF(op) pyref__incref_o2(_PyObject_CAST(op), PYREF__SITE("Py_INCREF"))
-#define Py_DECREF(op) pyref__decref_o2(_PyObject_CAST(op), PYREF__SITE("Py_DECREF"))
-#define Py_XINCREF(op) pyref__xincref_o2(_PyObject_CAST(op), PYREF__SITE("Py_XINCREF"))
-#define Py_XDECREF(op) pyref__xdecref_o2(_PyObject_CAST(op), PYREF__SITE("Py_XDECREF"))
-#define Py_NewRef(op) pyref__newref_o2(_PyObject_CAST(op), PYREF__SITE("Py_NewRef"))
-#define Py_XNewRef(op) pyref__xnewref_o2(_PyObject_CAST(op), PYREF__SITE("Py_XNewRef"))
-#endif
 
 #endif /* !PYREF_SHIM_OFF && !PYREF_SHIM_ACTIVE */
