@@ -61,3 +61,7 @@ def routes_core(build_extension, tmp_path_factory):
     path, proc = pyreftest.run_to_core(ROUTES_PYTHON, pyreftest.routes_driver_args(
         built.moddir), cwd=str(cwd))
     return path, re.search(r"^obj (0x[0-9a-f]+)$", proc.stdout, re.M).group(1)
+
+# Test suites that are fixtures of other tests (run under pyref-run by
+# tests/system/test_leak_check.py), not tests of pyref: their extension is built there.
+collect_ignore_glob = ["ext/*/suite/*"]

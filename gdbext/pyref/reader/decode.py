@@ -554,6 +554,7 @@ class Ring:
         self.rejections = {}     # reason -> count (slots and descriptors)
         self.rejected_descriptors = []   # one line each
         self.writers = 0         # descriptors with a ring and records
+        self.total_written = 0   # records written and dropped in all threads (seq bound)
         self.suspects = set()    # obj fields of the other torn slots
         self.first_seq = self.last_seq = None
         self.errors = []
@@ -868,9 +869,11 @@ def _reject_implausible(ring, runs, rs):
     # One writer's seqs are exact. Several writers race on the relaxed counter without the
     # GIL (docs/reliability.md, "Limits": back by up to 1.7 million measured), so their
     # seqs only bound each other loosely: no order check, and a seq is implausible only
-    # beyond twice the counter (where a flipped high bit lands).
+    # beyond both twice the counter and the counter plus every record written (where a
+    # flipped high bit lands): the counter can fall back by more than its own value.
     exact = ring.writers <= 1
-    limit = h.seq + seq_slack(h) if exact else 2 * h.seq + seq_slack(h)
+    limit = h.seq + seq_slack(h) if exact else \
+        max(2 * h.seq, h.seq + ring.total_written) + seq_slack(h)
     if not exact:
         # Restored seqs never exceed the counter, except while it is below 2^32 a record
         # ahead of it, whose seq is then its low 32 bits (_restore_column): only such a
@@ -1062,6 +1065,12 @@ def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
                                                      header.max_threads))
     ring.lost = header.lost_nothread
     ring.writers = sum(1 for t in threads if t.ring and t.head)
+    # Every seq was taken from the counter by one increment of one written (or dropped)
+    # record, so no seq exceeds the records written in all: the bound that holds when
+    # racing writers pushed the counter back (heads above 2^48 are corrupt, and refused
+    # below).
+    ring.total_written = sum(min(t.head, 1 << 48) + min(t.lost, 1 << 48)
+                             for t in threads if t.ring)
     bad_seqp = []
     spans = []           # [(start, end, index)] of the thread rings accepted so far
     for t in threads:
