@@ -148,6 +148,7 @@ int main(void)
     F("var_size", offsetof(PyVarObject, ob_size));
     F("bytes_sval", offsetof(PyBytesObject, ob_sval));
     F("str_state", offsetof(PyASCIIObject, state));
+    F("str_length", offsetof(PyASCIIObject, length));
     F("str_ascii_data", sizeof(PyASCIIObject));
     F("str_compact_data", sizeof(PyCompactUnicodeObject));
     return 0;
@@ -319,6 +320,22 @@ def contexts(ring):
     return sorted(out, key=lambda rc: rc[0].seq)
 
 
+DUMP_WALK_LAYOUT = ("python import dataclasses, json; from pyref.inferior import layout; "
+                    "print('@@walk ' + json.dumps(dataclasses.asdict(layout.layouts().walk)))")
+
+
+def dwarf_walk(python, core_path):
+    """None where pyframes has the version's fixed offsets (3.10 to 3.13 with the GIL);
+    else the WalkLayout gdb reads from the interpreter's DWARF (3.14+, free-threaded
+    3.13t), as a gdb-free reader is handed it."""
+    if pyframes.fixed_walk_layout(version(python)) is not None and \
+            not pyreftest.interpreter_info(python).get("free_threaded"):
+        return None
+    out = pyreftest.gdb_batch([DUMP_WALK_LAYOUT], args=[python, core_path])
+    assert "@@walk " in out, out
+    return pyframes.walk_layout_from_dict(json.loads(out.split("@@walk ", 1)[1].splitlines()[0]))
+
+
 def test_pycontext_core(built, tmp_path):
     python, moddir, driver = built
     ver = version(python)
@@ -332,11 +349,12 @@ def test_pycontext_core(built, tmp_path):
     hooks = int.from_bytes(core.read(ring.addr + test_frees.HOOKS_OFF, 4), "little")
     assert hooks & HOOK_PYCTX
     drv_lines = py_markers(driver)
+    walk = dwarf_walk(python, core_path)
 
     def where(ctx):
         if ctx is None or ctx[0] == 0:
             return None
-        loc = pyframes.location(core.read, ctx[0], ctx[1], ver)
+        loc = pyframes.location(core.read, ctx[0], ctx[1], ver, walk)
         assert loc is not None, ctx
         filename, name, line = loc
         return os.path.basename(filename), name.rsplit(".", 1)[-1], line
@@ -364,7 +382,7 @@ def test_pycontext_core(built, tmp_path):
     # at the crash: the Python stack of the crashing thread, read from the core
     runtime = core.symbol("_PyRuntime")
     assert runtime
-    stacks = pyframes.python_stacks(core.read, runtime, ver)
+    stacks = pyframes.python_stacks(core.read, runtime, ver, walk)
     assert len(stacks) == 1 and not stacks[0].truncated, stacks   # the thread was joined
     assert [(os.path.basename(f.filename), f.name, f.line) for f in stacks[0].frames] == [
         (D, "finish", drv_lines["py-crash"]), (D, "<module>", drv_lines["py-finish"])]
