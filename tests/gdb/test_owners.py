@@ -30,7 +30,7 @@ def owners_commands(outdir):
                                                                             "owners.dot"),
              "echo @@ json\\n", "pyref owners --json $o_dict_value",
              "echo @@ all\\n", "pyref owners --all $o_static",
-             "frame function hold_local",
+             "echo @@ hold_frame\\n", "frame function hold_local",
              "echo @@ clocal\\n", "pyref owners held_local",
              "echo @@ clocal_json\\n", "pyref owners --json held_local",
              "echo @@ errors\\n", "pyref owners 0", "pyref owners --depth 0 $o_static",
@@ -159,7 +159,11 @@ def test_c_frame_local(run):
     text = s["clocal"]
     got = counted(text)
     assert len(got) == 1, text
-    level = 1 if kind == "live" else 4  # live: the breakpoint; core: raise -> pthread_kill
+    # live: under the breakpoint; core: under libc's abort frames, as many as gdb shows
+    # (4 with libc's symbols, fewer where an unsymbolled libc folds them into `??` frames):
+    # the level gdb's own `frame function hold_local` selected
+    level = int(re.match(r"#(\d+) .* hold_local ", s["hold_frame"]).group(1))
+    assert level == 1 if kind == "live" else level >= 2, s["hold_frame"]
     assert re.match(r"%s  thread 1 \(LWP \d+\) stack, frame #%d hold_local \(owners_ext\.c:%d\), "
                     r"variable held_local$" % (A, level, LINES["local-stop"]), got[0]), text
     assert ACCOUNT_1 in text, text

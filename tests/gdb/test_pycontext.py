@@ -148,6 +148,7 @@ int main(void)
     F("var_size", offsetof(PyVarObject, ob_size));
     F("bytes_sval", offsetof(PyBytesObject, ob_sval));
     F("str_state", offsetof(PyASCIIObject, state));
+    F("str_length", offsetof(PyASCIIObject, length));
     F("str_ascii_data", sizeof(PyASCIIObject));
     F("str_compact_data", sizeof(PyCompactUnicodeObject));
     return 0;
@@ -231,18 +232,42 @@ int main(void)
 '''
 
 
+DUMP_WALK_LAYOUT = ("python import dataclasses, json; from pyref.inferior import layout; "
+                    "print('@@walk ' + json.dumps(dataclasses.asdict(layout.layouts().walk)))")
+
+
+def has_fixed_offsets(python):
+    """Whether pyframes has the version's fixed offsets (3.10 to 3.13 with the GIL)."""
+    return pyframes.fixed_walk_layout(version(python)) is not None and \
+        not pyreftest.interpreter_info(python).get("free_threaded")
+
+
+def dwarf_walk(python, core_path=None):
+    """None where pyframes has the version's fixed offsets; else the WalkLayout gdb reads
+    from the interpreter's DWARF (3.14+, free-threaded 3.13t), as a gdb-free reader is
+    handed it."""
+    if has_fixed_offsets(python):
+        return None
+    out = pyreftest.gdb_batch([DUMP_WALK_LAYOUT], args=[python] + ([core_path] if core_path
+                                                                   else []))
+    assert "@@walk " in out, out
+    return pyframes.walk_layout_from_dict(json.loads(out.split("@@walk ", 1)[1].splitlines()[0]))
+
+
 @pytest.mark.parametrize("python", pyreftest.interpreters())
 def test_layouts_match_headers(python, tmp_path):
     internal = compile_run(INTERNAL_PROBE, python, tmp_path)
     macros = shim_macros(python, tmp_path)
     for name, value in internal.items():
         assert macros.get(name) == value, (name, macros.get(name), value)
+    # the offsets pyframes reads: its fixed tables, else (3.14+, 3.13t) DWARF's
+    walk = dwarf_walk(python)
     public = compile_run(PUBLIC_PROBE, python, tmp_path)
-    layout = pyframes.LAYOUTS[version(python)]
+    layout = pyframes.LAYOUTS[version(python)] if walk is None else walk.code
     for name, value in public.items():
         assert getattr(layout, name) == value, (name, getattr(layout, name), value)
     stack = compile_run(STACK_PROBE, python, tmp_path)
-    sl = pyframes.STACK_LAYOUTS[version(python)]
+    sl = pyframes.STACK_LAYOUTS[version(python)] if walk is None else walk
     for name, value in stack.items():
         assert getattr(sl, name) == value, (name, getattr(sl, name), value)
     assert (sl.cframe_current_frame is None) == ("cframe_current_frame" not in stack)
@@ -332,11 +357,12 @@ def test_pycontext_core(built, tmp_path):
     hooks = int.from_bytes(core.read(ring.addr + test_frees.HOOKS_OFF, 4), "little")
     assert hooks & HOOK_PYCTX
     drv_lines = py_markers(driver)
+    walk = dwarf_walk(python, core_path)
 
     def where(ctx):
         if ctx is None or ctx[0] == 0:
             return None
-        loc = pyframes.location(core.read, ctx[0], ctx[1], ver)
+        loc = pyframes.location(core.read, ctx[0], ctx[1], ver, walk)
         assert loc is not None, ctx
         filename, name, line = loc
         return os.path.basename(filename), name.rsplit(".", 1)[-1], line
@@ -364,7 +390,7 @@ def test_pycontext_core(built, tmp_path):
     # at the crash: the Python stack of the crashing thread, read from the core
     runtime = core.symbol("_PyRuntime")
     assert runtime
-    stacks = pyframes.python_stacks(core.read, runtime, ver)
+    stacks = pyframes.python_stacks(core.read, runtime, ver, walk)
     assert len(stacks) == 1 and not stacks[0].truncated, stacks   # the thread was joined
     assert [(os.path.basename(f.filename), f.name, f.line) for f in stacks[0].frames] == [
         (D, "finish", drv_lines["py-crash"]), (D, "<module>", drv_lines["py-finish"])]

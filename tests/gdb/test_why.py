@@ -74,6 +74,14 @@ def test_decref_after_steal(built, tmp_path):
 
 
 def test_borrowed_across_gil_release(built, tmp_path):
+    if pyreftest.interpreter_info(built[0]).get("free_threaded"):
+        # Biased reference counting: the clearing thread's DECREF of a bytes object the
+        # main thread owns only makes its shared count negative and queues it to the owner,
+        # which frees it at its next eval-breaker check, after PyObject_Repr(item) has
+        # read a live object. The scenario does not crash ("did not crash; aborting for a
+        # core"), so the core has no use-after-free to find: not-a-refcount-bug is right.
+        pytest.skip("free-threaded: the other thread's DECREF defers the free to the "
+                    "owning thread (biased refcounting): the scenario does not crash")
     rep, _ = postmortem(built, tmp_path, "borrowed_across_gil_release")
     assert rep["verdict"] == "use-after-free", rep["summary"]
     assert _line(rep["culprit"]) == ("demoext.c", LINES["s5-culprit"])

@@ -108,10 +108,11 @@ def _fits(needed, have, debug, allocator):
 def _object_in_block(lay, start, hit, end, debug=0, allocator="pymalloc"):
     """(info, freed_info) of the Python object whose extent (pre-header included) holds
     `hit`, for a block whose data begins at `start`; info None when there is none.
-    freed_info: an ObjectInfo of a freed object found there instead (stale). Candidates
+    freed_info: an ObjectInfo of a freed object found there instead (stale), or of the
+    block's live object when `hit` lies past its extent (the block's unused tail). Candidates
     are the block start plus each possible pre-header size; a live one wins. The object
     must lie inside the block, which ends at `end`."""
-    freed = None
+    freed = tail = None
     for pre in (0, lay.gc_size, lay.gc_size + 16):
         obj = start + pre
         if obj + lay.header > end:
@@ -135,6 +136,9 @@ def _object_in_block(lay, start, hit, end, debug=0, allocator="pymalloc"):
             size = max(size, end - obj)  # items may fill the block (3.11+ generators
             #                              have an itemsize but no ob_size)
         if not (obj - pre <= hit < obj + size and obj + min(size, info.type.basicsize) <= end):
+            if info.state == objects.LIVE and obj + size <= hit < end and \
+                    obj + min(size, info.type.basicsize) <= end:
+                tail = tail or info   # the live object of the block ends before `hit`
             continue
         if hit < obj:
             # A GC link points to another GC header, never to an object: an object address
@@ -148,7 +152,7 @@ def _object_in_block(lay, start, hit, end, debug=0, allocator="pymalloc"):
             freed = freed or info
             continue
         return info, None
-    return None, freed
+    return None, freed or tail
 
 
 def _tcache_keys():
@@ -192,6 +196,12 @@ def locate(lay, hit, region):
                                    (start - blk.start) // scan.DEBUG_PREFIX, blk.allocator)
     if info is not None:
         return "object", info
+    if freed is not None and freed.state == objects.LIVE:
+        # The allocator hands out whole size classes and does not clear a reused block:
+        # the bytes past the extent of the block's live object are left from its earlier
+        # use, not a slot of anything.
+        return "freed", ("in the unused tail of a %s block, past the %s at 0x%x" % (
+            blk.allocator, freed.type.name, freed.addr), "a block's unused tail")
     if freed is not None:
         return "freed", ("inside a freed %s at 0x%x (%s)" % (
             freed.type.name if freed.type else "object", freed.addr, freed.reason),

@@ -371,7 +371,7 @@ def _walk_layout(lay):
         bytes_sval=stack_need("PyBytesObject").offset("ob_sval"),
         str_state=ascii_.offset("state"), str_ascii_data=ascii_.size,
         str_compact_data=stack_need("PyCompactUnicodeObject").size,
-        co_firsttraceable=opt("_co_firsttraceable"))
+        co_firsttraceable=opt("_co_firsttraceable"), str_length=ascii_.offset("length"))
     return pyframes.WalkLayout(
         code=code_layout,
         runtime_interpreters_head=runtime.offset("interpreters.head"),

@@ -100,13 +100,15 @@ class Memory:
         if self.total > PROGRESS_BYTES:
             state = {"t": time.perf_counter(), "shown": False}
 
-            def progress(done, total):  # a line a second, and the last if any was shown
+            # A line a second, and the last if any was shown; on gdb's stderr, so that
+            # what a command prints on stdout (--json) stays one parseable document.
+            def progress(done, total):
                 now = time.perf_counter()
                 if now - state["t"] >= 1.0 or (done == total and state["shown"]):
                     state["t"], state["shown"] = now, True
                     gdb.write("%s: %s: %d of %d MiB scanned\n" %
-                              (self.command, what, done >> 20, total >> 20))
-                    gdb.flush()
+                              (self.command, what, done >> 20, total >> 20), gdb.STDERR)
+                    gdb.flush(gdb.STDERR)
         res = scan.scan(target.read, self.regions, needles, limit=MAX_HITS,
                         progress=progress, on_hits=on_hits)
         self.passes.append(res)

@@ -20,7 +20,9 @@ Three layers:
   frames, parameterised by a `WalkLayout` (offsets) and a reader: `pyref pystack` runs it
   with DWARF offsets and gdb's reads (inferior/pythreads.py), `python_stacks` with the
   fixed offsets below
-  (`fixed_walk_layout`, equal to DWARF's per tests/gdb/test_pystack.py) and any reader.
+  (`fixed_walk_layout`, equal to DWARF's per tests/gdb/test_pystack.py; 3.10 to 3.13 with
+  the GIL) or a DWARF WalkLayout handed over as JSON (`walk_layout_from_dict`: 3.14+, 3.13t)
+  and any reader.
 
 `version` is (major, minor), e.g. (3, 12).
 """
@@ -159,6 +161,7 @@ class Layout:
     str_ascii_data: int = 48  # sizeof(PyASCIIObject): data of a compact ASCII str
     str_compact_data: int = 72  # sizeof(PyCompactUnicodeObject): data of other compact str
     co_firsttraceable: int | None = None  # 3.11+: an int, the first instruction traced
+    str_length: int = 16     # PyASCIIObject.length (after the object header: 32 on 3.13t)
 
 
 # Checked against offsetof() by tests/gdb/test_pycontext.py (3.11d has the same as 3.11), and
@@ -210,7 +213,7 @@ def read_bytes_object(read, addr: int, layout: Layout, limit: int = MAX_LINETABL
 
 def read_str(read, addr: int, layout: Layout, limit: int = MAX_NAME):
     """A compact str object's text (what code objects hold), or None."""
-    length = struct.unpack("<q", bytes(read(addr + 16, 8)))[0]
+    length = struct.unpack("<q", bytes(read(addr + layout.str_length, 8)))[0]
     state = struct.unpack("<I", bytes(read(addr + layout.str_state, 4)))[0]
     kind = (state >> 2) & 7
     compact = (state >> 5) & 1
@@ -261,19 +264,23 @@ def _str_reader(read, layout):
     return lambda ptr: read_str(read, ptr, layout) if ptr else None
 
 
-def read_code(read, addr: int, version: tuple):
+def read_code(read, addr: int, version: tuple, walk=None):
     """The Code at `addr`, or None when the version is unknown or the object does not look
-    like a code object (a bad pointer, freed memory). Errors of `read` propagate."""
-    layout = LAYOUTS.get(tuple(version[:2]))
+    like a code object (a bad pointer, freed memory). `walk`: the interpreter's WalkLayout
+    from DWARF (walk_layout_from_dict), which any version has and which the fixed table
+    lacks for 3.14+ and free-threaded builds; without it, the fixed table of `version`.
+    Errors of `read` propagate."""
+    layout = walk.code if walk is not None else LAYOUTS.get(tuple(version[:2]))
     if layout is None or addr == 0:
         return None
-    return decode_code(read, addr, layout, _str_reader(read, layout))
+    return decode_code(read, addr, layout, _str_reader(read, layout),
+                       walk.code_type if walk is not None else None)
 
 
-def location(read, code_addr: int, offset: int, version: tuple):
+def location(read, code_addr: int, offset: int, version: tuple, walk=None):
     """(filename, name, line) of byte `offset` in the code object at `code_addr`, or None
-    when the code object cannot be read."""
-    code = read_code(read, code_addr, version)
+    when the code object cannot be read. `walk` as for read_code."""
+    code = read_code(read, code_addr, version, walk)
     if code is None:
         return None
     return code.filename, code.name, addr2line(code.linetable, code.firstlineno, offset,
@@ -353,6 +360,14 @@ class WalkLayout:
     table_version: tuple         # the line-table format: (3, 10) or (3, 11)
     code_type: int | None = None  # PyCode_Type's address, where known (gdb)
     frame_code_tags: int = 0     # 3.14+: f_executable is a _PyStackRef, these its tag bits
+
+
+def walk_layout_from_dict(d: dict) -> WalkLayout:
+    """The WalkLayout that dataclasses.asdict() made `d` of (inferior/layout.py's DWARF
+    layout handed to a gdb-free reader as JSON)."""
+    d = dict(d)
+    code = Layout(**d.pop("code"))
+    return WalkLayout(code=code, table_version=tuple(d.pop("table_version")), **d)
 
 
 @functools.lru_cache(maxsize=None)
@@ -514,12 +529,13 @@ class PyThread:
     truncated: bool              # MAX_FRAMES reached, a cycle, or unreadable memory
 
 
-def python_stacks(read, runtime_addr: int, version: tuple) -> list:
+def python_stacks(read, runtime_addr: int, version: tuple, walk=None) -> list:
     """Every thread state of every interpreter under `_PyRuntime` (at `runtime_addr`) with
-    its Python frames, innermost first: FrameWalk with the fixed offsets of `version`. []
-    for an unknown version. Reads only memory: never calls the target. Unreadable or
-    looping lists end the walk (PyThread.truncated for frames)."""
-    lay = fixed_walk_layout(version)
+    its Python frames, innermost first: FrameWalk with the offsets of `walk` (a WalkLayout
+    from DWARF) or else the fixed offsets of `version`. [] for an unknown version without
+    `walk`. Reads only memory: never calls the target. Unreadable or looping lists end the
+    walk (PyThread.truncated for frames)."""
+    lay = walk if walk is not None else fixed_walk_layout(version)
     if lay is None:
         return []
     text = _str_reader(read, lay.code)
@@ -527,7 +543,7 @@ def python_stacks(read, runtime_addr: int, version: tuple) -> list:
 
     def code_at(addr):
         if addr not in codes:
-            codes[addr] = decode_code(read, addr, lay.code, text)
+            codes[addr] = decode_code(read, addr, lay.code, text, lay.code_type)
         return codes[addr]
 
     out = []
