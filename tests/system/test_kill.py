@@ -134,9 +134,9 @@ def verify(read, addrs, serialised, fork_child=None):
     cap = hdr.capacity
     if ring.errors and not (ring.written == 0 and len(ring.errors) == 1):
         raise Bad("decoder errors: %s" % ring.errors)
-    if ring.rejected:           # a real writer's records are never implausible
-        raise Bad("%d real records rejected as implausible: %r" % (ring.rejected,
-                                                                   ring.rejections))
+    if ring.rejected or ring.rejected_descriptors:    # real writers are never implausible
+        raise Bad("real records rejected as implausible: %r %s" % (
+            ring.rejections, ring.rejected_descriptors))
     if ring.written != ring.decoded + ring.overwritten + ring.torn + ring.unreadable:
         raise Bad("counters do not add up: %r" % ring)
     if ring.unreadable or ring.lost:

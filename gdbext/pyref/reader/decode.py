@@ -983,12 +983,16 @@ def _in_flight(h, t, commit_at) -> int:
     return 0
 
 
-def _implausible_descriptor(h, t, spans):
+_MAX_HEAD = 1 << 56         # no writer gets near: centuries of records at 1 ns each
+
+
+def _implausible_descriptor(h, t, spans, exact=True):
     """(reason, text) when descriptor `t` cannot be what a writer left (a head no counter
     allows, a ring overlapping one already read), else None; an accepted ring is added to
     `spans`. Every record takes a seq from the header's counter and at most one AUX shares
-    it, so head <= 2 x (seq + slack)."""
-    if t.head > 2 * (h.seq + seq_slack(h)):
+    it, so with one writer (`exact`) head <= 2 x (seq + slack). Racing writers push the
+    counter back below what they wrote, so with several only an absurd head is refused."""
+    if t.head > _MAX_HEAD or exact and t.head > 2 * (h.seq + seq_slack(h)):
         return ("descriptor head above the header's counter",
                 "head %d, but the header's counter is %d" % (t.head, h.seq))
     size = h.capacity * h.record_size
@@ -1067,9 +1071,9 @@ def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
     ring.writers = sum(1 for t in threads if t.ring and t.head)
     # Every seq was taken from the counter by one increment of one written (or dropped)
     # record, so no seq exceeds the records written in all: the bound that holds when
-    # racing writers pushed the counter back (heads above 2^48 are corrupt, and refused
-    # below).
-    ring.total_written = sum(min(t.head, 1 << 48) + min(t.lost, 1 << 48)
+    # racing writers pushed the counter back (heads above _MAX_HEAD are corrupt, and
+    # refused below).
+    ring.total_written = sum(min(t.head, _MAX_HEAD) + min(t.lost, _MAX_HEAD)
                              for t in threads if t.ring)
     bad_seqp = []
     spans = []           # [(start, end, index)] of the thread rings accepted so far
@@ -1082,7 +1086,7 @@ def decode_ring(read, addr: int, chunk: int = CHUNK) -> Ring:
                 ring.errors.append("thread %d: head %d but no ring (corrupt descriptor); "
                                    "ignored" % (t.index, t.head))
             continue
-        why = _implausible_descriptor(header, t, spans)
+        why = _implausible_descriptor(header, t, spans, ring.writers <= 1)
         if why:
             ring.rejections[why[0]] = ring.rejections.get(why[0], 0) + 1
             ring.rejected_descriptors.append("thread %d: %s; its records were not read"
