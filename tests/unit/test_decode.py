@@ -9,7 +9,7 @@ import struct
 import pytest
 
 import pyreftest  # noqa: F401  (puts gdbext/ on sys.path)
-from pyref.reader import decode
+from pyref.reader import decode, plausibility
 from pyref.reader.decode import build_index, decode_ring
 from pyref.reader.ringformat import (AUX, BORROW, DEALLOC, DECREF, FREE, IMMORTAL, INCREF,
                                      NEW, SHARED, STEAL, restore_seq)
@@ -732,7 +732,7 @@ def test_lane_tests_agree_with_ints():
                 for _ in range(rnd.randint(1, 30))]
         data = b"".join(bytes(24) + struct.pack("<I", v) + bytes(4) for v in vals)
         limit = rnd.choice(vals + [rnd.getrandbits(32), 0, -1, 1 << 32])
-        assert decode._u32_above(data, 24, 32, limit) == any(v > limit for v in vals)
+        assert plausibility._u32_above(data, 24, 32, limit) == any(v > limit for v in vals)
         run = decode._Run(0, data, 32)
         run.kind = bytearray([1] * len(vals))
         tw = decode._ThreadWindow(0, [run], 32)
