@@ -255,7 +255,10 @@ def _interruption(read, d, hdr, c, busy, head, t, sites):
         return "idle"
     if head == c + 1:
         return "head stored, busy"
-    slot = read(d.ring + (c % hdr.capacity) * 32, 32)
+    try:
+        slot = read(d.ring + (c % hdr.capacity) * 32, 32)
+    except MemoryError:     # seen once under load: the ring's mapping left out of the core
+        return "slot not in the core"
     obj, commit = struct.unpack_from("<Q", slot, 0)[0], struct.unpack_from("<Q", slot, 24)[0]
     if commit == 0:
         return "commit = 0 (torn)"
