@@ -156,14 +156,34 @@ def _object_in_block(lay, start, hit, end, debug=0, allocator="pymalloc"):
 
 
 def _tcache_keys():
-    """scan.tcache_keys of the target's anonymous writable regions, cached per stop."""
+    """The thread cache's keys, cached per stop: glibc's own tcache_key when its DWARF
+    is loaded (libc6-dbg), and scan.tcache_keys of the anonymous writable regions (with
+    the DWARF's tcache_perthread_struct layout when there is one)."""
     cache = target.stop_cache()
     keys = cache.get("owners.tcache")
     if keys is None:
-        starts = [m.start for m in target.mappings() if "w" in m.perms and
-                  (not m.path or m.path == "[heap]")]
-        keys = cache["owners.tcache"] = scan.tcache_keys(target.read, starts)
+        regions = [(m.start, m.end) for m in target.mappings() if "w" in m.perms and
+                   (not m.path or m.path == "[heap]")]
+        keys = cache["owners.tcache"] = scan.tcache_keys(
+            target.read, regions, _tcache_layouts()) | _dwarf_tcache_key()
     return keys
+
+
+def _tcache_layouts():
+    """[scan.TcacheLayout] of the target's libc from DWARF, else scan.TCACHE_LAYOUTS."""
+    s = target.struct_layout("tcache_perthread_struct", "struct tcache_perthread_struct")
+    if s is not None and "entries" in s:
+        _, counts = s.find("num_slots", "counts")
+        if counts is not None and counts.elem_size and s.field("entries").elem_size == 8:
+            return [scan.TcacheLayout(counts.size // counts.elem_size, counts.elem_size)]
+    return scan.TCACHE_LAYOUTS
+
+
+def _dwarf_tcache_key():
+    """{glibc 2.34+'s tcache_key} when libc's debug info names it (a static variable:
+    no ELF symbol), else an empty set."""
+    key = target.symbol_u64("tcache_key")
+    return {key} if key else set()
 
 
 def _malloc_region(region):
