@@ -378,6 +378,10 @@ def slot(info, hit):
             return owner("[%d]" % i, "item [%d], past its end (size %d)" % (i, n),
                          stale="a slot past the tuple's end (size %d)" % n)
         return owner("[%d]" % i, "item [%d]" % i)
+    if tname == "bytes" and off >= _bytes_data():
+        # 3.15's bytearray keeps its bytes here too: data that may spell an address
+        return owner("+%d" % off, "data at offset +%d (bytes, not references)" % off,
+                     stale="a bytes object's data")
     if tname == "cell" and off == lay.cell_ref:
         return owner("cell_contents", "contents")
     if kind in ("set", "frozenset"):
@@ -415,6 +419,13 @@ def slot(info, hit):
     if field:
         return owner("." + field, "field %s" % field)
     return owner("+%d" % off, "at offset +%d" % off)
+
+
+def _bytes_data():
+    """Offset of a bytes object's data (ob_sval) from DWARF, else 32 (every 64-bit 3.x:
+    the variable-size header, then ob_shash)."""
+    s = target.struct_layout("PyBytesObject")
+    return s.offset("ob_sval") if s is not None and "ob_sval" in s else 32
 
 
 def localsplus_name(code, i):

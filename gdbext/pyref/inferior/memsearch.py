@@ -228,7 +228,10 @@ def _resolve_pending(mem, pending):
 
 
 def _rank(o):
-    return (o.stale is None, o.kind == "object", o.detail is None)
+    # The object whose known field points to the buffer decides, even when it says the
+    # word is stale (past a list's end, in a byte buffer): any other pointer to the
+    # buffer's start is only a possible owner.
+    return (o.kind == "object" and o.detail is None, o.stale is None, o.kind == "object")
 
 
 def _buffer_owner(mem, lay, p, kind, base, needle, where):
