@@ -13,10 +13,13 @@ ALSO       N Kept objects, each in this list and leaked once by leak_ref: count 
            object still holds its references)
            one Token leaked once, that a list since freed pointed to: the stale word in
            freed memory must not count
+BYTES      a bytearray whose bytes spell the address of the first leaked Token 8 times:
+           words of a byte buffer are data, not holders
 
 OUTDIR/ids.gdb  `set $o_NAME = 0x...` for some of them
 """
 import os
+import struct
 import sys
 
 
@@ -68,6 +71,9 @@ def main(moddir, outdir, n):
         leaks_ext.leak_ref(kept)
     del kept
     leaked = [leak_fresh(leaks_ext, Token) for _ in range(n)]
+    global BYTES
+    BYTES = bytearray(64)       # written in place: no bytes object spells the address too
+    struct.pack_into("<8Q", BYTES, 0, *[leaked[0]] * 8)
     holder, held_by_leaked = leak_holding(leaks_ext)
     stale = leak_after_freed_list(leaks_ext)
     ids = {"returned": id(RETURNED[0]), "int": id(INTS[0]), "also": id(ALSO[0]),

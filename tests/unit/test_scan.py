@@ -292,6 +292,108 @@ def test_malloc_chunk_tcache_key_marks_free():
     assert scan.tcache_keys(mem.read, [base + 0x290]) == set()
 
 
+def test_tcache_chunk_sizes_of_the_known_layouts():
+    assert [scan.tcache_chunk_size(lay) for lay in scan.TCACHE_LAYOUTS] == \
+        [0x290, 0x300, 0x250]     # 2.30-2.41, 2.42+, 2.26-2.29
+
+
+def tcache_heap(base, counts_value=16):
+    """A glibc 2.42+ main heap (Debian unstable's 2.43): 40 ordinary chunks first, then the
+    thread cache (0x300: 76 uint16_t num_slots, 76 heads) allocated at the first free, then
+    chunks some of which are cached: two in bin 3 (0x50), one in bin 10 (0xc0), one in
+    large bin 64 (0x500). Returns (Memory, end, struct's user data, {name: user data})."""
+    chunks = [(0x30 + 16 * (i % 5), True) for i in range(40)] + [(0x300, True)] + \
+        [(0x50, True), (0x50, True), (0xc0, True), (0x500, True), (0x90, True)]
+    data, starts, _ = heap(base, chunks)
+    mem = Memory([(base, data)])
+    tc = starts[40] + 16
+    user = {"a": starts[41] + 16, "b": starts[42] + 16, "c": starts[43] + 16,
+            "large": starts[44] + 16, "live": starts[45] + 16}
+    for i in range(76):
+        struct.pack_into("<H", mem.regions[base], tc - base + 2 * i, counts_value)
+    return mem, base + len(data), tc, user
+
+
+def cache(mem, tc, layout, bin_index, entry, key, nxt=0):
+    """Puts `entry` at the head of bin `bin_index` of the struct at `tc`, glibc style."""
+    mem.put(tc + ((layout.bins * layout.count_size + 7) & ~7) + 8 * bin_index, entry)
+    mem.put(entry, nxt)            # next (safe-linking mangles it: not read)
+    mem.put(entry + 8, key)
+
+
+def test_tcache_keys_of_a_late_thread_cache():
+    """glibc 2.42+ allocates the thread cache at the first free, after other chunks, with
+    76 bins and num_slots counters (slots left, not chunks held): its key is still found,
+    and the chunks carrying it are free; a chunk without it is not."""
+    base = 0x5555_5555_9000
+    mem, end, tc, u = tcache_heap(base)
+    lay = scan.TcacheLayout(76, 2)
+    key = 0x8F3E_77A1_0C45_D219
+    cache(mem, tc, lay, 3, u["b"], key, nxt=u["a"])
+    mem.put(u["a"] + 8, key)
+    cache(mem, tc, lay, 10, u["c"], key)
+    cache(mem, tc, lay, 64, u["large"], key)
+    assert scan.tcache_struct_keys(mem.read, tc, lay) == {key}
+    keys = scan.tcache_keys(mem.read, [(base, end)])
+    assert keys == {key}
+    for name in ("a", "b", "c", "large"):
+        assert scan.malloc_chunk(mem.read, u[name] + 16, base, end, free_keys=keys).free, name
+    assert scan.malloc_chunk(mem.read, u["live"] + 16, base, end, free_keys=keys).free is False
+    # the layout the target's DWARF gives is used alone; a wrong one finds nothing
+    assert scan.tcache_keys(mem.read, [(base, end)], [lay]) == {key}
+    assert scan.tcache_keys(mem.read, [(base, end)], [scan.TcacheLayout(64, 2)]) == set()
+    # the walk is bounded by the region given
+    assert scan.tcache_keys(mem.read, [(base, tc - 16)]) == set()
+
+
+def test_tcache_keys_per_thread_struct_address():
+    """glibc 2.29-2.33: the key is the thread cache's own address."""
+    base = 0x5555_5555_9000
+    data, starts, _ = heap(base, [(0x290, True), (0x40, True), (0x40, True)])
+    mem = Memory([(base, data)])
+    tc = base + 16
+    cache(mem, tc, scan.TcacheLayout(64, 2), 2, starts[1] + 16, tc)
+    assert scan.tcache_keys(mem.read, [(base, base + len(data))]) == {tc}
+
+
+def test_tcache_keys_not_fooled_by_a_chunk_of_pointers():
+    """A 0x300 chunk that is not a thread cache: its words point to chunks of other sizes
+    than their index says, or to entries whose second words differ: no key."""
+    base = 0x5555_5555_9000
+    mem, end, tc, u = tcache_heap(base)
+    lay = scan.TcacheLayout(76, 2)
+    cache(mem, tc, lay, 5, u["b"], 0x1111_2222_3333_4444)   # b is 0x50: bin 3, not 5
+    assert scan.tcache_struct_keys(mem.read, tc, lay) is None
+    assert scan.tcache_keys(mem.read, [(base, end)]) == set()
+    mem, end, tc, u = tcache_heap(base)
+    cache(mem, tc, lay, 3, u["b"], 0x1111_2222_3333_4444)
+    cache(mem, tc, lay, 10, u["c"], 0x5555_6666_7777_8888)  # two keys: not one cache
+    assert scan.tcache_struct_keys(mem.read, tc, lay) is None
+    mem.put(tc + 152 + 8 * 10, u["c"] + 8)                 # misaligned head
+    assert scan.tcache_struct_keys(mem.read, tc, lay) is None
+    # a thread cache whose lists are all empty proves no key
+    mem, end, tc, u = tcache_heap(base)
+    assert scan.tcache_struct_keys(mem.read, tc, lay) == set()
+    assert scan.tcache_keys(mem.read, [(base, end)]) == set()
+
+
+def test_tcache_walk_stops_at_a_bad_header_and_unreadable_memory():
+    base = 0x5555_5555_9000
+    mem, end, tc, u = tcache_heap(base)
+    lay = scan.TcacheLayout(76, 2)
+    cache(mem, tc, lay, 3, u["b"], 0x1234_5678_9ABC_DEF1)
+    bad = Memory([(base, mem.regions[base])])
+    bad.put(base + 0x70 + 8, 0x1234)             # the third chunk's header is garbage
+    assert scan.tcache_keys(bad.read, [(base, end)]) == set()
+    # a region given larger than what can be read: the walk reads what there is
+    assert scan.tcache_keys(mem.read, [(base, end + (1 << 20))]) == {0x1234_5678_9ABC_DEF1}
+    # a walk from a chunk that does not begin a heap: its prev_size word is the previous
+    # chunk's data
+    mem.put(base + 0x30, 0xDEAD)
+    assert scan.tcache_keys(mem.read, [(base + 0x30, end)]) == set()
+    assert list(scan._heap_chunks(Memory().read, base, end)) == []
+
+
 def test_debug_allocator_prefix_and_values_prefix():
     debug = b"\0" * 7 + b"\x28"  # the debug allocator stores sizes big-endian
     mem = Memory([(0x1000, debug + b"o" + b"\xFD" * 7 + bytes(48)),

@@ -156,14 +156,34 @@ def _object_in_block(lay, start, hit, end, debug=0, allocator="pymalloc"):
 
 
 def _tcache_keys():
-    """scan.tcache_keys of the target's anonymous writable regions, cached per stop."""
+    """The thread cache's keys, cached per stop: glibc's own tcache_key when its DWARF
+    is loaded (libc6-dbg), and scan.tcache_keys of the anonymous writable regions (with
+    the DWARF's tcache_perthread_struct layout when there is one)."""
     cache = target.stop_cache()
     keys = cache.get("owners.tcache")
     if keys is None:
-        starts = [m.start for m in target.mappings() if "w" in m.perms and
-                  (not m.path or m.path == "[heap]")]
-        keys = cache["owners.tcache"] = scan.tcache_keys(target.read, starts)
+        regions = [(m.start, m.end) for m in target.mappings() if "w" in m.perms and
+                   (not m.path or m.path == "[heap]")]
+        keys = cache["owners.tcache"] = scan.tcache_keys(
+            target.read, regions, _tcache_layouts()) | _dwarf_tcache_key()
     return keys
+
+
+def _tcache_layouts():
+    """[scan.TcacheLayout] of the target's libc from DWARF, else scan.TCACHE_LAYOUTS."""
+    s = target.struct_layout("tcache_perthread_struct", "struct tcache_perthread_struct")
+    if s is not None and "entries" in s:
+        _, counts = s.find("num_slots", "counts")
+        if counts is not None and counts.elem_size and s.field("entries").elem_size == 8:
+            return [scan.TcacheLayout(counts.size // counts.elem_size, counts.elem_size)]
+    return scan.TCACHE_LAYOUTS
+
+
+def _dwarf_tcache_key():
+    """{glibc 2.34+'s tcache_key} when libc's debug info names it (a static variable:
+    no ELF symbol), else an empty set."""
+    key = target.symbol_u64("tcache_key")
+    return {key} if key else set()
 
 
 def _malloc_region(region):
@@ -358,6 +378,10 @@ def slot(info, hit):
             return owner("[%d]" % i, "item [%d], past its end (size %d)" % (i, n),
                          stale="a slot past the tuple's end (size %d)" % n)
         return owner("[%d]" % i, "item [%d]" % i)
+    if tname == "bytes" and off >= _bytes_data():
+        # 3.15's bytearray keeps its bytes here too: data that may spell an address
+        return owner("+%d" % off, "data at offset +%d (bytes, not references)" % off,
+                     stale="a bytes object's data")
     if tname == "cell" and off == lay.cell_ref:
         return owner("cell_contents", "contents")
     if kind in ("set", "frozenset"):
@@ -395,6 +419,13 @@ def slot(info, hit):
     if field:
         return owner("." + field, "field %s" % field)
     return owner("+%d" % off, "at offset +%d" % off)
+
+
+def _bytes_data():
+    """Offset of a bytes object's data (ob_sval) from DWARF, else 32 (every 64-bit 3.x:
+    the variable-size header, then ob_shash)."""
+    s = target.struct_layout("PyBytesObject")
+    return s.offset("ob_sval") if s is not None and "ob_sval" in s else 32
 
 
 def localsplus_name(code, i):

@@ -228,7 +228,10 @@ def _resolve_pending(mem, pending):
 
 
 def _rank(o):
-    return (o.stale is None, o.kind == "object", o.detail is None)
+    # The object whose known field points to the buffer decides, even when it says the
+    # word is stale (past a list's end, in a byte buffer): any other pointer to the
+    # buffer's start is only a possible owner.
+    return (o.kind == "object" and o.detail is None, o.stale is None, o.kind == "object")
 
 
 def _buffer_owner(mem, lay, p, kind, base, needle, where):
@@ -278,6 +281,10 @@ def _buffer_owner(mem, lay, p, kind, base, needle, where):
         name = attr_name(info.type_addr, i)
         return owner("." + (name or "?%d" % i), "attribute %s" % (
             "'%s'" % name if name else "#%d (values array)" % i))
+    if _byte_buffer(info, off):
+        return owner("+%d" % (p.hit - p.start), "byte buffer 0x%x+%d (data, not references)"
+                     % (p.start, p.hit - p.start), stale="a byte buffer's leftover data (a "
+                     "reused block is not cleared)")
     # Some other object's field points at the buffer: an owner, but not one of the known
     # shapes, so the search goes on for a better one (detail 'field').
     inner = slot(info, where)
@@ -286,6 +293,26 @@ def _buffer_owner(mem, lay, p, kind, base, needle, where):
                  holder=info.addr, label=label, edge="%s+%d" % (inner.edge,
                                                                 p.hit - p.start),
                  detail="field")
+
+
+# CPython objects whose heap buffer holds bytes, never object pointers: type name ->
+# (the C struct, from DWARF, and its member pointing to the buffer). A pointer-shaped word
+# there is leftover data: 3.14's 128 KiB I/O buffers, never fully written, often hold one.
+_BYTE_BUFFERS = {"bytearray": ("PyByteArrayObject", "ob_bytes"),
+                 "_io.BufferedReader": ("buffered", "buffer"),
+                 "_io.BufferedWriter": ("buffered", "buffer"),
+                 "_io.BufferedRandom": ("buffered", "buffer"),
+                 "array.array": ("arrayobject", "ob_item")}
+
+
+def _byte_buffer(info, off):
+    """True when the field at `off` of the object `info` is one of _BYTE_BUFFERS (the
+    struct's DWARF says where; without it, nothing is assumed)."""
+    spec = _BYTE_BUFFERS.get(info.type.name)
+    if spec is None:
+        return False
+    s = target.struct_layout(spec[0], "struct " + spec[0])
+    return s is not None and spec[1] in s and s.offset(spec[1]) == off
 
 
 def _dict_keys_owner(info, p, owner):

@@ -575,32 +575,118 @@ def _check_chunk(read, c, raw, addr, region_start, region_end):
     return Block(c + 16, size - 16, "malloc", free)
 
 
-TCACHE_CHUNK = 0x291        # glibc 2.26+: the heap's first chunk, tcache_perthread_struct
-TCACHE_BINS = 64
+TCACHE_CHUNK = 0x291        # glibc 2.30-2.41: the heap's first chunk, tcache_perthread_struct
+
+# glibc's thread cache (malloc/malloc.c, tcache_perthread_struct): one chunk per thread
+# holding `bins` counters of `count_size` bytes, then `bins` list heads (an entry is a
+# chunk's user data: [next][key]). The counters' meaning changed (2.42: slots left, not
+# chunks held), so only the heads are trusted. Known layouts, tried when the target's
+# DWARF does not give one: 2.30-2.41 (64 bins, uint16_t counts: chunk 0x290), 2.42+ (64
+# small and 12 large bins: 0x300), 2.26-2.29 (char counts: 0x250).
+TcacheLayout = namedtuple("TcacheLayout", "bins count_size")
+TCACHE_LAYOUTS = (TcacheLayout(64, 2), TcacheLayout(76, 2), TcacheLayout(64, 1))
+TCACHE_SMALL_BINS = 64      # bin i < 64 holds chunks of exactly 32 + 16 * i bytes
+MAX_TCACHE_WALK = 16 << 20  # bytes of the main heap walked looking for the thread cache
+MAX_TCACHE_CHUNKS = 1 << 18
 
 
-def tcache_keys(read, region_starts):
+def tcache_chunk_size(layout):
+    """The chunk size (flags clear) malloc gives a tcache_perthread_struct of `layout`."""
+    entries = (layout.bins * layout.count_size + 7) & ~7
+    return max(32, (entries + 8 * layout.bins + 8 + 15) & ~15)
+
+
+def tcache_struct_keys(read, user, layout):
+    """The tcache keys that the tcache_perthread_struct of `layout` whose user data is at
+    `user` proves, or None when those bytes are not such a struct. Each non-empty list
+    head must be a 16-aligned entry whose chunk has the bin's size (a small bin's exact
+    size, a large bin's at least its smallest), and all heads must carry the same
+    non-zero key: glibc 2.34+'s random per-process value, or 2.29-2.33's struct address.
+    A struct whose lists are all empty proves no key: an empty set."""
+    off = (layout.bins * layout.count_size + 7) & ~7
+    try:
+        data = bytes(read(user, off + 8 * layout.bins))
+    except READ_ERRORS:
+        return None
+    heads = struct.unpack_from("<%dQ" % layout.bins, data, off)
+    keys = set()
+    for i, e in enumerate(heads):
+        if not e:
+            continue
+        if e & 15:
+            return None
+        try:
+            _, raw, _, key = struct.unpack("<QQQQ", bytes(read(e - 16, 32)))
+        except READ_ERRORS:
+            return None
+        size = raw & ~7
+        want = 32 + 16 * i
+        if raw & _IS_MMAPPED or (size != want if i < TCACHE_SMALL_BINS else
+                                 size < want or size & 15):
+            return None
+        keys.add(key)
+    if len(keys) > 1 or 0 in keys:
+        return None
+    return keys
+
+
+def tcache_keys(read, regions, layouts=TCACHE_LAYOUTS):
     """The keys glibc writes into the second word of a chunk it puts in a thread cache
     (2.29+: the tcache struct's address; 2.34+: a random per-process value), learnt from
-    the tcache_perthread_struct that begins a main heap (a region whose first chunk header
-    is 0x291): the second word of each cached chunk it lists. A set, empty if none."""
+    the list heads of the tcache_perthread_structs found in `regions` [(start, end)] (a
+    start alone is taken as a region of MAX_TCACHE_WALK bytes). glibc 2.26-2.41 allocates
+    the main thread's struct first, so it is the main heap's first chunk; 2.42+ allocates
+    it at the thread's first free, somewhere further: each region that begins with a chain
+    of chunks is walked chunk by chunk (at most MAX_TCACHE_WALK bytes, MAX_TCACHE_CHUNKS
+    chunks) and each chunk of a layout's size is checked (tcache_struct_keys). `layouts`:
+    the target's own (from DWARF) or the known ones. A set, empty if none."""
+    by_size = {}
+    for lay in layouts:
+        by_size.setdefault(tcache_chunk_size(lay), []).append(lay)
     keys = set()
-    for start in region_starts:
-        try:
-            head = bytes(read(start, 16 + 2 * TCACHE_BINS + 8 * TCACHE_BINS))
-        except READ_ERRORS:
-            continue
-        if _U64.unpack_from(head, 8)[0] != TCACHE_CHUNK:
-            continue
-        entries = struct.unpack_from("<%dQ" % TCACHE_BINS, head, 16 + 2 * TCACHE_BINS)
-        for e in entries:
-            if e and not e & 15:
-                try:
-                    keys.add(_U64.unpack(bytes(read(e + 8, 8)))[0])
-                except READ_ERRORS:
-                    continue
+    for region in regions:
+        start, end = region if isinstance(region, tuple) else (region, region + MAX_TCACHE_WALK)
+        for c, size in _heap_chunks(read, start, min(end, start + MAX_TCACHE_WALK)):
+            for lay in by_size.get(size, ()):
+                got = tcache_struct_keys(read, c + 16, lay)
+                if got:
+                    keys |= got
+                    break
+            # 2.34+ has one key per process: the first struct that proves one is enough
+            if keys and not keys & {c + 16}:
+                break
     keys.discard(0)
     return keys
+
+
+def _heap_chunks(read, start, end):
+    """(chunk address, size) of the chunks of a heap that begins at `start` (prev_size 0,
+    PREV_INUSE set: glibc's main heap), walked by their sizes until one is implausible,
+    unreadable, or reaches `end` (the top chunk is not yielded). Bounded by
+    MAX_TCACHE_CHUNKS; read 64 KiB at a time."""
+    window = 1 << 16
+    base, data = start, b""
+    c = start
+    for n in range(MAX_TCACHE_CHUNKS):
+        if c + 16 > base + len(data):
+            base = c
+            data = b""
+            # a window past the mapping's end fails whole: then up to the page's end
+            for n_bytes in (min(window, end - base), PAGE - base % PAGE):
+                try:
+                    data = bytes(read(base, max(16, n_bytes)))
+                    break
+                except READ_ERRORS:
+                    continue
+            if len(data) < 16:
+                return
+        prev, raw = struct.unpack_from("<QQ", data, c - base)
+        size = raw & ~7
+        if (n == 0 and (prev or not raw & _PREV_INUSE)) or raw & (_IS_MMAPPED | _NON_MAIN) \
+                or size < 32 or size & 15 or c + size + 16 > end:
+            return
+        yield c, size
+        c += size
 
 
 # CPython's debug allocator (Objects/obmalloc.c, _PyMem_DebugRawAlloc): [size: 8][API id:
