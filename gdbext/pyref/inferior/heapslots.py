@@ -13,7 +13,7 @@ import os
 import re
 
 from pyref.errors import NoDebugInfoError, PyrefError
-from pyref.inferior import layout, objects, objrepr, target
+from pyref.inferior import layout, mimalloc, objects, objrepr, target
 from pyref.inferior.layout import (TPFLAGS_HAVE_GC, TPFLAGS_HEAPTYPE, TPFLAGS_INLINE_VALUES,
                                    field_int)
 from pyref.inferior.target import MemoryReadError
@@ -180,7 +180,12 @@ def _malloc_region(region):
 def locate(lay, hit, region):
     """What surrounds the word at `hit` in the heap: ('object', info), ('freed', text),
     ('block', Block, data start), or ('none', None)."""
-    blk = scan.pymalloc_block(target.read, hit, lay.pool)
+    blk = mimalloc.block(hit)  # a free-threaded build's objects and buffers
+    if blk is not None and blk.allocator == mimalloc.METADATA:
+        return "freed", ("in mimalloc's segment header at 0x%x" % blk.start,
+                         "allocator metadata (a free list or page link, not a reference)")
+    if blk is None:
+        blk = scan.pymalloc_block(target.read, hit, lay.pool)
     if blk is None and region is not None:
         blk = scan.malloc_chunk(target.read, hit, region[0], region[1], free_keys=_tcache_keys(),
                                 heap=_malloc_region(region) in ("heap", "arena"))
