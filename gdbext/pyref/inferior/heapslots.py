@@ -96,12 +96,14 @@ def _sane_type(t):
 
 def _fits(needed, have, debug, allocator):
     """Whether `have` bytes from the data start to the block's end are what the allocator
-    gives for a request of `needed` (pymalloc rounds blocks up to 16; malloc's chunks hold
-    their size to 8 bytes either way; each of the `debug` debug-allocator layers adds an
-    8-byte tail after the data)."""
+    gives for a request of `needed` (pymalloc rounds blocks up to 16; mimalloc to its
+    size classes; malloc's chunks hold their size to 8 bytes either way; each of the
+    `debug` debug-allocator layers adds an 8-byte tail after the data)."""
     needed += 8 * debug
     if allocator == "pymalloc":
         return 0 <= have - needed < 16
+    if allocator == "mimalloc":  # size classes 1/4 apart above 64 bytes, words below
+        return 0 <= have - needed < max(16, needed // 4 + 8)
     return -8 <= have - needed < 24
 
 
@@ -338,11 +340,12 @@ def slot(info, hit):
                      edge=edge, **kw)
 
     if off < 0:  # the pre-header: GC links, managed dict, values or weakref list
-        if off == -24:
+        dict_off = -8 - lay.gc_size  # MANAGED_DICT_OFFSET: -24, 3.13t's -8
+        if off == dict_off:
             return owner(".__dict__", "__dict__ (managed)")
-        if off == -32 and lay.preheader_values:
+        if off == dict_off - 8 and lay.preheader_values:
             return owner(".__dict__ values", "attribute values (managed)")
-        if off == -32:
+        if off == dict_off - 8:
             return Owner(hit, "object", "%s __weakref__ list (managed)" % label, holder=obj,
                          label=label, edge=".__weakref__", counted=False,
                          detail="possible")
@@ -383,8 +386,14 @@ def slot(info, hit):
             off >= info.type.basicsize + 8:
         i = (off - info.type.basicsize - 8) // 8
         name = attr_name(info.type_addr, i)
-        return owner("." + (name or "?%d" % i), "attribute %s" %
-                     ("'%s'" % name if name else "#%d (inline values)" % i))
+        edge, text = "." + (name or "?%d" % i), "attribute %s" % (
+            "'%s'" % name if name else "#%d (inline values)" % i)
+        if not _inline_values_valid(lay, info):
+            # dictresize() moved the values into the instance's dict without clearing
+            # them here: the dict's entry holds the reference now
+            return owner(edge, text + " (inline values left when its __dict__ took them)",
+                         stale="inline values no longer used (valid = 0)")
+        return owner(edge, text)
     if info.type.flags & TPFLAGS_HEAPTYPE or kind == "object":
         name = _member_name(info.type_addr, off)
         if name:
@@ -400,6 +409,17 @@ def slot(info, hit):
     if field:
         return owner("." + field, "field %s" % field)
     return owner("+%d" % off, "at offset +%d" % off)
+
+
+def _inline_values_valid(lay, info):
+    """The `valid` flag of a 3.13 instance's inline PyDictValues (True when unreadable)."""
+    dv = lay.dictvalues
+    if dv is None or "valid" not in dv:
+        return True
+    try:
+        return target.read(info.addr + info.type.basicsize + dv.offset("valid"), 1)[0] != 0
+    except MemoryReadError:
+        return True
 
 
 def localsplus_name(code, i):

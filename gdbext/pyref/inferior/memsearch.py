@@ -395,7 +395,7 @@ def _dict_owner(mem, lay, where):
         return 3, info
     if info.kind == "type" and off == lay.tp_dict:
         return 2, info
-    if off == -24 and lay.interpreter_frames and \
+    if off == -8 - lay.gc_size and lay.interpreter_frames and \
             info.type.flags & TPFLAGS_MANAGED_DICT:
         return 1, info
     if not lay.interpreter_frames or not info.type.flags & TPFLAGS_MANAGED_DICT:
