@@ -208,16 +208,31 @@ def test_wrong_cookie_or_no_cookie_is_not_a_segment():
     assert MiHeap(mem2.read, LAY, 0).block(start) is None  # mimalloc never started
 
 
-def test_huge_segment_found_below_the_word():
-    mem = Memory()
+def huge_segment(mem, mapped_whole=True):
+    """A 96 MiB huge segment at SEG + 32 MiB, one block; its memory at each 32 MiB step
+    (a real one is mapped whole). Returns (segment, block start)."""
     base = SEG + (32 << 20)
-    segment(mem, base=base, slices=3 * 512)   # a 96 MiB huge segment
-    mem.add(base + (64 << 20), 4096)          # the word is 64 MiB in
+    segment(mem, base=base, slices=3 * 512)
+    for step in (1, 2) if mapped_whole else (2,):
+        mem.add(base + (step << 25), 4096)
     start = span(mem, 1, 3 * 512 - 1, bsize=mimalloc.HUGE_BLOCK, capacity=1, reserved=1,
                  used=1, base=base, data=False)
-    hit = base + (64 << 20) + 16
-    blk = heap_of(mem).block(hit)
+    return base, start
+
+
+def test_huge_segment_found_below_the_word():
+    mem = Memory()
+    base, start = huge_segment(mem)
+    blk = heap_of(mem).block(base + (64 << 20) + 16)   # 64 MiB in
     assert blk == mimalloc.Block(start, (3 * 512 - 1) * SLICE - 8, "mimalloc", False)
+
+
+def test_unmapped_candidate_ends_the_walk_back():
+    mem = Memory()
+    base, _ = huge_segment(mem, mapped_whole=False)
+    h = heap_of(mem)
+    assert h.block(base + (64 << 20) + 16) is None  # a hole: not one segment's memory
+    assert mem.reads == 2   # the word's own candidate, then the hole below it
 
 
 def test_segment_read_once_per_heap():

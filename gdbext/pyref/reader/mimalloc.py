@@ -111,15 +111,17 @@ class MiHeap:
     def segment_at(self, base):
         """The Segment whose header is at `base` (MI_SEGMENT_SIZE aligned), or None when
         the cookie does not say so."""
-        if base in self._segments:
-            return self._segments[base]
-        seg = None
-        try:
-            seg = self._read_segment(base)
-        except READ_ERRORS:
-            seg = None
-        self._segments[base] = seg
-        return seg
+        seg = self._probe(base)
+        return seg or None
+
+    def _probe(self, base):
+        """segment_at, but False when `base` cannot be read (no mapping there)."""
+        if base not in self._segments:
+            try:
+                self._segments[base] = self._read_segment(base)
+            except READ_ERRORS:
+                self._segments[base] = False
+        return self._segments[base]
 
     def _read_segment(self, base):
         lay = self.lay
@@ -181,7 +183,8 @@ class MiHeap:
 
     def segment_of(self, addr, low=0):
         """The Segment holding `addr`, trying the aligned addresses below it down to `low`
-        (a huge segment spans several), at most MAX_SEGMENTS_BACK; None outside mimalloc."""
+        (a huge segment spans several), at most MAX_SEGMENTS_BACK, and none past one that
+        cannot be read (a segment is mapped whole); None outside mimalloc."""
         if not self.cookie:
             return None
         step = self.lay.segment_size
@@ -189,7 +192,9 @@ class MiHeap:
         for _ in range(MAX_SEGMENTS_BACK):
             if base < low or base <= 0:
                 break
-            seg = self.segment_at(base)
+            seg = self._probe(base)
+            if seg is False:
+                break
             if seg is not None:
                 return seg if addr < seg.addr + seg.size else None
             base -= step
