@@ -13,7 +13,7 @@ import os
 import re
 
 from pyref.errors import NoDebugInfoError, PyrefError
-from pyref.inferior import layout, objects, objrepr, target
+from pyref.inferior import layout, mimalloc, objects, objrepr, target
 from pyref.inferior.layout import (TPFLAGS_HAVE_GC, TPFLAGS_HEAPTYPE, TPFLAGS_INLINE_VALUES,
                                    field_int)
 from pyref.inferior.target import MemoryReadError
@@ -96,12 +96,14 @@ def _sane_type(t):
 
 def _fits(needed, have, debug, allocator):
     """Whether `have` bytes from the data start to the block's end are what the allocator
-    gives for a request of `needed` (pymalloc rounds blocks up to 16; malloc's chunks hold
-    their size to 8 bytes either way; each of the `debug` debug-allocator layers adds an
-    8-byte tail after the data)."""
+    gives for a request of `needed` (pymalloc rounds blocks up to 16; mimalloc to its
+    size classes; malloc's chunks hold their size to 8 bytes either way; each of the
+    `debug` debug-allocator layers adds an 8-byte tail after the data)."""
     needed += 8 * debug
     if allocator == "pymalloc":
         return 0 <= have - needed < 16
+    if allocator == "mimalloc":  # size classes 1/4 apart above 64 bytes, words below
+        return 0 <= have - needed < max(16, needed // 4 + 8)
     return -8 <= have - needed < 24
 
 
@@ -200,7 +202,12 @@ def _malloc_region(region):
 def locate(lay, hit, region):
     """What surrounds the word at `hit` in the heap: ('object', info), ('freed', text),
     ('block', Block, data start), or ('none', None)."""
-    blk = scan.pymalloc_block(target.read, hit, lay.pool)
+    blk = mimalloc.block(hit)  # a free-threaded build's objects and buffers
+    if blk is not None and blk.allocator == mimalloc.METADATA:
+        return "freed", ("in mimalloc's segment header at 0x%x" % blk.start,
+                         "allocator metadata (a free list or page link, not a reference)")
+    if blk is None:
+        blk = scan.pymalloc_block(target.read, hit, lay.pool)
     if blk is None and region is not None:
         blk = scan.malloc_chunk(target.read, hit, region[0], region[1], free_keys=_tcache_keys(),
                                 heap=_malloc_region(region) in ("heap", "arena"))
@@ -353,11 +360,12 @@ def slot(info, hit):
                      edge=edge, **kw)
 
     if off < 0:  # the pre-header: GC links, managed dict, values or weakref list
-        if off == -24:
+        dict_off = -8 - lay.gc_size  # MANAGED_DICT_OFFSET: -24, 3.13t's -8
+        if off == dict_off:
             return owner(".__dict__", "__dict__ (managed)")
-        if off == -32 and lay.preheader_values:
+        if off == dict_off - 8 and lay.preheader_values:
             return owner(".__dict__ values", "attribute values (managed)")
-        if off == -32:
+        if off == dict_off - 8:
             return Owner(hit, "object", "%s __weakref__ list (managed)" % label, holder=obj,
                          label=label, edge=".__weakref__", counted=False,
                          detail="possible")
@@ -402,8 +410,14 @@ def slot(info, hit):
             off >= info.type.basicsize + 8:
         i = (off - info.type.basicsize - 8) // 8
         name = attr_name(info.type_addr, i)
-        return owner("." + (name or "?%d" % i), "attribute %s" %
-                     ("'%s'" % name if name else "#%d (inline values)" % i))
+        edge, text = "." + (name or "?%d" % i), "attribute %s" % (
+            "'%s'" % name if name else "#%d (inline values)" % i)
+        if not _inline_values_valid(lay, info):
+            # dictresize() moved the values into the instance's dict without clearing
+            # them here: the dict's entry holds the reference now
+            return owner(edge, text + " (inline values left when its __dict__ took them)",
+                         stale="inline values no longer used (valid = 0)")
+        return owner(edge, text)
     if info.type.flags & TPFLAGS_HEAPTYPE or kind == "object":
         name = _member_name(info.type_addr, off)
         if name:
@@ -426,6 +440,17 @@ def _bytes_data():
     the variable-size header, then ob_shash)."""
     s = target.struct_layout("PyBytesObject")
     return s.offset("ob_sval") if s is not None and "ob_sval" in s else 32
+
+
+def _inline_values_valid(lay, info):
+    """The `valid` flag of a 3.13 instance's inline PyDictValues (True when unreadable)."""
+    dv = lay.dictvalues
+    if dv is None or "valid" not in dv:
+        return True
+    try:
+        return target.read(info.addr + info.type.basicsize + dv.offset("valid"), 1)[0] != 0
+    except MemoryReadError:
+        return True
 
 
 def localsplus_name(code, i):

@@ -261,9 +261,14 @@ class _Heap:
             setattr(self, feature, getattr(lay, feature))
         self.preheader, self.untag = lay.preheader, lay.untag
         gc = get("PyGC_Head", "struct _gc_head")
-        self.gc_size = gc.size if gc is not None else 16
+        # 3.13t keeps GC state in the object (ob_gc_bits): no PyGC_Head before it
+        self.gc_size = 0 if lay.free_threaded else gc.size if gc is not None else 16
         self.tuple_items = need("PyTupleObject").offset("ob_item")
         self.list_items = need("PyListObject").offset("ob_item")
+        # 3.13t: ob_item points past the `allocated` word that leads its block
+        arr = get("_PyListArray")
+        self.list_array = arr.offset("ob_item") if arr is not None and "ob_item" in arr \
+            else 0
         d = need("PyDictObject")
         self.ma_keys, self.ma_values = d.offset("ma_keys"), d.offset("ma_values")
         self.cell_ref = need("PyCellObject").offset("ob_ref")

@@ -172,6 +172,8 @@ def _block_needles(lay, start, hit):
     a 3.11/3.12 values array (after its prefix bytes) and 'values-1' its 3.12 tagged
     form in an instance's pre-header."""
     out = {start: ("start", start)}
+    if lay.list_array:
+        out[start + lay.list_array] = ("list", start + lay.list_array)
     if lay.values_prefix:
         for p in scan.values_prefixes(target.read, start, hit - start):
             v = start + p
@@ -253,7 +255,8 @@ def _buffer_owner(mem, lay, p, kind, base, needle, where):
         return Owner(p.hit, "object", "%s %s" % (label, text), holder=info.addr, label=label,
                      edge=edge, stale=stale)
 
-    if info.kind == "list" and off == lay.list_items and needle == p.start:
+    if info.kind == "list" and off == lay.list_items and needle == base and \
+            kind in ("start", "list"):
         n = info.body.i64(lay.ob_size)
         if i >= n:
             return owner("[%d]" % i, "item [%d], past its end (size %d)" % (i, n),
@@ -419,7 +422,7 @@ def _dict_owner(mem, lay, where):
         return 3, info
     if info.kind == "type" and off == lay.tp_dict:
         return 2, info
-    if off == -24 and lay.interpreter_frames and \
+    if off == -8 - lay.gc_size and lay.interpreter_frames and \
             info.type.flags & TPFLAGS_MANAGED_DICT:
         return 1, info
     if not lay.interpreter_frames or not info.type.flags & TPFLAGS_MANAGED_DICT:

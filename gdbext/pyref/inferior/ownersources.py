@@ -108,15 +108,42 @@ def state_ranges(thread_by_lwp):
             ranges.append((ts, ts + ttype.sizeof,
                            (ttype, "thread state of %s" % thread_by_lwp.get(
                                ntid, "a thread"))))
+            ranges += _free_stack_chunks(ts, thread_by_lwp.get(ntid, "a thread"))
     except (gdb.error, MemoryReadError, NoDebugInfoError, AttributeError, TypeError):
         pass
     got = cache["owners.states"] = scan.RangeIndex(ranges)
     return got
 
 
+MAX_FREE_CHUNKS = 64       # object stack chunks followed per thread's free list
+
+
+def _free_stack_chunks(ts, thread):
+    """Ranges of the _PyObjectStackChunks on a 3.13t thread's free list
+    (_PyThreadStateImpl.freelists.object_stacks): the GC's work stacks, kept for reuse
+    with the pointers of their last use in them. [] on other builds."""
+    impl = target.struct_layout("_PyThreadStateImpl", "struct _PyThreadStateImpl")
+    chunk_t = target.struct_layout("_PyObjectStackChunk", "struct _PyObjectStackChunk")
+    items = "freelists.object_stacks.items"
+    if impl is None or chunk_t is None or items not in impl or "prev" not in chunk_t:
+        return []
+    gtype = gdb.lookup_type("_PyObjectStackChunk").strip_typedefs()
+    out = []
+    chunk = target.read_u64(ts + impl.offset(items))
+    while chunk and len(out) < MAX_FREE_CHUNKS and all(s != chunk for s, _, _ in out):
+        out.append((chunk, chunk + chunk_t.size, (
+            gtype, "free object stack chunk of %s" % thread,
+            "a free-listed object stack chunk (left from its last use)")))
+        chunk = target.read_u64(chunk + chunk_t.offset("prev"))
+    return out
+
+
 def state_owner(hit, found):
-    start, _, (gtype, label) = found
+    start, _, (gtype, label, *free) = found
     path, stale = _type_path(gtype, start, hit - start)
+    if free:
+        return stale_owner(hit, "static", "%s 0x%x field %s" % (
+            label, start, path or "+%d" % (hit - start)), free[0])
     text = "%s 0x%x field %s" % (label, start, path or "+%d" % (hit - start))
     if stale:
         return stale_owner(hit, "static", text, stale)
