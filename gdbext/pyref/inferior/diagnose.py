@@ -11,7 +11,8 @@ import gdb
 
 from pyref import __version__
 from pyref.errors import PyrefError
-from pyref.inferior import cframes, layout, objects, pycontext, pythreads, rings, target
+from pyref.inferior import (cframes, layout, objects, pycontext, pythreads, rings, sources,
+                             target)
 from pyref.reader import evidence, ringformat
 from pyref.reader.sites import Site, read_cstring
 from pyref.rules import cpython, events, leaks, verdict
@@ -442,7 +443,8 @@ def diagnose(expr=None):
                         target_minor=python_minor(), use_site=use, crashed_on=crashed_on,
                         cpython=said if said is not None and said.obj == addr else None,
                         complete=bool(ringset.rings) and
-                        not any(r.overwritten for r in ringset.rings))
+                        not any(r.overwritten for r in ringset.rings),
+                        source=sources.Sources(ringset))
     lines = pycontext.lines_by_seq(ringset, ringset.records_for(addr)) \
         if report["python_context"] else {}
     report["verdict"] = v.kind
