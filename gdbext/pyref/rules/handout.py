@@ -341,8 +341,10 @@ def _event(file_, line, func, what):
 
 
 def _checked_text(source, events, file_, func):
-    """The text of `file_` when the object's recorded sites in it match it, else None."""
-    if source is None or not file_:
+    """The text of `file_` when the object's recorded sites in it match it and the build's
+    line table is known (without it a preprocessor branch left out would read as code),
+    else None."""
+    if source is None or not file_ or source.active(func) is None:
         return None
     text = source.text(file_, func)
     if text is None:
@@ -440,7 +442,8 @@ def find_singleton_returns(source, singleton):
     seen = set()
     for file_, func, sites in source.traced_files():
         text = source.text(file_, func)
-        if text is None or file_ in seen or not source_matches(text.split("\n"), sites):
+        if text is None or file_ in seen or source.active(func) is None or \
+                not source_matches(text.split("\n"), sites):
             continue
         seen.add(file_)
         for line, fn in singleton_returns(text, singleton, source.called_by_cpython,
