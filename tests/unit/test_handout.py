@@ -157,3 +157,45 @@ def test_find_field_return_and_singleton_returns():
     rets = handout.find_singleton_returns(FakeSource(), "None")
     assert [(e.line, e.func) for e in rets] == [(line("return Py_None;", 0), "g_none")]
     assert handout.find_singleton_returns(None, "None") == []
+
+
+DROPPED = """\
+static PyObject *
+each(PyObject *self, PyObject *args)
+{
+    PyObject *cb, *it, *item;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *res = PyObject_CallOneArg(cb, item);
+        Py_DECREF(item);
+        if (res == NULL)
+            return NULL;
+#ifdef FIXED
+        Py_DECREF(res);
+#endif
+        PyObject_CallNoArgs(cb);
+        PyObject *kept = PyObject_CallNoArgs(cb);
+        store(kept);
+    }
+    return PyLong_FromLong(0);
+}
+"""
+
+
+def test_dropped_result():
+    lines = DROPPED.split("\n")
+    at = {t.strip(): i + 1 for i, t in enumerate(lines)}
+    built = set(range(1, len(lines) + 1)) - {at["Py_DECREF(res);"]}
+    res = at["PyObject *res = PyObject_CallOneArg(cb, item);"]
+    assert handout.dropped_result(DROPPED, "each", res, "PyObject_CallOneArg", active=built)
+    # the release compiled in: not dropped
+    assert not handout.dropped_result(DROPPED, "each", res, "PyObject_CallOneArg",
+                                      active=built | {at["Py_DECREF(res);"]})
+    assert handout.dropped_result(DROPPED, "each", at["PyObject_CallNoArgs(cb);"],
+                                  "PyObject_CallNoArgs", active=built)
+    assert not handout.dropped_result(DROPPED, "each",
+                                      at["PyObject *kept = PyObject_CallNoArgs(cb);"],
+                                      "PyObject_CallNoArgs", active=built)
+    assert not handout.dropped_result(DROPPED, "each", at["while ((item = PyIter_Next(it)) "
+                                                         "!= NULL) {"], "PyIter_Next",
+                                      active=built)
+    assert not handout.dropped_result(DROPPED, "each", res, "Py_INCREF", active=built)

@@ -156,3 +156,45 @@ class Sources:
             got = next((v for k, v in self._sections.items()
                         if k and os.path.realpath(k) == real), [])
         return got
+
+
+def add_dropped_singletons(ringset, rep):
+    """Makes a leak row of `pyref leaks`' report `rep` (commands/leaks.py) of each
+    singleton site (3.11 and earlier: rep["singleton_sites"] is empty on 3.12+) whose
+    call result the traced source drops on every path (rules/handout.dropped_result): a
+    reference to None that a call returned and the function never returned, stored,
+    passed or released is a leak like any other, where Py_RETURN_NONE's is handed to the
+    caller. Only when the file matches the ring's sites and its line table is known."""
+    from pyref.inferior import objects
+    from pyref.rules import handout
+    sites = rep.get("singleton_sites") or []
+    if not sites:
+        return
+    src = Sources(ringset)
+    recorded = {f: s for f, _, s in src.traced_files()}
+    addr = {name: target.symbol_address(sym) for sym, name in
+            objects.SINGLETON_SYMBOLS.items()}
+    for s in sites:
+        f, line, func, api = s["file"], s["line"], s["function"], s["api"]
+        text = src.text(f, func)
+        active = src.active(func)
+        if text is None or active is None or not addr.get(s["object"]) or \
+                not handout.source_matches(text.split("\n"), recorded.get(f, [])) or \
+                not handout.dropped_result(text, func, line, api, active=active):
+            continue
+        s["leak"] = True
+        rep["groups"].append({
+            "file": f, "line": line, "function": func, "api": api,
+            "type": "%sType" % s["object"], "count": s["count"], "objects": 1,
+            "example": "0x%x" % addr[s["object"]], "singleton": s["object"],
+            "lost": {"file": f, "line": None, "function": func,
+                     "note": "every path of %s: %s's result (%s here) is never returned, "
+                             "stored, passed or released (read in the source)" % (
+                                 func, api, s["object"])}})
+        left = rep.get("singletons", {}).get(s["object"], 0) - s["count"]
+        if left > 0:
+            rep["singletons"][s["object"]] = left
+        else:
+            rep.get("singletons", {}).pop(s["object"], None)
+        rep["total"] = rep.get("total", 0) + s["count"]
+        rep["sites"] = rep.get("sites", 0) + 1

@@ -450,3 +450,47 @@ def find_singleton_returns(source, singleton):
                                           active=source.active(func)):
             out.append(_event(file_, line, fn, "RETURN"))
     return sorted(out, key=lambda e: (e.file, e.line))
+
+
+def dropped_result(text, func_name, line, api, active=None):
+    """Whether the new reference a call returns at `line` of `func_name` is dropped on
+    every path: the call is a statement of its own (its result not assigned), or its
+    result is assigned to a variable V that the function's code never mentions again
+    except to test it against NULL (`V == NULL`, `!V`, `if (V)`) or to declare it — never
+    returned, stored, passed to a call or released. A refcount macro (Py_INCREF,
+    Py_RETURN_NONE...) is no call result."""
+    if not api or api.startswith("Py_RETURN") or api in INCREF_CALLS or \
+            not re.fullmatch(_IDENT, api):
+        return False
+    code = _code_lines(text, active)
+    func = functions(text).get(func_name)
+    if func is None or not func.body <= line <= func.last:
+        return False
+    name = written_name(api)
+    at = None
+    for n in range(line, max(line - API_WINDOW, func.first - 1), -1):
+        if re.search(r"\b_?%s\w*\s*\(" % name, code[n - 1]):
+            at = n
+            break
+    if at is None:
+        return False
+    t = code[at - 1]
+    if re.match(r"\s*_?%s\w*\s*\(.*\)\s*;\s*$" % name, t):
+        return True                   # `PyObject_CallOneArg(cb, x);`: the result ignored
+    var = assigned_variable(t, r"_?%s\w*" % name)
+    if var is None:
+        return False
+    v = re.escape(var)
+    harmless = (r"\b%s\s*[=!]=\s*NULL\b" % v, r"\bNULL\s*[=!]=\s*%s\b" % v,
+                r"!\s*%s\b" % v, r"\b(if|while)\s*\(\s*%s\s*\)" % v,
+                r"\*\s*%s\s*(=\s*NULL\s*)?[;,)]" % v)
+    for n in range(func.first, func.last + 1):
+        rest = code[n - 1]
+        if n == at:
+            rest = re.sub(r"\b%s\s*=\s*(\(\s*\w+\s*\*\s*\)\s*)?_?%s\w*\s*\(" % (v, name), "",
+                          rest, count=1)
+        for pat in harmless:
+            rest = re.sub(pat, " ", rest)
+        if re.search(r"\b%s\b" % v, rest):
+            return False
+    return True
