@@ -269,3 +269,73 @@ def test_a_singleton_released_more_than_acquired_when_the_ring_is_complete():
     assert verdict.analyze(events(*specs), singleton="None").culprit is None
     fields = ["INCREF tp_new:8 300", "DECREF tp_clear:21 301"]
     assert verdict.analyze(events(*fields), singleton="None", complete=True).culprit is None
+
+
+class OneFileSource:
+    """The traced source as rules/handout.py asks for it: one file for every function."""
+
+    def __init__(self, text, called=()):
+        self.text_, self.called = text, set(called)
+
+    def text(self, file_, func):
+        return self.text_
+
+    def active(self, func):
+        return set(range(1, self.text_.count("\n") + 2))
+
+    def called_by_cpython(self, func):
+        return func in self.called
+
+    def traced_files(self):
+        return [("f.c", "f", [])]
+
+
+def numbered(*lines):
+    """Source text whose line n is lines[n-1]."""
+    return "\n".join(lines) + "\n"
+
+
+BORROWED_RETURN = numbered(
+    "static PyObject *", "f(PyObject *list)", "{",
+    "    PyObject *row = PyList_GET_ITEM(list, 0);", "    return row;", "}")
+
+
+def test_a_borrowed_return_from_the_source_where_the_ring_has_the_hole():
+    """Borrowed, freed inside CPython, crashed on: the source's `return row;` in a function
+    CPython calls is the culprit; without source, or for a function CPython does not
+    call, the borrow stays the answer."""
+    evs = [Event(seq=1, op="BORROW", before=1, after=1,
+                 site=Site(0, "f.c", 4, "f", "PyList_GET_ITEM")), ev("FREE", 2)]
+    v = verdict.analyze(evs, state="freed", crashed_on=True,
+                        source=OneFileSource(BORROWED_RETURN, called=("f",)))
+    assert (v.kind, where(v.culprit), v.culprit.op) == ("premature-free", "f.c:5 (f)",
+                                                        "RETURN")
+    assert "without an INCREF" in v.why
+    for src in (None, OneFileSource(BORROWED_RETURN)):
+        v = verdict.analyze(evs, state="freed", crashed_on=True, source=src)
+        assert (v.kind, where(v.culprit)) == ("use-after-free", "f.c:4 (f)")
+
+
+def test_a_returned_field_and_a_stored_borrow_from_the_source():
+    text = numbered(
+        "static PyObject *", "g_new(PyObject *a)", "{", "    G *self = alloc();",
+        "    Py_INCREF(a);", "    self->label = a;", "    self->cb = a;",
+        "    return (PyObject *)self;", "}",
+        "static PyObject *", "g_label(G *self, void *c)", "{", "    return self->label;", "}",
+        "static PyObject *", "g_call(G *self)", "{", "    return call(self->cb);", "}")
+    src = OneFileSource(text, called=("g_label",))
+    held = [Event(seq=1, op="INCREF", before=1, after=2,
+                  site=Site(0, "f.c", 5, "g_new", "Py_INCREF")), ev("FREE", 2)]
+    v = verdict.analyze(held, state="freed", crashed_on=True, source=src)
+    assert (v.kind, where(v.culprit)) == ("premature-free", "f.c:13 (g_label)")
+    v = verdict.analyze(held, state="freed", crashed_on=True, source=None)
+    assert v.culprit is None and v.kind == "premature-free"
+    text2 = text.replace("    Py_INCREF(a);", "    x = PyArg(a, &a);")
+    borrowed = [Event(seq=1, op="BORROW", before=1, after=1,
+                      site=Site(0, "f.c", 5, "g_new", "PyArg")), ev("FREE", 2)]
+    use_at = Event(seq=-1, op="USE", before=0, after=0,
+                   site=Site(0, "f.c", 18, "g_call", "crash"))
+    v = verdict.analyze(borrowed, state="freed", use_site=use_at,
+                        source=OneFileSource(text2))
+    assert (v.kind, where(v.culprit), v.culprit.op) == ("use-after-free", "f.c:7 (g_new)",
+                                                        "STORE")

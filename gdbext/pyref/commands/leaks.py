@@ -11,6 +11,7 @@ from pyref import commands
 from pyref.errors import PyrefError
 from pyref.inferior import (diagnose, heapslots, memsearch, objects, pycontext, pythreads,
                             rings, target)
+from pyref.inferior import sources
 from pyref.reader import evidence
 from pyref.rules import events, leaks, marks
 from pyref.rules.leaks import MAX_LEAK_SCAN
@@ -93,6 +94,7 @@ def leak_report(top, search=MAX_LEAK_SCAN):
                        [m for ring in ringset.rings for m in ring.marks()],
                        diagnose.python_minor())
     _add_lost_paths(ringset, rep)
+    sources.add_dropped_singletons(ringset, rep)
     rep["python_context"] = pycontext.recorded(ringset)
     rep["caveats"] = ringset.caveats.to_json()
     for g in rep["groups"] + (rep["held"]["groups"] if rep["held"] else []):

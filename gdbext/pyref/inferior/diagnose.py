@@ -11,7 +11,8 @@ import gdb
 
 from pyref import __version__
 from pyref.errors import PyrefError
-from pyref.inferior import cframes, layout, objects, pycontext, pythreads, rings, target
+from pyref.inferior import (cframes, layout, objects, pycontext, pythreads, rings, sources,
+                             target)
 from pyref.reader import evidence, ringformat
 from pyref.reader.sites import Site, read_cstring
 from pyref.rules import cpython, events, leaks, verdict
@@ -136,6 +137,69 @@ def _is_tuple(addr):
     return info.type is not None and info.type.name == "tuple"
 
 
+MAX_DEAD_CONTAINERS = 256  # most recent traced DEALLOCs searched for a frame's item pointer
+
+
+def _item_storage(addr):
+    """(start, end, type name) of the item pointers of the list or tuple at `addr` as its memory reads
+    now, or None: a list's separate item array (ob_item, ob_size slots), a tuple's items
+    inside the object. A dead list on CPython's free list keeps both fields (list_dealloc
+    frees the array but clears neither), so a pointer into the freed array still finds it."""
+    try:
+        info = objects.inspect(addr)
+    except PyrefError:
+        return None
+    if info.type is None or info.type.name not in ("list", "tuple"):
+        return None
+    lay = layout.layouts()
+    try:                             # read raw: a dead object has no body to read through
+        n = target.read_i64(addr + lay.ob_size)
+        if not 0 < n < 1 << 32:
+            return None
+        if info.type.name == "tuple":
+            start = addr + layout.need("PyTupleObject").offset("ob_item")
+        else:
+            start = target.read_u64(addr + layout.need("PyListObject").offset("ob_item"))
+    except (PyrefError, gdb.error):
+        return None
+    return (start, start + 8 * n, info.type.name) if start else None
+
+
+def dead_container_of(ringset, pointers):
+    """(addr, how) of a list or tuple freed by traced code (its last ring record is a
+    DEALLOC) whose item storage a frame's pointer points into, or (None, None): the
+    pointer a function took with PySequence_Fast_ITEMS, PyList_GET_ITEM's array or
+    &PyTuple_GET_ITEM(t, 0) is a pointer to the container, whose items died with it.
+    Only the MAX_DEAD_CONTAINERS most recent traced DEALLOCs are looked at."""
+    if ringset is None or not ringset.rings or not pointers:
+        return None, None
+    dead = []
+    seen = set()
+    for ring in ringset.rings:
+        for r in reversed(ring.records):
+            if r.op_name == "DEALLOC" and r.site and r.obj not in seen:
+                seen.add(r.obj)
+                dead.append(r.obj)
+                if len(dead) >= MAX_DEAD_CONTAINERS:
+                    break
+    if not dead:
+        return None, None
+    last = ringset.records_of(set(dead))
+    for obj in dead:
+        recs = last.get(obj)
+        if not recs or recs[-1].op_name not in ("DEALLOC", "FREE"):
+            continue                 # the address holds a newer object now
+        span = _item_storage(obj)
+        if span is None:
+            continue
+        for fname, name, p in pointers:
+            if span[0] <= p < span[1]:
+                return obj, ("%s in %s points into the item storage of this %s, freed by "
+                             "traced code (its ring history ends with %s)" % (
+                                 name, fname, span[2], recs[-1].op_name))
+    return None, None
+
+
 def find_dead_object(ringset):
     """(addr, how, dead) of the dead object the crash involves, or (None, None, None).
     Innermost frame first; an object whose ring history ends in its deallocation wins
@@ -165,6 +229,12 @@ def find_dead_object(ringset):
                 dead = dead_tuple(info)
                 if dead:
                     weak = addr, "%s in %s: %s" % (name, fname, dead), dead
+    if weak is None or not index.get(weak[0]):
+        # a freed block without history (an item array, an item): a pointer into the
+        # storage of a container traced code freed is a pointer to that container
+        addr, how = dead_container_of(ringset, pointers)
+        if addr is not None:
+            return addr, how, None
     return weak if weak else (None, None, None)
 
 
@@ -373,7 +443,8 @@ def diagnose(expr=None):
                         target_minor=python_minor(), use_site=use, crashed_on=crashed_on,
                         cpython=said if said is not None and said.obj == addr else None,
                         complete=bool(ringset.rings) and
-                        not any(r.overwritten for r in ringset.rings))
+                        not any(r.overwritten for r in ringset.rings),
+                        source=sources.Sources(ringset))
     lines = pycontext.lines_by_seq(ringset, ringset.records_for(addr)) \
         if report["python_context"] else {}
     report["verdict"] = v.kind

@@ -17,6 +17,7 @@ CPython's word is harm enough: where it says "refcount", the verdict is never
 """
 from dataclasses import dataclass
 
+from pyref.rules import handout
 from pyref.rules.events import ACQUIRE, RELEASE, current_lifetime
 
 # Functions whose arguments carry CPython's words, and which argument is which.
@@ -85,7 +86,7 @@ def strongest(found):
     return sorted(found, key=lambda e: (e.obj is None, order.index(e.kind)))[0]
 
 
-def apply(v, events, ev, singleton):
+def apply(v, events, ev, singleton, source=None):
     """Fills the verdict `v` from CPython's Evidence `ev` about this object and its Events.
     True when it did (the verdict is decided), False when the evidence says nothing the
     ring can use."""
@@ -138,6 +139,19 @@ def apply(v, events, ev, singleton):
                              "acquired it %d; " % (len(releases), "" if len(releases) == 1
                                                    else "s", len(acquired))
                              if traced else "No traced record of it; "))
+        rets = handout.find_singleton_returns(source, singleton) if singleton else []
+        if rets:
+            v.culprit = rets[0]
+            v.why = ("returns %s without an INCREF: %s is called by CPython, which takes "
+                     "what it returns as a new reference and releases it, so each call "
+                     "takes one of %s's references (Py_RETURN_%s)" % (
+                         "Py_" + singleton, rets[0].func, singleton, singleton.upper()))
+            v.summary += "RETURN at %s %s" % (rets[0].where(), v.why)
+            if len(rets) > 1:
+                v.summary += "; the same return without an INCREF at %s" % ", ".join(
+                    e.where() for e in rets[1:])
+            v.missing.append("the return leaves no record: it was found in the source")
+            return True
         if singleton:
             v.summary += ("the usual cause is a C function that returns %s without an "
                           "INCREF (`return %s;` instead of Py_RETURN_%s): such a return "

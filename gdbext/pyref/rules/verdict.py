@@ -40,7 +40,7 @@ the same release is a real bug that 3.12+ would hide.
 """
 from dataclasses import dataclass, field
 
-from pyref.rules import capi
+from pyref.rules import capi, handout
 from pyref.rules.events import ACQUIRE, RELEASE, Event, end_of, lifetimes, owner_key
 
 # What each kind of event means, in the words of the C-API rules (ledger notes, and the
@@ -231,7 +231,7 @@ def singleton_over_release(events):
 
 
 def analyze(events, state="live", singleton=None, target_minor=None, use_site=None,
-            crashed_on=False, cpython=None, complete=False):
+            crashed_on=False, cpython=None, complete=False, source=None):
     """Verdict for one object's events (oldest first).
 
     state: 'live', 'freed' or 'not an object' (what the object's memory says now).
@@ -244,18 +244,20 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
     cpython: rules/cpython.Evidence CPython's own checks left about this object, or None.
     complete: the ring holds every record since recording began (it never wrapped): a
         singleton released more times than traced code acquired it is then a culprit.
+    source: the traced C source (rules/handout.py), or None: where the ring shows harm
+        and a hole, the statement that handed a reference out without a record.
     """
     v = Verdict(kind="unknown", summary="", ledger=ledger(events))
     if cpython is not None:
         # CPython's word is harm: the object's own history says which release did it,
         # else the evidence alone (rules/cpython.py)
         first = analyze(events, state, singleton, target_minor, use_site, True,
-                        complete=complete)
+                        complete=complete, source=source)
         if first.culprit is not None:
             first.harm = "CPython: %s; %s" % (cpython.text, first.harm)
             return first
         from pyref.rules import cpython as cpy
-        if cpy.apply(v, events, cpython, singleton):
+        if cpy.apply(v, events, cpython, singleton, source):
             _version_note(v, events, singleton, target_minor)
             return v
     if not events:
@@ -295,7 +297,7 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
         if use is None and last_dead and use_site is not None:
             use = use_site
         crash_use = last_dead and crashed_on
-        if _judge_ended(v, life, end, use, crash_use):
+        if _judge_ended(v, life, end, use, crash_use, source):
             break
 
     # Harm in the running lifetime: a count below zero, a singleton released to zero.
@@ -327,7 +329,7 @@ def analyze(events, state="live", singleton=None, target_minor=None, use_site=No
     return v
 
 
-def _judge_ended(v, life, end, use, crash_use):
+def _judge_ended(v, life, end, use, crash_use, source=None):
     """Fills `v` when the ended lifetime `life` shows harm; True when it did."""
     found = unowned_release(life, None)
     lender = found is not None and found[2] in ("premature-free", "double-release") and \
@@ -388,9 +390,18 @@ def _judge_ended(v, life, end, use, crash_use):
                      "%d reference%s to it (%s): a reference was released or given away "
                      "where the ring does not show it" % (
                          len(held), "" if len(held) == 1 else "s", held[-1].how()))
-        v.missing.append("the release that went missing: a borrowed reference returned "
-                         "(`return self->field;` without Py_NewRef), or a steal by a call "
-                         "pyref does not wrap (PyTuple_SET_ITEM, Py_BuildValue's N)")
+        given = handout.find_field_return(source, life, held[-1])
+        if given is not None:
+            v.culprit, v.why = given
+            v.summary = ("the object was freed inside CPython although traced code still "
+                         "held a reference to it (%s); RETURN at %s %s" % (
+                             held[-1].how(), v.culprit.where(), v.why))
+            v.missing.append("the return leaves no record: it was found in the source")
+        else:
+            v.missing.append("the release that went missing: a borrowed reference returned "
+                             "(`return self->field;` without Py_NewRef), or a steal by a "
+                             "call pyref does not wrap (PyTuple_SET_ITEM, Py_BuildValue's "
+                             "N)")
         if use is not None:
             v.summary += "; used afterwards at %s" % use.where()
         return True
@@ -413,8 +424,14 @@ def _judge_ended(v, life, end, use, crash_use):
                      "kept, without an INCREF, where %s found it: take a reference "
                      "(Py_NewRef) where %s stores it" % (
                          use.where(), _name(end), b.how(), use.func, b.func))
-        v.missing.append("the store of the borrowed pointer (an assignment, not a call) "
-                         "leaves no record")
+        kept = handout.find_borrowed_store(source, life, b, use)
+        if kept is not None:
+            v.culprit, v.why = kept
+            v.summary += "; STORE at %s %s" % (v.culprit.where(), v.why)
+            v.missing.append("the store leaves no record: it was found in the source")
+        else:
+            v.missing.append("the store of the borrowed pointer (an assignment, not a "
+                             "call) leaves no record")
         return True
     if use is not None and use.file is not None:
         mine = [e for e in borrows if owner_key(e) == owner_key(use)]
@@ -426,6 +443,14 @@ def _judge_ended(v, life, end, use, crash_use):
         return True
     if borrows:
         b = borrows[-1]
+        given = handout.find_borrowed_return(source, life, b)
+        if given is not None:
+            v.kind, v.origin = "premature-free", b
+            v.culprit, v.why = given
+            v.summary = "RETURN at %s %s; the object was freed %s" % (
+                v.culprit.where(), v.why, _name(end))
+            v.missing.append("the return leaves no record: it was found in the source")
+            return True
         v.kind, v.culprit, v.origin = "use-after-free", b, b
         v.why = ("the pointer %s was used after the object was freed (%s): INCREF it there "
                  "(Py_NewRef) and release it after its last use" % (b.how(), _name(end)))
