@@ -79,24 +79,54 @@
 #define PYREF__AUTO __auto_type
 #endif
 
-/* Records NEW or BORROW for a reference a call returned (nothing for NULL), then, when
- * `container` is not NULL, an AUX record naming it. `index` is the position in the
- * container, -1 when there is none. Cannot fail; does not touch the container. */
+/* The body of pyref__origin() on the calling thread's descriptor `t`: through the
+ * pyref__record*_idle() writers when `idle` (the caller read t->busy as 0), else through
+ * pyref_record*(), which handle every state of the thread. */
 static inline __attribute__((always_inline)) void
-pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
-              const void *container, int64_t index)
+pyref__origin_on(const void *obj, const struct pyref_site *site, unsigned op,
+                 const void *container, int64_t index, struct pyref_thread *t, int idle)
 {
     if (obj == NULL)
         return;
     PyObject *o = (PyObject *)(uintptr_t)obj;
     unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
     Py_ssize_t count = Py_REFCNT(o);
-    int written = container != NULL /* both records in one write (ring.h) */
-                      ? pyref_record_pair(o, site, (int64_t)count, f, 0, container,
-                                          PYREF_AUX_CONTAINER, index)
-                      : pyref_record(o, site, (int64_t)count, f, 0);
+    int written;
+    if (container != NULL) /* both records in one write (ring.h) */
+        written = idle ? pyref__record_pair_idle(t, o, site, (int64_t)count, f, 0, container,
+                                                 PYREF_AUX_CONTAINER, index)
+                       : pyref_record_pair(o, site, (int64_t)count, f, 0, container,
+                                           PYREF_AUX_CONTAINER, index);
+    else
+        written = idle ? pyref__record_idle(t, o, site, (int64_t)count, f, 0)
+                       : pyref_record(o, site, (int64_t)count, f, 0);
     if (written)
         pyref__after_record(o, count); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
+}
+
+/* pyref__origin() when the thread is busy and recording is on: out of line, rare. */
+static __attribute__((noinline, cold, unused)) void
+pyref__origin_busy(const void *obj, const struct pyref_site *site, unsigned op,
+                   const void *container, int64_t index)
+{
+    pyref__origin_on(obj, site, op, container, index, NULL, 0);
+}
+
+/* Records NEW or BORROW for a reference a call returned (nothing for NULL), then, when
+ * `container` is not NULL, an AUX record naming it. `index` is the position in the
+ * container, -1 when there is none. Cannot fail; does not touch the container. The
+ * thread's `busy` word is tested first: under PYREF=off nothing else is done. */
+static inline __attribute__((always_inline)) void
+pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
+              const void *container, int64_t index)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0)) {
+        if (t->busy != PYREF_BUSY_OFF)
+            pyref__origin_busy(obj, site, op, container, index);
+        return;
+    }
+    pyref__origin_on(obj, site, op, container, index, t, 1);
 }
 
 /* The count of a reference about to be stolen, read before the call: after it the
@@ -106,9 +136,14 @@ struct pyref__pre {
     unsigned flags;  /* PYREF_OP_IMMORTAL or 0 */
 };
 
+/* Reads what pyref__stolen() records of `obj` before the call that steals it, and notes
+ * obj for the free hook while it is alive. Under PYREF=off does nothing and returns
+ * zeros (pyref__stolen() then records nothing). */
 static inline __attribute__((always_inline)) struct pyref__pre pyref__before(const void *obj)
 {
     struct pyref__pre p = {0, 0u};
+    if (pyref_recording_off())
+        return p;
     if (obj != NULL) {
         PyObject *o = (PyObject *)(uintptr_t)obj;
         p.refcnt = (int64_t)Py_REFCNT(o);
@@ -118,19 +153,45 @@ static inline __attribute__((always_inline)) struct pyref__pre pyref__before(con
     return p;
 }
 
+/* The body of pyref__stolen() on `t`, as pyref__origin_on(). */
+static inline __attribute__((always_inline)) void
+pyref__stolen_on(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
+                 const void *container, int64_t index, struct pyref_thread *t, int idle)
+{
+    if (obj == NULL)
+        return;
+    unsigned f = PYREF_OP_STEAL | pre.flags;
+    if (container != NULL)
+        (void)(idle ? pyref__record_pair_idle(t, obj, site, pre.refcnt, f, 0, container,
+                                              PYREF_AUX_CONTAINER, index)
+                    : pyref_record_pair(obj, site, pre.refcnt, f, 0, container,
+                                        PYREF_AUX_CONTAINER, index));
+    else
+        (void)(idle ? pyref__record_idle(t, obj, site, pre.refcnt, f, 0)
+                    : pyref_record(obj, site, pre.refcnt, f, 0));
+}
+
+/* pyref__stolen() when the thread is busy and recording is on: out of line, rare. */
+static __attribute__((noinline, cold, unused)) void
+pyref__stolen_busy(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
+                   const void *container, int64_t index)
+{
+    pyref__stolen_on(obj, pre, site, container, index, NULL, 0);
+}
+
 /* Records STEAL of `obj` (count as read by pyref__before) and the container that took it.
- * Never dereferences obj: it may be gone. */
+ * Never dereferences obj: it may be gone. The `busy` test first, as in pyref__origin(). */
 static inline __attribute__((always_inline)) void
 pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
               const void *container, int64_t index)
 {
-    if (obj == NULL)
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0)) {
+        if (t->busy != PYREF_BUSY_OFF)
+            pyref__stolen_busy(obj, pre, site, container, index);
         return;
-    if (container != NULL)
-        pyref_record_pair(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0, container,
-                          PYREF_AUX_CONTAINER, index);
-    else
-        pyref_record(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0);
+    }
+    pyref__stolen_on(obj, pre, site, container, index, t, 1);
 }
 
 /* Evaluates `call` once, records its result as NEW or BORROW, yields it unchanged (same
@@ -317,7 +378,7 @@ static inline int pyref__parse_tuple(const struct pyref_site *site, PyObject *ar
     va_start(va, format);
     va_copy(walk, va);
     int ok = PyArg_VaParse(args, format, va);
-    if (ok)
+    if (ok && !pyref_recording_off())
         pyref__record_parsed(site, args, NULL, NULL, format, &walk);
     va_end(walk);
     va_end(va);
@@ -332,7 +393,7 @@ static inline int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject 
     va_start(va, kwlist);
     va_copy(walk, va);
     int ok = PyArg_VaParseTupleAndKeywords(args, kw, format, kwlist, va);
-    if (ok)
+    if (ok && !pyref_recording_off())
         pyref__record_parsed(site, args, kw, (const char *const *)kwlist, format, &walk);
     va_end(walk);
     va_end(va);
@@ -352,6 +413,8 @@ static inline void pyref__unpack_copy(PyObject ***dst, void *const *src, size_t 
 static inline void pyref__record_unpacked(const struct pyref_site *site, PyObject *args,
                                           PyObject ***outs, size_t n)
 {
+    if (pyref_recording_off())
+        return;
     Py_ssize_t nargs = PyTuple_Size(args);
     for (Py_ssize_t i = 0; i < nargs && (size_t)i < n; i++)
         if (outs[i] != NULL)
@@ -525,7 +588,7 @@ static inline PyObject *pyref__vbuild_value(const struct pyref_site *site, const
     struct pyref__buildarg args[PYREF__BUILD_MAX];
     struct pyref__pre pre[PYREF__BUILD_MAX];
     int ntop = 0, n = -1;
-    if (format != NULL) {
+    if (format != NULL && !pyref_recording_off()) { /* off: n = -1, nothing recorded */
         va_list walk;
         va_copy(walk, va);
         n = pyref__buildfmt_stolen(format, &walk, args, PYREF__BUILD_MAX, &ntop);
