@@ -274,6 +274,10 @@ pyref_xnewref(PyObject *op, const struct pyref_site *site)
  * comparison row.) */
 #if !defined(__OPTIMIZE__) && defined(__GNUC__) && !defined(__clang__) && !defined(PYREF_O0_INLINE)
 #define PYREF__O2_FN static __attribute__((noinline, unused, optimize("O2")))
+/* the C-API origin helpers (pyref_capi_prelude.h) get the same copies, and its
+ * out-of-line helpers (format walkers) the same optimisation */
+#define PYREF__O0_COPIES 1
+#define PYREF__O0_OPT __attribute__((optimize("O2")))
 PYREF__O2_FN void pyref__incref_o2(PyObject *op, const struct pyref_site *site)
 {
     pyref_incref(op, site);
@@ -301,6 +305,7 @@ PYREF__O2_FN PyObject *pyref__xnewref_o2(PyObject *op, const struct pyref_site *
 #define PYREF__OP(name) pyref__##name##_o2
 #else
 #define PYREF__OP(name) pyref_##name
+#define PYREF__O0_OPT
 #endif
 
 #undef Py_INCREF

@@ -69,6 +69,11 @@
 #define PYREF_AUX_CONTAINER 1 /* obj = the container of the previous record's object;
                                  refcnt = its index there, -1 when the call names no index */
 
+/* The generated captures of the interpreter's macros (pyref_capi.h: pyref__slot_*,
+ * pyref__orig_*): always inlined, so that at -O0 a wrapped PyTuple_GET_ITEM costs what the
+ * interpreter's macro costs there, not one more call. */
+#define PYREF__CAPTURE __attribute__((always_inline))
+
 #define PYREF__CAT_(a, b) a##b
 #define PYREF__CAT(a, b) PYREF__CAT_(a, b)
 /* A local of one expansion: unique per use (__COUNTER__), so nested wrappers do not shadow. */
@@ -90,7 +95,7 @@ pyref__origin_on(const void *obj, const struct pyref_site *site, unsigned op,
         return;
     PyObject *o = (PyObject *)(uintptr_t)obj;
     unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
-    Py_ssize_t count = Py_REFCNT(o);
+    Py_ssize_t count = pyref__refcnt(o); /* Py_REFCNT(), without its call at -O0 */
     int written;
     if (container != NULL) /* both records in one write (ring.h) */
         written = idle ? pyref__record_pair_idle(t, o, site, (int64_t)count, f, 0, container,
@@ -146,7 +151,7 @@ static inline __attribute__((always_inline)) struct pyref__pre pyref__before(con
         return p;
     if (obj != NULL) {
         PyObject *o = (PyObject *)(uintptr_t)obj;
-        p.refcnt = (int64_t)Py_REFCNT(o);
+        p.refcnt = (int64_t)pyref__refcnt(o);
         p.flags = pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u;
         pyref__after_record(o, (Py_ssize_t)p.refcnt); /* noted while alive: the taker may free it */
     }
@@ -194,6 +199,31 @@ pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *s
     pyref__stolen_on(obj, pre, site, container, index, t, 1);
 }
 
+/* Unoptimised builds (gcc -O0, Python.h's PYREF__O2_FN): the three helpers every wrapper
+ * calls become calls of one optimize("O2") copy each per translation unit, into which
+ * the record is inlined, instead of being inlined unoptimised at every call site (the
+ * wrappers' own statement expressions stay the caller's). */
+#ifdef PYREF__O0_COPIES
+PYREF__O2_FN void pyref__origin_o2(const void *obj, const struct pyref_site *site, unsigned op,
+                                   const void *container, int64_t index)
+{
+    pyref__origin(obj, site, op, container, index);
+}
+PYREF__O2_FN struct pyref__pre pyref__before_o2(const void *obj)
+{
+    return pyref__before(obj);
+}
+PYREF__O2_FN void pyref__stolen_o2(const void *obj, struct pyref__pre pre,
+                                   const struct pyref_site *site, const void *container,
+                                   int64_t index)
+{
+    pyref__stolen(obj, pre, site, container, index);
+}
+#define pyref__origin pyref__origin_o2
+#define pyref__before pyref__before_o2
+#define pyref__stolen pyref__stolen_o2
+#endif
+
 /* Evaluates `call` once, records its result as NEW or BORROW, yields it unchanged (same
  * type, same value). */
 #define PYREF__NEW(api, call) PYREF__ORIGIN_(api, call, PYREF_OP_NEW, __COUNTER__)
@@ -225,7 +255,7 @@ struct pyref__argout {
  * ABIs pass all data pointers alike) and the "O&" converter as a function pointer. Pure: no
  * Python API, no allocation; safe to call with any format that just parsed successfully.
  */
-static inline int pyref__argfmt_outputs(const char *f, va_list *va, struct pyref__argout *outs,
+static inline PYREF__O0_OPT int pyref__argfmt_outputs(const char *f, va_list *va, struct pyref__argout *outs,
                                         int max)
 {
     int n = 0, arg = 0, depth = 0, pos = -1;
@@ -314,7 +344,7 @@ static inline int pyref__argfmt_outputs(const char *f, va_list *va, struct pyref
 
 /* The value of keyword `name` in `kwargs` (a dict), or NULL. Compares keys as C strings
  * (PyUnicode_CompareWithASCIIString): runs no Python code and raises nothing. */
-static inline PyObject *pyref__kwarg(PyObject *kwargs, const char *name)
+static inline PYREF__O0_OPT PyObject *pyref__kwarg(PyObject *kwargs, const char *name)
 {
     Py_ssize_t pos = 0;
     PyObject *key, *value;
@@ -331,7 +361,7 @@ static inline PyObject *pyref__kwarg(PyObject *kwargs, const char *name)
  * "(...)" the sequence passed for it (index = position at depth 1, else -1). Units the
  * call did not receive (optional, absent) are not recorded: their variable still holds the
  * caller's default. */
-static inline void pyref__record_parsed(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT void pyref__record_parsed(const struct pyref_site *site, PyObject *args,
                                         PyObject *kwargs, const char *const *kwlist,
                                         const char *format, va_list *va)
 {
@@ -371,7 +401,7 @@ static inline void pyref__record_parsed(const struct pyref_site *site, PyObject 
 /* PyArg_ParseTuple through PyArg_VaParse (the same parser, vgetargs1): under
  * PY_SSIZE_T_CLEAN on 3.10-3.12 both names are the interpreter's _SizeT aliases, so the
  * flavour matches the caller's. Returns what the parser returns. */
-static inline int pyref__parse_tuple(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT int pyref__parse_tuple(const struct pyref_site *site, PyObject *args,
                                      const char *format, ...)
 {
     va_list va, walk;
@@ -385,7 +415,7 @@ static inline int pyref__parse_tuple(const struct pyref_site *site, PyObject *ar
     return ok;
 }
 
-static inline int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject *args,
                                         PyObject *kw, const char *format,
                                         PYREF__KWLIST kwlist, ...)
 {
@@ -404,13 +434,13 @@ static inline int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject 
  * array (each argument evaluated once) and passes PYREF__UNPACK_MAX of them; the parser
  * reads only as many as the tuple has items (at most `max`). */
 #define PYREF__UNPACK_MAX 32
-static inline void pyref__unpack_copy(PyObject ***dst, void *const *src, size_t n)
+static inline PYREF__O0_OPT void pyref__unpack_copy(PyObject ***dst, void *const *src, size_t n)
 {
     for (size_t i = 0; i < PYREF__UNPACK_MAX; i++)
         dst[i] = i < n ? (PyObject **)src[i + 1] : (PyObject **)NULL;
 }
 
-static inline void pyref__record_unpacked(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT void pyref__record_unpacked(const struct pyref_site *site, PyObject *args,
                                           PyObject ***outs, size_t n)
 {
     if (pyref_recording_off())
@@ -487,7 +517,7 @@ struct pyref__buildarg {
  * argument with its promoted C type ("#" lengths: Py_ssize_t where the interpreter reads
  * one). Pure: no Python API, no allocation.
  */
-static inline int pyref__buildfmt_stolen(const char *f, va_list *va, struct pyref__buildarg *outs,
+static inline PYREF__O0_OPT int pyref__buildfmt_stolen(const char *f, va_list *va, struct pyref__buildarg *outs,
                                          int max, int *ntop)
 {
     int n = 0, depth = 0, top = 0, pos = -1;
@@ -582,7 +612,7 @@ static inline int pyref__buildfmt_stolen(const char *f, va_list *va, struct pyre
  * its index when the result is the tuple or list it sits in directly; none when the
  * result is the argument itself, or the call failed: "N" is stolen even then), then NEW
  * for the result. Returns what the interpreter returns. */
-static inline PyObject *pyref__vbuild_value(const struct pyref_site *site, const char *format,
+static inline PYREF__O0_OPT PyObject *pyref__vbuild_value(const struct pyref_site *site, const char *format,
                                             va_list va)
 {
     struct pyref__buildarg args[PYREF__BUILD_MAX];
@@ -615,7 +645,7 @@ static inline PyObject *pyref__vbuild_value(const struct pyref_site *site, const
     return r;
 }
 
-static inline PyObject *pyref__build_value(const struct pyref_site *site, const char *format,
+static inline PYREF__O0_OPT PyObject *pyref__build_value(const struct pyref_site *site, const char *format,
                                            ...)
 {
     va_list va;
