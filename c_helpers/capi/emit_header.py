@@ -245,7 +245,7 @@ def macro_code(api):
                 cap.append(head)
             wrap.append(head)
         if form == "slot":
-            cap.append("static inline PyObject **pyref__slot_%s(%s)\n{\n    return &%s(%s);\n}"
+            cap.append("static inline PYREF__CAPTURE PyObject **pyref__slot_%s(%s)\n{\n    return &%s(%s);\n}"
                        % (api.name, decl, api.name, args))
             wrap.append(bound_wrapper(api, "PyObject *", params, "pyref__slot_" + api.name,
                                       api.name, casts, slot=True))
@@ -253,7 +253,7 @@ def macro_code(api):
             ret = m.ret
             body = "return %s(%s);" % (api.name, args) if ret != "void" else \
                 "%s(%s);" % (api.name, args)
-            cap.append("static inline %s%spyref__orig_%s(%s)\n{\n    %s\n}" % (
+            cap.append("static inline PYREF__CAPTURE %s%spyref__orig_%s(%s)\n{\n    %s\n}" % (
                 ret, "" if ret.endswith("*") else " ", api.name, decl, body))
             wrap.append(bound_wrapper(api, ret, params, "pyref__orig_" + api.name, api.name,
                                       casts))
@@ -270,7 +270,7 @@ def alloc_code(api):
     params = split_params(ALLOCS[api.name])
     decl = ", ".join("%s%s%s" % (t, "" if t.endswith("*") else " ", n) for t, n in params)
     args = ", ".join(n for _, n in params)
-    cap = ("static inline PyObject *pyref__orig_%s(%s)\n{\n    return (PyObject *)%s(PyObject, "
+    cap = ("static inline PYREF__CAPTURE PyObject *pyref__orig_%s(%s)\n{\n    return (PyObject *)%s(PyObject, "
            "%s);\n}" % (api.name, decl, api.name, args))
     wrap = "#define %s(type, %s) \\\n    ((type *)PYREF__NEW(\"%s\", pyref__orig_%s(%s)))" % (
         api.name, args, api.name, api.name, args)

@@ -154,35 +154,87 @@ static inline __attribute__((always_inline)) int pyref__is_immortal(PyObject *op
  * of this file. */
 static inline void pyref__after_record(PyObject *op, Py_ssize_t count);
 
-/* Records then performs Py_INCREF(op). op must be non-NULL, as for Py_INCREF. */
-static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
-                                                             const struct pyref_site *site)
+/* Records then performs Py_INCREF(op) on the calling thread's descriptor `t`: through
+ * pyref__record_idle() when `idle` (the caller read t->busy as 0), else through
+ * pyref_record(), which handles every state of the thread (its first record, a signal
+ * handler's record inside one of its records). */
+static inline __attribute__((always_inline)) void
+pyref__incref_on(PyObject *op, const struct pyref_site *site, struct pyref_thread *t, int idle)
 {
     Py_ssize_t before = pyref__refcnt(op);
     /* Tested before the INCREF: a 64-bit load right after its 32-bit store cannot be
      * store-forwarded and stalls ~15 cycles (bench/RESULTS.md). */
     int immortal = pyref__is_immortal(op);
     pyref__real_incref(op);
-    if (pyref_record(op, site, before,
-                     PYREF_OP_INCREF | pyref__shared_flag(op) |
-                         (immortal ? PYREF_OP_IMMORTAL : 0),
-                     pyref__incref_noop(before, immortal) ? 0 : 1))
+    unsigned kind = PYREF_OP_INCREF | pyref__shared_flag(op) | (immortal ? PYREF_OP_IMMORTAL : 0);
+    int delta = pyref__incref_noop(before, immortal) ? 0 : 1;
+    if (idle ? pyref__record_idle(t, op, site, before, kind, delta)
+             : pyref_record(op, site, before, kind, delta))
         pyref__after_record(op, before); /* pyref_hooks.h; not when recording is off */
 }
 
-/* Records then performs Py_DECREF(op). The record is written first: the DECREF may free
- * the object (op DEALLOC when the count goes 1 -> 0). */
-static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
-                                                             const struct pyref_site *site)
+/* Records then performs Py_DECREF(op), as pyref__incref_on(). The record is written first:
+ * the DECREF may free the object (op DEALLOC when the count goes 1 -> 0). */
+static inline __attribute__((always_inline)) void
+pyref__decref_on(PyObject *op, const struct pyref_site *site, struct pyref_thread *t, int idle)
 {
     Py_ssize_t before = pyref__refcnt(op);
     int immortal = pyref__is_immortal(op);
     unsigned kind = immortal ? PYREF_OP_DECREF | PYREF_OP_IMMORTAL
                     : before == 1 ? PYREF_OP_DEALLOC
                                   : PYREF_OP_DECREF;
-    if (pyref_record(op, site, before, kind | pyref__shared_flag(op), immortal ? 0 : -1))
+    kind |= pyref__shared_flag(op);
+    int delta = immortal ? 0 : -1;
+    if (idle ? pyref__record_idle(t, op, site, before, kind, delta)
+             : pyref_record(op, site, before, kind, delta))
         pyref__after_record(op, before); /* pyref_hooks.h: before the DECREF, which may free op */
     pyref__real_decref(op, site);
+}
+
+/* The calling thread is busy (no descriptor yet, or a signal handler's record inside one
+ * of its records) and recording is on: out of line, rare. */
+static __attribute__((noinline, cold, unused)) void pyref__incref_busy(PyObject *op,
+                                                                      const struct pyref_site *site)
+{
+    pyref__incref_on(op, site, NULL, 0);
+}
+static __attribute__((noinline, cold, unused)) void pyref__decref_busy(PyObject *op,
+                                                                      const struct pyref_site *site)
+{
+    pyref__decref_on(op, site, NULL, 0);
+}
+
+/* Records then performs Py_INCREF(op). op must be non-NULL, as for Py_INCREF. The thread's
+ * `busy` word is tested first, once: 0 (the common case) records inline; PYREF_BUSY_OFF
+ * (PYREF=off) performs the interpreter's INCREF and nothing else, before reading anything
+ * of op; any other value goes out of line. */
+static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
+                                                             const struct pyref_site *site)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0)) {
+        if (t->busy == PYREF_BUSY_OFF)
+            pyref__real_incref(op);
+        else
+            pyref__incref_busy(op, site);
+        return;
+    }
+    pyref__incref_on(op, site, t, 1);
+}
+
+/* Records then performs Py_DECREF(op); the busy test as in pyref_incref(). */
+static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
+                                                             const struct pyref_site *site)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0)) {
+        if (t->busy == PYREF_BUSY_OFF)
+            pyref__real_decref(op, site);
+        else
+            pyref__decref_busy(op, site);
+        return;
+    }
+    pyref__decref_on(op, site, t, 1);
 }
 
 static inline __attribute__((always_inline)) void pyref_xincref(PyObject *op,
@@ -222,6 +274,10 @@ pyref_xnewref(PyObject *op, const struct pyref_site *site)
  * comparison row.) */
 #if !defined(__OPTIMIZE__) && defined(__GNUC__) && !defined(__clang__) && !defined(PYREF_O0_INLINE)
 #define PYREF__O2_FN static __attribute__((noinline, unused, optimize("O2")))
+/* the C-API origin helpers (pyref_capi_prelude.h) get the same copies, and its
+ * out-of-line helpers (format walkers) the same optimisation */
+#define PYREF__O0_COPIES 1
+#define PYREF__O0_OPT __attribute__((optimize("O2")))
 PYREF__O2_FN void pyref__incref_o2(PyObject *op, const struct pyref_site *site)
 {
     pyref_incref(op, site);
@@ -249,6 +305,7 @@ PYREF__O2_FN PyObject *pyref__xnewref_o2(PyObject *op, const struct pyref_site *
 #define PYREF__OP(name) pyref__##name##_o2
 #else
 #define PYREF__OP(name) pyref_##name
+#define PYREF__O0_OPT
 #endif
 
 #undef Py_INCREF

@@ -22,12 +22,12 @@
 
 #if defined(PyCell_GET) && !defined(Py_LIMITED_API)
 #if PY_VERSION_HEX < 0x030C0000
-static inline PyObject **pyref__slot_PyCell_GET(PyObject *ob)
+static inline PYREF__CAPTURE PyObject **pyref__slot_PyCell_GET(PyObject *ob)
 {
     return &PyCell_GET(ob);
 }
 #else
-static inline PyObject *pyref__orig_PyCell_GET(PyObject *ob)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyCell_GET(PyObject *ob)
 {
     return PyCell_GET(ob);
 }
@@ -35,7 +35,7 @@ static inline PyObject *pyref__orig_PyCell_GET(PyObject *ob)
 #endif
 
 #if defined(PyCell_SET) && !defined(Py_LIMITED_API)
-static inline void pyref__orig_PyCell_SET(PyObject *cell, PyObject *value)
+static inline PYREF__CAPTURE void pyref__orig_PyCell_SET(PyObject *cell, PyObject *value)
 {
     PyCell_SET(cell, value);
 }
@@ -43,12 +43,12 @@ static inline void pyref__orig_PyCell_SET(PyObject *cell, PyObject *value)
 
 #if defined(PyInstanceMethod_GET_FUNCTION) && !defined(Py_LIMITED_API)
 #if PY_VERSION_HEX < 0x030C0000
-static inline PyObject **pyref__slot_PyInstanceMethod_GET_FUNCTION(PyObject *im)
+static inline PYREF__CAPTURE PyObject **pyref__slot_PyInstanceMethod_GET_FUNCTION(PyObject *im)
 {
     return &PyInstanceMethod_GET_FUNCTION(im);
 }
 #else
-static inline PyObject *pyref__orig_PyInstanceMethod_GET_FUNCTION(PyObject *im)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyInstanceMethod_GET_FUNCTION(PyObject *im)
 {
     return PyInstanceMethod_GET_FUNCTION(im);
 }
@@ -56,14 +56,14 @@ static inline PyObject *pyref__orig_PyInstanceMethod_GET_FUNCTION(PyObject *im)
 #endif
 
 #if defined(PyList_GET_ITEM) && !defined(Py_LIMITED_API)
-static inline PyObject **pyref__slot_PyList_GET_ITEM(PyObject *list, Py_ssize_t i)
+static inline PYREF__CAPTURE PyObject **pyref__slot_PyList_GET_ITEM(PyObject *list, Py_ssize_t i)
 {
     return &PyList_GET_ITEM(list, i);
 }
 #endif
 
 #if defined(PyList_SET_ITEM) && !defined(Py_LIMITED_API)
-static inline void pyref__orig_PyList_SET_ITEM(PyObject *list, Py_ssize_t i, PyObject *o)
+static inline PYREF__CAPTURE void pyref__orig_PyList_SET_ITEM(PyObject *list, Py_ssize_t i, PyObject *o)
 {
     PyList_SET_ITEM(list, i, o);
 }
@@ -71,12 +71,12 @@ static inline void pyref__orig_PyList_SET_ITEM(PyObject *list, Py_ssize_t i, PyO
 
 #if defined(PyMethod_GET_FUNCTION) && !defined(Py_LIMITED_API)
 #if PY_VERSION_HEX < 0x030C0000
-static inline PyObject **pyref__slot_PyMethod_GET_FUNCTION(PyObject *im)
+static inline PYREF__CAPTURE PyObject **pyref__slot_PyMethod_GET_FUNCTION(PyObject *im)
 {
     return &PyMethod_GET_FUNCTION(im);
 }
 #else
-static inline PyObject *pyref__orig_PyMethod_GET_FUNCTION(PyObject *im)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyMethod_GET_FUNCTION(PyObject *im)
 {
     return PyMethod_GET_FUNCTION(im);
 }
@@ -85,12 +85,12 @@ static inline PyObject *pyref__orig_PyMethod_GET_FUNCTION(PyObject *im)
 
 #if defined(PyMethod_GET_SELF) && !defined(Py_LIMITED_API)
 #if PY_VERSION_HEX < 0x030C0000
-static inline PyObject **pyref__slot_PyMethod_GET_SELF(PyObject *im)
+static inline PYREF__CAPTURE PyObject **pyref__slot_PyMethod_GET_SELF(PyObject *im)
 {
     return &PyMethod_GET_SELF(im);
 }
 #else
-static inline PyObject *pyref__orig_PyMethod_GET_SELF(PyObject *im)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyMethod_GET_SELF(PyObject *im)
 {
     return PyMethod_GET_SELF(im);
 }
@@ -98,28 +98,28 @@ static inline PyObject *pyref__orig_PyMethod_GET_SELF(PyObject *im)
 #endif
 
 #if defined(PyObject_GC_New)
-static inline PyObject *pyref__orig_PyObject_GC_New(PyTypeObject *typeobj)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyObject_GC_New(PyTypeObject *typeobj)
 {
     return (PyObject *)PyObject_GC_New(PyObject, typeobj);
 }
 #endif
 
 #if defined(PyObject_GC_NewVar)
-static inline PyObject *pyref__orig_PyObject_GC_NewVar(PyTypeObject *typeobj, Py_ssize_t n)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyObject_GC_NewVar(PyTypeObject *typeobj, Py_ssize_t n)
 {
     return (PyObject *)PyObject_GC_NewVar(PyObject, typeobj, n);
 }
 #endif
 
 #if defined(PyObject_New)
-static inline PyObject *pyref__orig_PyObject_New(PyTypeObject *typeobj)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyObject_New(PyTypeObject *typeobj)
 {
     return (PyObject *)PyObject_New(PyObject, typeobj);
 }
 #endif
 
 #if defined(PyObject_NewVar)
-static inline PyObject *pyref__orig_PyObject_NewVar(PyTypeObject *typeobj, Py_ssize_t n)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyObject_NewVar(PyTypeObject *typeobj, Py_ssize_t n)
 {
     return (PyObject *)PyObject_NewVar(PyObject, typeobj, n);
 }
@@ -127,12 +127,12 @@ static inline PyObject *pyref__orig_PyObject_NewVar(PyTypeObject *typeobj, Py_ss
 
 #if defined(PySequence_Fast_GET_ITEM) && !defined(Py_LIMITED_API)
 #if defined(__cplusplus)
-static inline PyObject **pyref__slot_PySequence_Fast_GET_ITEM(PyObject *o, Py_ssize_t i)
+static inline PYREF__CAPTURE PyObject **pyref__slot_PySequence_Fast_GET_ITEM(PyObject *o, Py_ssize_t i)
 {
     return &PySequence_Fast_GET_ITEM(o, i);
 }
 #else
-static inline PyObject *pyref__orig_PySequence_Fast_GET_ITEM(PyObject *o, Py_ssize_t i)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PySequence_Fast_GET_ITEM(PyObject *o, Py_ssize_t i)
 {
     return PySequence_Fast_GET_ITEM(o, i);
 }
@@ -140,21 +140,21 @@ static inline PyObject *pyref__orig_PySequence_Fast_GET_ITEM(PyObject *o, Py_ssi
 #endif
 
 #if defined(PySequence_ITEM) && !defined(Py_LIMITED_API)
-static inline PyObject *pyref__orig_PySequence_ITEM(PyObject *o, Py_ssize_t i)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PySequence_ITEM(PyObject *o, Py_ssize_t i)
 {
     return PySequence_ITEM(o, i);
 }
 #endif
 
 #if defined(PyTuple_GET_ITEM) && !defined(Py_LIMITED_API)
-static inline PyObject **pyref__slot_PyTuple_GET_ITEM(PyObject *p, Py_ssize_t pos)
+static inline PYREF__CAPTURE PyObject **pyref__slot_PyTuple_GET_ITEM(PyObject *p, Py_ssize_t pos)
 {
     return &PyTuple_GET_ITEM(p, pos);
 }
 #endif
 
 #if defined(PyTuple_SET_ITEM) && !defined(Py_LIMITED_API)
-static inline void pyref__orig_PyTuple_SET_ITEM(PyObject *p, Py_ssize_t pos, PyObject *o)
+static inline PYREF__CAPTURE void pyref__orig_PyTuple_SET_ITEM(PyObject *p, Py_ssize_t pos, PyObject *o)
 {
     PyTuple_SET_ITEM(p, pos, o);
 }
@@ -162,7 +162,7 @@ static inline void pyref__orig_PyTuple_SET_ITEM(PyObject *p, Py_ssize_t pos, PyO
 
 #if defined(PyWeakref_GET_OBJECT) && PY_VERSION_HEX < 0x030F0000 && !defined(Py_LIMITED_API)
 #if PY_VERSION_HEX < 0x030D0000
-static inline PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
+static inline PYREF__CAPTURE PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject *ref)
 {
     return PyWeakref_GET_OBJECT(ref);
 }

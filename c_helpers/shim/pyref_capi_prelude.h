@@ -69,6 +69,11 @@
 #define PYREF_AUX_CONTAINER 1 /* obj = the container of the previous record's object;
                                  refcnt = its index there, -1 when the call names no index */
 
+/* The generated captures of the interpreter's macros (pyref_capi.h: pyref__slot_*,
+ * pyref__orig_*): always inlined, so that at -O0 a wrapped PyTuple_GET_ITEM costs what the
+ * interpreter's macro costs there, not one more call. */
+#define PYREF__CAPTURE __attribute__((always_inline))
+
 #define PYREF__CAT_(a, b) a##b
 #define PYREF__CAT(a, b) PYREF__CAT_(a, b)
 /* A local of one expansion: unique per use (__COUNTER__), so nested wrappers do not shadow. */
@@ -79,24 +84,54 @@
 #define PYREF__AUTO __auto_type
 #endif
 
-/* Records NEW or BORROW for a reference a call returned (nothing for NULL), then, when
- * `container` is not NULL, an AUX record naming it. `index` is the position in the
- * container, -1 when there is none. Cannot fail; does not touch the container. */
+/* The body of pyref__origin() on the calling thread's descriptor `t`: through the
+ * pyref__record*_idle() writers when `idle` (the caller read t->busy as 0), else through
+ * pyref_record*(), which handle every state of the thread. */
 static inline __attribute__((always_inline)) void
-pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
-              const void *container, int64_t index)
+pyref__origin_on(const void *obj, const struct pyref_site *site, unsigned op,
+                 const void *container, int64_t index, struct pyref_thread *t, int idle)
 {
     if (obj == NULL)
         return;
     PyObject *o = (PyObject *)(uintptr_t)obj;
     unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
-    Py_ssize_t count = Py_REFCNT(o);
-    int written = container != NULL /* both records in one write (ring.h) */
-                      ? pyref_record_pair(o, site, (int64_t)count, f, 0, container,
-                                          PYREF_AUX_CONTAINER, index)
-                      : pyref_record(o, site, (int64_t)count, f, 0);
+    Py_ssize_t count = pyref__refcnt(o); /* Py_REFCNT(), without its call at -O0 */
+    int written;
+    if (container != NULL) /* both records in one write (ring.h) */
+        written = idle ? pyref__record_pair_idle(t, o, site, (int64_t)count, f, 0, container,
+                                                 PYREF_AUX_CONTAINER, index)
+                       : pyref_record_pair(o, site, (int64_t)count, f, 0, container,
+                                           PYREF_AUX_CONTAINER, index);
+    else
+        written = idle ? pyref__record_idle(t, o, site, (int64_t)count, f, 0)
+                       : pyref_record(o, site, (int64_t)count, f, 0);
     if (written)
         pyref__after_record(o, count); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
+}
+
+/* pyref__origin() when the thread is busy and recording is on: out of line, rare. */
+static __attribute__((noinline, cold, unused)) void
+pyref__origin_busy(const void *obj, const struct pyref_site *site, unsigned op,
+                   const void *container, int64_t index)
+{
+    pyref__origin_on(obj, site, op, container, index, NULL, 0);
+}
+
+/* Records NEW or BORROW for a reference a call returned (nothing for NULL), then, when
+ * `container` is not NULL, an AUX record naming it. `index` is the position in the
+ * container, -1 when there is none. Cannot fail; does not touch the container. The
+ * thread's `busy` word is tested first: under PYREF=off nothing else is done. */
+static inline __attribute__((always_inline)) void
+pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
+              const void *container, int64_t index)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0)) {
+        if (t->busy != PYREF_BUSY_OFF)
+            pyref__origin_busy(obj, site, op, container, index);
+        return;
+    }
+    pyref__origin_on(obj, site, op, container, index, t, 1);
 }
 
 /* The count of a reference about to be stolen, read before the call: after it the
@@ -106,32 +141,88 @@ struct pyref__pre {
     unsigned flags;  /* PYREF_OP_IMMORTAL or 0 */
 };
 
+/* Reads what pyref__stolen() records of `obj` before the call that steals it, and notes
+ * obj for the free hook while it is alive. Under PYREF=off does nothing and returns
+ * zeros (pyref__stolen() then records nothing). */
 static inline __attribute__((always_inline)) struct pyref__pre pyref__before(const void *obj)
 {
     struct pyref__pre p = {0, 0u};
+    if (pyref_recording_off())
+        return p;
     if (obj != NULL) {
         PyObject *o = (PyObject *)(uintptr_t)obj;
-        p.refcnt = (int64_t)Py_REFCNT(o);
+        p.refcnt = (int64_t)pyref__refcnt(o);
         p.flags = pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u;
         pyref__after_record(o, (Py_ssize_t)p.refcnt); /* noted while alive: the taker may free it */
     }
     return p;
 }
 
+/* The body of pyref__stolen() on `t`, as pyref__origin_on(). */
+static inline __attribute__((always_inline)) void
+pyref__stolen_on(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
+                 const void *container, int64_t index, struct pyref_thread *t, int idle)
+{
+    if (obj == NULL)
+        return;
+    unsigned f = PYREF_OP_STEAL | pre.flags;
+    if (container != NULL)
+        (void)(idle ? pyref__record_pair_idle(t, obj, site, pre.refcnt, f, 0, container,
+                                              PYREF_AUX_CONTAINER, index)
+                    : pyref_record_pair(obj, site, pre.refcnt, f, 0, container,
+                                        PYREF_AUX_CONTAINER, index));
+    else
+        (void)(idle ? pyref__record_idle(t, obj, site, pre.refcnt, f, 0)
+                    : pyref_record(obj, site, pre.refcnt, f, 0));
+}
+
+/* pyref__stolen() when the thread is busy and recording is on: out of line, rare. */
+static __attribute__((noinline, cold, unused)) void
+pyref__stolen_busy(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
+                   const void *container, int64_t index)
+{
+    pyref__stolen_on(obj, pre, site, container, index, NULL, 0);
+}
+
 /* Records STEAL of `obj` (count as read by pyref__before) and the container that took it.
- * Never dereferences obj: it may be gone. */
+ * Never dereferences obj: it may be gone. The `busy` test first, as in pyref__origin(). */
 static inline __attribute__((always_inline)) void
 pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
               const void *container, int64_t index)
 {
-    if (obj == NULL)
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0)) {
+        if (t->busy != PYREF_BUSY_OFF)
+            pyref__stolen_busy(obj, pre, site, container, index);
         return;
-    if (container != NULL)
-        pyref_record_pair(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0, container,
-                          PYREF_AUX_CONTAINER, index);
-    else
-        pyref_record(obj, site, pre.refcnt, PYREF_OP_STEAL | pre.flags, 0);
+    }
+    pyref__stolen_on(obj, pre, site, container, index, t, 1);
 }
+
+/* Unoptimised builds (gcc -O0, Python.h's PYREF__O2_FN): the three helpers every wrapper
+ * calls become calls of one optimize("O2") copy each per translation unit, into which
+ * the record is inlined, instead of being inlined unoptimised at every call site (the
+ * wrappers' own statement expressions stay the caller's). */
+#ifdef PYREF__O0_COPIES
+PYREF__O2_FN void pyref__origin_o2(const void *obj, const struct pyref_site *site, unsigned op,
+                                   const void *container, int64_t index)
+{
+    pyref__origin(obj, site, op, container, index);
+}
+PYREF__O2_FN struct pyref__pre pyref__before_o2(const void *obj)
+{
+    return pyref__before(obj);
+}
+PYREF__O2_FN void pyref__stolen_o2(const void *obj, struct pyref__pre pre,
+                                   const struct pyref_site *site, const void *container,
+                                   int64_t index)
+{
+    pyref__stolen(obj, pre, site, container, index);
+}
+#define pyref__origin pyref__origin_o2
+#define pyref__before pyref__before_o2
+#define pyref__stolen pyref__stolen_o2
+#endif
 
 /* Evaluates `call` once, records its result as NEW or BORROW, yields it unchanged (same
  * type, same value). */
@@ -164,7 +255,7 @@ struct pyref__argout {
  * ABIs pass all data pointers alike) and the "O&" converter as a function pointer. Pure: no
  * Python API, no allocation; safe to call with any format that just parsed successfully.
  */
-static inline int pyref__argfmt_outputs(const char *f, va_list *va, struct pyref__argout *outs,
+static inline PYREF__O0_OPT int pyref__argfmt_outputs(const char *f, va_list *va, struct pyref__argout *outs,
                                         int max)
 {
     int n = 0, arg = 0, depth = 0, pos = -1;
@@ -253,7 +344,7 @@ static inline int pyref__argfmt_outputs(const char *f, va_list *va, struct pyref
 
 /* The value of keyword `name` in `kwargs` (a dict), or NULL. Compares keys as C strings
  * (PyUnicode_CompareWithASCIIString): runs no Python code and raises nothing. */
-static inline PyObject *pyref__kwarg(PyObject *kwargs, const char *name)
+static inline PYREF__O0_OPT PyObject *pyref__kwarg(PyObject *kwargs, const char *name)
 {
     Py_ssize_t pos = 0;
     PyObject *key, *value;
@@ -270,7 +361,7 @@ static inline PyObject *pyref__kwarg(PyObject *kwargs, const char *name)
  * "(...)" the sequence passed for it (index = position at depth 1, else -1). Units the
  * call did not receive (optional, absent) are not recorded: their variable still holds the
  * caller's default. */
-static inline void pyref__record_parsed(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT void pyref__record_parsed(const struct pyref_site *site, PyObject *args,
                                         PyObject *kwargs, const char *const *kwlist,
                                         const char *format, va_list *va)
 {
@@ -310,21 +401,21 @@ static inline void pyref__record_parsed(const struct pyref_site *site, PyObject 
 /* PyArg_ParseTuple through PyArg_VaParse (the same parser, vgetargs1): under
  * PY_SSIZE_T_CLEAN on 3.10-3.12 both names are the interpreter's _SizeT aliases, so the
  * flavour matches the caller's. Returns what the parser returns. */
-static inline int pyref__parse_tuple(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT int pyref__parse_tuple(const struct pyref_site *site, PyObject *args,
                                      const char *format, ...)
 {
     va_list va, walk;
     va_start(va, format);
     va_copy(walk, va);
     int ok = PyArg_VaParse(args, format, va);
-    if (ok)
+    if (ok && !pyref_recording_off())
         pyref__record_parsed(site, args, NULL, NULL, format, &walk);
     va_end(walk);
     va_end(va);
     return ok;
 }
 
-static inline int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject *args,
                                         PyObject *kw, const char *format,
                                         PYREF__KWLIST kwlist, ...)
 {
@@ -332,7 +423,7 @@ static inline int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject 
     va_start(va, kwlist);
     va_copy(walk, va);
     int ok = PyArg_VaParseTupleAndKeywords(args, kw, format, kwlist, va);
-    if (ok)
+    if (ok && !pyref_recording_off())
         pyref__record_parsed(site, args, kw, (const char *const *)kwlist, format, &walk);
     va_end(walk);
     va_end(va);
@@ -343,15 +434,17 @@ static inline int pyref__parse_tuple_kw(const struct pyref_site *site, PyObject 
  * array (each argument evaluated once) and passes PYREF__UNPACK_MAX of them; the parser
  * reads only as many as the tuple has items (at most `max`). */
 #define PYREF__UNPACK_MAX 32
-static inline void pyref__unpack_copy(PyObject ***dst, void *const *src, size_t n)
+static inline PYREF__O0_OPT void pyref__unpack_copy(PyObject ***dst, void *const *src, size_t n)
 {
     for (size_t i = 0; i < PYREF__UNPACK_MAX; i++)
         dst[i] = i < n ? (PyObject **)src[i + 1] : (PyObject **)NULL;
 }
 
-static inline void pyref__record_unpacked(const struct pyref_site *site, PyObject *args,
+static inline PYREF__O0_OPT void pyref__record_unpacked(const struct pyref_site *site, PyObject *args,
                                           PyObject ***outs, size_t n)
 {
+    if (pyref_recording_off())
+        return;
     Py_ssize_t nargs = PyTuple_Size(args);
     for (Py_ssize_t i = 0; i < nargs && (size_t)i < n; i++)
         if (outs[i] != NULL)
@@ -424,7 +517,7 @@ struct pyref__buildarg {
  * argument with its promoted C type ("#" lengths: Py_ssize_t where the interpreter reads
  * one). Pure: no Python API, no allocation.
  */
-static inline int pyref__buildfmt_stolen(const char *f, va_list *va, struct pyref__buildarg *outs,
+static inline PYREF__O0_OPT int pyref__buildfmt_stolen(const char *f, va_list *va, struct pyref__buildarg *outs,
                                          int max, int *ntop)
 {
     int n = 0, depth = 0, top = 0, pos = -1;
@@ -519,13 +612,13 @@ static inline int pyref__buildfmt_stolen(const char *f, va_list *va, struct pyre
  * its index when the result is the tuple or list it sits in directly; none when the
  * result is the argument itself, or the call failed: "N" is stolen even then), then NEW
  * for the result. Returns what the interpreter returns. */
-static inline PyObject *pyref__vbuild_value(const struct pyref_site *site, const char *format,
+static inline PYREF__O0_OPT PyObject *pyref__vbuild_value(const struct pyref_site *site, const char *format,
                                             va_list va)
 {
     struct pyref__buildarg args[PYREF__BUILD_MAX];
     struct pyref__pre pre[PYREF__BUILD_MAX];
     int ntop = 0, n = -1;
-    if (format != NULL) {
+    if (format != NULL && !pyref_recording_off()) { /* off: n = -1, nothing recorded */
         va_list walk;
         va_copy(walk, va);
         n = pyref__buildfmt_stolen(format, &walk, args, PYREF__BUILD_MAX, &ntop);
@@ -552,7 +645,7 @@ static inline PyObject *pyref__vbuild_value(const struct pyref_site *site, const
     return r;
 }
 
-static inline PyObject *pyref__build_value(const struct pyref_site *site, const char *format,
+static inline PYREF__O0_OPT PyObject *pyref__build_value(const struct pyref_site *site, const char *format,
                                            ...)
 {
     va_list va;

@@ -189,7 +189,7 @@ static inline __attribute__((always_inline)) PyThreadState *pyref__tstate(void)
 
 /* Out of line, when the context changed: validates the frame, computes the byte offset of
  * the instruction, writes the PYCTX record. `frame` may be NULL (no Python frame). */
-static __attribute__((noinline, cold, unused)) void pyref__pycontext_slow(void *frame)
+static __attribute__((noinline, cold, unused)) PYREF__O0_OPT void pyref__pycontext_slow(void *frame)
 {
     const void *code = NULL, *instr = NULL;
     int64_t offset = -1;
@@ -302,11 +302,11 @@ static inline __attribute__((always_inline)) int pyref__type_plausible(const voi
  * use after free): then its count (`count`, as recorded) is 0, negative or a fill, or its
  * type pointer is a fill, and neither the type nor anything else of it is touched here, so
  * that the fault, if any, happens in the caller's code or in CPython, not in pyref. */
-static __attribute__((noinline, unused)) void pyref__after_record_slow(PyObject *op,
+static __attribute__((noinline, unused)) PYREF__O0_OPT void pyref__after_record_slow(PyObject *op,
                                                                       Py_ssize_t count)
 {
     if (pyref__count_live(count) && !pyref_interest_noted(op)) {
-        PyTypeObject *tp = Py_TYPE(op);
+        PyTypeObject *tp = op->ob_type; /* Py_TYPE(), without its call at -O0 */
         if (pyref__type_plausible(tp))
             pyref_interest_mark(op, tp, pyref__preheader(tp));
     }

@@ -146,6 +146,18 @@ extern __thread struct pyref_thread *pyref_tls_thread
 int pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
                        unsigned op, int delta);
 
+/* True when recording is off for the whole process (PYREF=off): the calling thread's
+ * descriptor is pyref_thread_none with busy PYREF_BUSY_OFF, which no other state has. One
+ * TLS load, one load and a predictable branch: the shim and the C-API wrappers test it
+ * before anything else, so a build with tracing compiled in but switched off does only the
+ * interpreter's own work. Before the ring set exists (and in every other state) false: the
+ * record then reaches pyref_record_slow(), which drops it when recording is off. Never
+ * changes once the ring set is made. */
+static inline __attribute__((always_inline)) int pyref_recording_off(void)
+{
+    return __builtin_expect(pyref_tls_thread->busy == PYREF_BUSY_OFF, 0);
+}
+
 /* The slow path of pyref_record_pair(): pyref_record_slow(), then pyref_record_aux() when
  * the first record was written. Returns what pyref_record_slow() returned. */
 int pyref_record_pair_slow(const void *obj, const struct pyref_site *site, int64_t refcnt,
@@ -193,21 +205,17 @@ void pyref_record_aux(const void *obj, uint64_t kind, int64_t value);
      (uint64_t)(uint8_t)(int8_t)(delta) << 40 | (tidbits))
 
 /*
- * Appends one record to the calling thread's ring. When the thread has no ring yet it
- * takes the slow path; when a signal handler interrupts a record on the same thread, the
- * handler's record is dropped and counted in thread.lost. Returns 1 when the record was
- * written, 0 when it was dropped (recording off, re-entered, no ring to be had): the shim
- * then skips the work that only matters for a recorded object. Thread-safe (each thread
- * writes only its own ring) and async-signal-safe. Does not touch *obj.
+ * The body of pyref_record() after its `busy` test: writes one record on `t`, the calling
+ * thread's descriptor (pyref_tls_thread), whose `busy` this thread read as 0. A signal
+ * handler that records between that test and this write restores `busy` to 0 before it
+ * returns, so the precondition still holds. Returns 1. Callers that test `busy` themselves
+ * (the shim, to drop PYREF=off before reading anything) call this; everyone else calls
+ * pyref_record().
  */
 static inline __attribute__((always_inline)) int
-pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
-             int delta)
+pyref__record_idle(struct pyref_thread *t, const void *obj, const struct pyref_site *site,
+                   int64_t refcnt, unsigned op, int delta)
 {
-    struct pyref_thread *t = pyref_tls_thread;
-    /* one test: no descriptor yet (pyref_thread_none), recording off, or re-entered */
-    if (__builtin_expect(t->busy != 0, 0))
-        return t->busy == PYREF_BUSY_OFF ? 0 : pyref_record_slow(obj, site, refcnt, op, delta);
     t->busy = 1;
     PYREF__SIGNAL_FENCE();
     uint64_t h = t->head;
@@ -232,21 +240,31 @@ pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, uns
 }
 
 /*
- * pyref_record() followed by pyref_record_aux(aux_obj, aux_kind, aux_value), written as one
- * sequence (one guard, one seq, one head update): what a C-API origin and the AUX naming
- * its container cost. The two records are exactly those the two calls would write; each
- * is committed by its own commit word, the origin first. Same contract as pyref_record();
- * returns 1 when the first record was written.
+ * Appends one record to the calling thread's ring. When the thread has no ring yet it
+ * takes the slow path; when a signal handler interrupts a record on the same thread, the
+ * handler's record is dropped and counted in thread.lost. Returns 1 when the record was
+ * written, 0 when it was dropped (recording off, re-entered, no ring to be had): the shim
+ * then skips the work that only matters for a recorded object. Thread-safe (each thread
+ * writes only its own ring) and async-signal-safe. Does not touch *obj.
  */
 static inline __attribute__((always_inline)) int
-pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
-                  int delta, const void *aux_obj, uint64_t aux_kind, int64_t aux_value)
+pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
+             int delta)
 {
     struct pyref_thread *t = pyref_tls_thread;
+    /* one test: no descriptor yet (pyref_thread_none), recording off, or re-entered */
     if (__builtin_expect(t->busy != 0, 0))
-        return t->busy == PYREF_BUSY_OFF ? 0
-                                         : pyref_record_pair_slow(obj, site, refcnt, op, delta,
-                                                                  aux_obj, aux_kind, aux_value);
+        return t->busy == PYREF_BUSY_OFF ? 0 : pyref_record_slow(obj, site, refcnt, op, delta);
+    return pyref__record_idle(t, obj, site, refcnt, op, delta);
+}
+
+/* The body of pyref_record_pair() after its `busy` test; the precondition of
+ * pyref__record_idle(). Returns 1. */
+static inline __attribute__((always_inline)) int
+pyref__record_pair_idle(struct pyref_thread *t, const void *obj, const struct pyref_site *site,
+                        int64_t refcnt, unsigned op, int delta, const void *aux_obj,
+                        uint64_t aux_kind, int64_t aux_value)
+{
     t->busy = 1;
     PYREF__SIGNAL_FENCE();
     uint64_t h = t->head, mask = t->mask;
@@ -273,6 +291,26 @@ pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt
     PYREF__SIGNAL_FENCE();
     t->busy = 0;
     return 1;
+}
+
+/*
+ * pyref_record() followed by pyref_record_aux(aux_obj, aux_kind, aux_value), written as one
+ * sequence (one guard, one seq, one head update): what a C-API origin and the AUX naming
+ * its container cost. The two records are exactly those the two calls would write; each
+ * is committed by its own commit word, the origin first. Same contract as pyref_record();
+ * returns 1 when the first record was written.
+ */
+static inline __attribute__((always_inline)) int
+pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt, unsigned op,
+                  int delta, const void *aux_obj, uint64_t aux_kind, int64_t aux_value)
+{
+    struct pyref_thread *t = pyref_tls_thread;
+    if (__builtin_expect(t->busy != 0, 0))
+        return t->busy == PYREF_BUSY_OFF ? 0
+                                         : pyref_record_pair_slow(obj, site, refcnt, op, delta,
+                                                                  aux_obj, aux_kind, aux_value);
+    return pyref__record_pair_idle(t, obj, site, refcnt, op, delta, aux_obj, aux_kind,
+                                   aux_value);
 }
 
 /* AUX kind of the records that carry a MARK's label, 16 bytes each (obj, then refcnt). */
