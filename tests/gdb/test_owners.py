@@ -224,3 +224,28 @@ def test_help():
     owners, leaks = out.split("@@")
     assert "Usage: pyref owners [--depth N] [--all] [--dot FILE] [--json] EXPR" in owners
     assert "Usage: pyref leaks [--top N] [--no-scan] [--max-search N] [--json]" in leaks
+
+
+BIG_TARGET = os.path.join(pyreftest.ROOT, "tests", "gdb_targets", "big_owners_target.py")
+
+
+def test_big_containers(tmp_path):
+    """Issue 21's bound: a word far into one mmapped block (the item array of a 10 M-item
+    list, 40 MB in; a dict's value 50 MB into its keys) is attributed to its container,
+    not left as a heap word of unknown owner: the target merges an anonymous mapping
+    below each block, so the block's header is found only by searching back from the
+    word (up to 256 MiB: with the former 16 MiB the list's item was "owner unknown").
+    From a core of the default interpreter only: the core is 300 MB."""
+    python = pyreftest.interpreter("3.11d")[0]
+    core, _ = pyreftest.run_to_core(python, [BIG_TARGET, str(tmp_path)], str(tmp_path))
+    out = pyreftest.gdb_batch(["source ids.gdb", "echo @@ item\\n", "pyref owners $o_item",
+                               "echo @@ value\\n", "pyref owners $o_value", "echo @@ end\\n"],
+                              args=[python, core], cwd=str(tmp_path))
+    secs = sections(out)
+    assert [re.sub(A, "ADDR", l) for l in counted(secs["item"])] == [
+        "ADDR  list ADDR item [5000000]"], out
+    assert [re.sub(A, "ADDR", l) for l in counted(secs["value"])] == [
+        "ADDR  dict ADDR value for key 1500000"], out
+    for name in ("item", "value"):
+        assert ACCOUNT_1 in secs[name], out
+    os.remove(core)

@@ -255,3 +255,37 @@ def test_lost_path_reads_the_acquiring_functions_later_records():
     # nothing more of the function: lost before its next transition
     got = leaks.lost_path(acq, [s("other", 3)])
     assert got["line"] is None and "no later record of total" in got["note"]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_unbalanced_counts_are_unreleased_lengths(seed):
+    """unbalanced_counts() gives each object len(unreleased()) of its Events: long
+    histories of few addresses (lifetimes reset by DEALLOC, FREE and NEW with count 1,
+    releases with nothing to match), three threads whose runs interleave, and a second
+    run of equal seqs (another ring's counter: ties go in run order)."""
+    rnd = random.Random(seed)
+    objs = [0x1000 + 16 * i for i in range(6)]
+    sites = {0x50: "ext.c", 0x60: "ext.c", 0x70: None}
+    ops = ["INCREF"] * 5 + ["DECREF"] * 5 + ["NEW", "NEW", "STEAL", "DEALLOC", "FREE"]
+    recs = []
+    seqs = rnd.sample(range(5000), 600) + rnd.sample(range(5000), 200)   # ties
+    for k, seq in enumerate(seqs):
+        op = rnd.choice(ops)
+        recs.append((rnd.choice(objs), op, rnd.choice(list(sites)),
+                     1 if op == "DEALLOC" else rnd.choice([1, 1, 2, 3]),
+                     rnd.random() < 0.03, seq, k // 200))
+    runs, order = [], []
+    for t in range(4):                      # each run in its own seq order
+        mine = sorted((r for r in recs if r[6] == t), key=lambda r: r[5])
+        runs += columns(mine)
+        order += mine
+    got = leaks.unbalanced_counts(runs, lambda s: sites[s] is not None)
+    by_obj = {}
+    for r in sorted(order, key=lambda r: r[5]):       # stable: ties in run order
+        site = Site(r[2], sites[r[2]], r[2], "f%d" % (r[2] % 3), r[1]) \
+            if sites[r[2]] else None
+        by_obj.setdefault(r[0], []).append(events.Event(
+            seq=r[5], op=r[1], before=r[3], after=r[3], site=site, immortal=r[4]))
+    want = {o: len(leaks.unreleased(evs)) for o, evs in by_obj.items()
+            if leaks.unreleased(evs)}
+    assert got == want

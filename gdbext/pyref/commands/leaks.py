@@ -2,7 +2,6 @@
 The analysis is rules/leaks.py; this module gathers its inputs from the target (the ring's
 candidates, each object's count and type, one search of memory for their holders) and
 writes the report."""
-import bisect
 import json
 
 import gdb
@@ -12,7 +11,7 @@ from pyref.errors import PyrefError
 from pyref.inferior import (diagnose, heapslots, memsearch, objects, pycontext, pythreads,
                             rings, target)
 from pyref.inferior import sources
-from pyref.reader import evidence
+from pyref.reader import columnar, evidence
 from pyref.rules import events, leaks, marks
 from pyref.rules.leaks import MAX_LEAK_SCAN
 from pyref.rules.ownergraph import scan_summary, site_text
@@ -21,20 +20,39 @@ DEFAULT_TOP = 20
 
 
 def _candidates(ringset):
-    """{obj: [Event]} for the objects some reference to which traced code acquired and
-    never released in their current lifetime. The ring is read as columns
-    (leaks.unbalanced): Records and Events are built only for those objects, a handful
-    among the million records of a full ring."""
+    """{obj: unreleased references} of the objects some reference to which traced code
+    acquired and never released in their current lifetime, cached per stop. The ring is
+    read as compact columns (reader/columnar.py, leaks.unbalanced_counts): no Record, no
+    int object per record."""
     cache = target.stop_cache()
-    objs = cache.get("leaks.unbalanced")
-    if objs is None:
-        objs = cache["leaks.unbalanced"] = leaks.unbalanced(
+    counts = cache.get("leaks.unbalanced")
+    if counts is None:
+        counts = cache["leaks.unbalanced"] = leaks.unbalanced_counts(
             # Only the records that move a count unreleased() follows (nonzero raw
             # effect): the others never change its answer, and are most of a ring.
-            (c for ring in ringset.rings for c in ring.slot_columns(leaks.RAW_EFFECT)),
+            (c for ring in ringset.rings for c in columnar.leak_columns(ring,
+                                                                        leaks.RAW_EFFECT)),
             lambda site: rings.site_of(site) is not None)
-    return {obj: events.from_records(recs, rings.site_of)
-            for obj, recs in ringset.records_of(objs).items()}
+    return counts
+
+
+def _candidate_events(ringset, counts, alive, singletons):
+    """({obj: [Event]}, {obj: unreleased references} of the static objects): Events only
+    for the candidates a report can show, the singletons and the live objects of a
+    mortal count; a dead object leaks nothing, and a static one only adds its count
+    (leaks.report's `static`), so neither gets its records decoded."""
+    want, static = set(), {}
+    for obj, n in counts.items():
+        if obj not in singletons:
+            count = alive(obj)
+            if count is None or count is False or (count is not True and count <= 0):
+                continue
+            if count is not True and count >= leaks.NEAR_IMMORTAL:
+                static[obj] = n
+                continue
+        want.add(obj)
+    return ({obj: events.from_records(recs, rings.site_of)
+             for obj, recs in ringset.records_of(want).items()}, static)
 
 
 def _holders(objs, problems):
@@ -89,10 +107,11 @@ def leak_report(top, search=MAX_LEAK_SCAN):
         info = infos.get(obj)
         return info.type.name if info is not None else "?"
 
-    rep = leaks.report(_candidates(ringset), alive, type_name, singletons, ringset.rings,
+    evs, static = _candidate_events(ringset, _candidates(ringset), alive, singletons)
+    rep = leaks.report(evs, alive, type_name, singletons, ringset.rings,
                        ringset.problems, _holders, top, search,
                        [m for ring in ringset.rings for m in ring.marks()],
-                       diagnose.python_minor())
+                       diagnose.python_minor(), static=static)
     _add_lost_paths(ringset, rep)
     sources.add_dropped_singletons(ringset, rep)
     rep["python_context"] = pycontext.recorded(ringset)
@@ -107,7 +126,6 @@ def _add_lost_paths(ringset, rep):
     """Each leaked group's `lost`: where the ring last shows the acquiring function after
     the example object's acquisition at the group's site (rules/leaks.lost_path), read
     from the acquiring thread's columns (no full decode)."""
-    columns = [c for ring in ringset.rings for c in ring.slot_columns()]
     for g in rep["groups"]:
         obj = int(g["example"], 16)
         recs = [r for r in ringset.records_for(obj)
@@ -117,18 +135,11 @@ def _add_lost_paths(ringset, rep):
         if not recs:
             continue
         acq = events.from_records(recs[-1:], rings.site_of)[0]
-        later = _following_sites(columns, recs[-1])
+        later = columnar.following_sites(ringset.ring_of(recs[-1]), recs[-1],
+                                         leaks.LOST_SCAN)
+        if later is not None:
+            later = [rings.site_of(a) for a in later]
         g["lost"] = leaks.lost_path(acq, later) if later is not None else None
-
-
-def _following_sites(columns, rec):
-    """The Sites of the records the thread that wrote `rec` wrote after it (at most
-    leaks.LOST_SCAN), or None when its column run is not found."""
-    for objs, sites_, _, _, seqs in columns:
-        i = bisect.bisect_left(seqs, rec.seq)
-        if i < len(seqs) and seqs[i] == rec.seq and objs[i] == rec.obj:
-            return [rings.site_of(a) for a in sites_[i + 1:i + 1 + leaks.LOST_SCAN]]
-    return None
 
 
 def _python_line(ringset, group):

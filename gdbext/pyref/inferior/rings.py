@@ -72,8 +72,9 @@ class RingSet:
         for ring in self.rings:
             for obj, recs in ring.records_of(objs).items():
                 merged.setdefault(obj, []).extend(recs)
-                for r in recs:
-                    self._ring_of[id(r)] = ring
+                if len(self.rings) > 1:      # ring_of's default is the only ring
+                    for r in recs:
+                        self._ring_of[id(r)] = ring
         for obj in objs:
             recs = merged.get(obj, [])
             if len(self.rings) > 1:
@@ -92,6 +93,11 @@ class RingSet:
         """The objects of `found` ({obj: records}, from records_of) in the order index()
         would list them: by the first ring holding a record of each, then by where its
         first record there falls in that ring's merged order."""
+        if len(self.rings) == 1:
+            # each object's records are in the ring's merged order: the first is the least
+            ring = self.rings[0]
+            return sorted(found, key=lambda obj: (ring.merge_key(found[obj][0]),
+                                                  found[obj][0].thread, found[obj][0].pos))
         pos = {id(r): k for k, r in enumerate(self.rings)}
 
         def key(obj):

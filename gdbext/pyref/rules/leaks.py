@@ -8,8 +8,9 @@ no gdb here.
 A whole ring is read as columns (unbalanced()): Events are built only for the objects it
 leaves unbalanced, a handful among the million records of a full ring.
 """
-from itertools import compress, islice, zip_longest
-from operator import le
+import sys
+from itertools import accumulate, compress, islice, repeat, zip_longest
+from operator import add, and_, ge, lshift, ne, or_, rshift
 
 from pyref.errors import PyrefError
 from pyref.reader import ringformat
@@ -78,47 +79,133 @@ _IS_ONE = (1).__eq__
 
 
 def unbalanced(columns, site_ok):
-    """The objects whose unreleased() is not empty, found on the raw ring
-    (decode.Ring.slot_columns() of each ring, rings in order) without an Event per
-    record: a whole-ring pass only needs to know which objects to look at closely.
-    `site_ok(site)`: whether the site address resolves to a C line (unreleased() skips
-    the records whose site does not). The count follows unreleased() exactly, in the
-    ring's order (seq, then ring, thread, position): acquisitions minus releases would
-    not do, since a release with nothing to match is ignored and so order matters."""
-    obj, site, refcnt, seq = [], [], [], []
-    effect = bytearray()
+    """The objects whose unreleased() is not empty (unbalanced_counts())."""
+    return set(unbalanced_counts(columns, site_ok))
+
+
+_IS_RESET = bytes(1 if i in (3, 4) else 0 for i in range(256))   # steps 3 and 4
+_BEFORE_ALL = -1 << 128       # an order below every record's
+_STEP_VALUE = bytes([0, 1, 0xFF, 0, 1] + [0] * 251)   # step -> its change, as int8
+# step | site-unresolved << 3 -> the step: unreleased() skips a record whose site does
+# not resolve, but a NEW that started a lifetime still ends the one before
+_UNRESOLVED = bytes(i if i < 8 else (3 if i & 7 in (3, 4) else 0) for i in range(256))
+_NONZERO_1 = bytes([0] + [1] * 255)
+_ZERO_IS_ONE = bytes([1] + [0] * 255)
+_LITTLE = sys.byteorder == "little"
+
+
+def unbalanced_counts(columns, site_ok):
+    """{obj: len(unreleased(its Events))} of the objects for which that is not 0, found on
+    the raw ring without an Event per record: a whole-ring pass only needs to know which
+    objects to look at closely (and how many references a static object's records
+    leave). `columns`: [(obj, site, refcnt, opbyte, seq)] one tuple of sequences per run
+    of one thread's records in its order, seq not decreasing, threads and rings in order
+    (decode.Ring.slot_columns(), or reader/columnar.leak_columns(): memoryviews, op byte
+    0 for the slots left out); `site_ok(site)`: whether the site address resolves to a C
+    line (unreleased() skips the records whose site does not).
+
+    The count follows unreleased() exactly, in the ring's order (seq, then ring, thread,
+    position): acquisitions minus releases would not do, since a release with nothing to
+    match is ignored and so order matters. But only what follows an object's last reset
+    (the end of a lifetime, or a NEW that starts one) can leave a reference: each run's
+    records before it are dropped column-wise, and only the rest, a few per live object,
+    are ordered and counted one by one."""
+    runs = []
+    rob, rord = [], []           # every reset: obj, order (seq << 32 | slot number)
+    base = 0
     for o, s, r, opb, q in columns:
-        obj += o
-        site += s
-        refcnt += r
-        seq += q
-        effect += opb.translate(_RAW_EFFECT)
-    if not all(map(le, seq, islice(seq, 1, None))):   # several threads or rings: merge
-        order = sorted(range(len(seq)), key=seq.__getitem__)     # stable: ties in order
-        obj, site, refcnt = (list(map(c.__getitem__, order)) for c in (obj, site, refcnt))
-        effect = bytes(map(effect.__getitem__, order))
-    n = len(effect)
-    bad = {s for s in set(compress(site, effect.translate(_NEEDS_SITE)))
-           if not (s and site_ok(s))}
-    flags = int.from_bytes(effect, "little") | \
-        int.from_bytes(bytes(map(_IS_ONE, refcnt)), "little") << 4
-    if bad:
-        flags |= int.from_bytes(bytes(map(bad.__contains__, site)), "little") << 3
-    steps = flags.to_bytes(n, "little").translate(_STEP)
-    held = {}
-    get = held.get
-    for o, step in compress(zip(obj, steps), steps):
-        if step == 1:
-            held[o] = get(o, 0) + 1
-        elif step == 2:
-            k = get(o)
-            if k:
-                held[o] = k - 1
-        elif step == 3:
-            held[o] = 0
-        else:
-            held[o] = 1
-    return {o for o, k in held.items() if k}
+        n = len(opb)
+        at, base = base, base + n
+        effect = opb.translate(_RAW_EFFECT)
+        if effect.count(0) == n:
+            continue
+        flags = _lanes(effect)
+        if 4 in effect:          # a NEW: whether its count is 1
+            flags |= _lanes(_is_one(r, n)) << 4
+        # the steps if every site resolves: one that does not only turns a reset into
+        # the other kind, and what follows the object's last reset is checked below
+        steps = flags.to_bytes(n, "little").translate(_STEP)
+        runs.append((o, s, q, steps, at))
+        resets = steps.translate(_IS_RESET)
+        idx = list(compress(range(n), resets))
+        rob += compress(o, resets)
+        rord += _orders(q, idx, at)
+    # each object's last reset: the reset orders sorted, the dict keeps the last
+    by = sorted(range(len(rord)), key=rord.__getitem__)
+    last = dict(zip(map(rob.__getitem__, by), map(rord.__getitem__, by)))
+    del rob, rord, by
+    last_seq = {k: v >> 32 for k, v in last.items()}
+    resolved = {}                # site -> it resolves
+    packed = []                  # obj << 128 | order << 3 | step
+    for o, s, q, steps, at in runs:
+        nz = steps.translate(_NONZERO_1)
+        ob = list(compress(o, nz))
+        # the records from the seq of the object's last reset on (ties: exact below)
+        keep = bytes(map(ge, compress(q, nz), map(last_seq.get, ob, repeat(_BEFORE_ALL))))
+        if not keep.count(1):
+            continue
+        idx = list(compress(compress(range(len(steps)), nz), keep))
+        ob = list(compress(ob, keep))
+        od = list(_orders(q, idx, at))
+        keep = bytes(map(ge, od, map(last.get, ob, repeat(_BEFORE_ALL))))
+        if keep.count(1) != len(keep):
+            ob, od, idx = (list(compress(c, keep)) for c in (ob, od, idx))
+        st = bytes(map(steps.__getitem__, idx))
+        sites = list(map(s.__getitem__, idx))
+        for x in set(sites).difference(resolved):
+            resolved[x] = bool(x and site_ok(x))
+        ok = bytes(map(resolved.__getitem__, sites))
+        if ok.count(0):
+            m = len(st)
+            st = (_lanes(st) | (_lanes(ok) ^ _lanes(b"\x01" * m)) << 3).to_bytes(
+                m, "little").translate(_UNRESOLVED)
+            ob, od, st = list(compress(ob, st)), list(compress(od, st)), bytes(
+                compress(st, st))
+        packed += map(or_, map(lshift, ob, repeat(128)),
+                      map(or_, map(lshift, od, repeat(3)), st))
+    packed.sort()
+    # Each object's records now start at its last reset, if any: what it holds is the
+    # floored walk's end, max(0, the largest sum of a suffix of its +1/-1 steps), with a
+    # NEW's reset counting +1 and an end 0. Suffix sums of the whole list at C speed,
+    # then one max per object.
+    m = len(packed)
+    objs = list(map(rshift, packed, repeat(128)))
+    vals = memoryview(bytes(map(and_, packed, repeat(7))).translate(_STEP_VALUE)).cast("b")
+    suffix = list(accumulate(reversed(vals)))
+    suffix.reverse()
+    suffix.append(0)
+    starts = [0]
+    starts += compress(range(1, m), map(ne, islice(objs, 1, None), objs))
+    starts.append(m)
+    out = {}
+    for a, b in zip(starts, islice(starts, 1, None)):
+        k = max(suffix[a:b]) - suffix[b] if b > a else 0
+        if k > 0:
+            out[objs[a]] = k
+    return out
+
+
+def _lanes(b):
+    return int.from_bytes(b, "little")
+
+
+def _orders(q, idx, at):
+    """The ring-order key (merge key << 32 | slot number) of the slots `idx` of a run
+    whose first slot is slot number `at` of the whole pass."""
+    return map(or_, map(lshift, map(q.__getitem__, idx), repeat(32)),
+               map(add, idx, repeat(at)))
+
+
+def _is_one(r, n):
+    """One byte a record, 1 where the count `r[i]` is 1: from the bytes of an int64
+    memoryview on a little-endian host (no int per record), else item by item."""
+    if _LITTLE and isinstance(r, memoryview) and r.itemsize == 8:
+        b = r.tobytes()
+        acc = _lanes(b[0::8]) ^ _lanes(b"\x01" * n)
+        for k in range(1, 8):
+            acc |= _lanes(b[k::8])
+        return acc.to_bytes(n, "little").translate(_ZERO_IS_ONE)
+    return bytes(map(_IS_ONE, r))
 
 
 # Records (of any object) between two acquisitions of one function that still count as
@@ -302,7 +389,7 @@ def scan_order(groups, limit):
 
 
 def report(events_by_obj, alive, type_name, singletons, rings, problems=(), holders=None,
-           top=20, search=MAX_LEAK_SCAN, marks=None, minor=None):
+           top=20, search=MAX_LEAK_SCAN, marks=None, minor=None, static=None):
     """The data of `pyref leaks` as a dict (its JSON).
 
     events_by_obj: {obj: [Event]} of the candidates (unbalanced() found them);
@@ -316,11 +403,13 @@ def report(events_by_obj, alive, type_name, singletons, rings, problems=(), hold
         none, the ring alone decides);
     marks: the rings' MARK records (decode.Ring.marks()): the leaks by test (rules/marks.py);
     minor: the interpreter's minor version (on 3.11 and earlier the singletons' references
-        are real ones: they are listed by site).
+        are real ones: they are listed by site);
+    static: {obj: unreleased references} of static objects left out of events_by_obj
+        (unbalanced_counts() counted them: they are only tallied).
     """
     problems = list(problems)
     leaked_events = []
-    static, maybe = {}, {}
+    static, maybe = dict(static or {}), {}
     leaked, accounted = leak_groups(events_by_obj, alive, None, leaked_events,
                                     static=static)
     scan_info, searched, example = None, set(), {}
