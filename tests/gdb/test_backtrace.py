@@ -24,10 +24,10 @@ def test_shim_frames_hidden_by_default(ident, tmp_path):
     pyreftest.build_ext(SRC, python, str(tmp_path))
     out = pyreftest.gdb_batch(
         ["set breakpoint pending on", "break stolen_then_decref", "run",
-         "break _Py_Dealloc", "continue", "echo @@hidden\\n", "bt 4", "show pyref shim-frames",
-         "echo @@shown\\n", "set pyref shim-frames on", "bt 4", "info frame-filter",
+         "break _Py_Dealloc", "continue", "echo @@hidden\\n", "bt 6", "show pyref shim-frames",
+         "echo @@shown\\n", "set pyref shim-frames on", "bt 6", "info frame-filter",
          "echo @@gdb\\n", "set pyref shim-frames off", "disable frame-filter global "
-         "pyref-shim-frames", "show pyref shim-frames", "bt 4", "enable frame-filter global "
+         "pyref-shim-frames", "show pyref shim-frames", "bt 6", "enable frame-filter global "
          "pyref-shim-frames", "show pyref shim-frames", "echo @@end\\n"],
         args=["--args", python, SCENARIO, str(tmp_path), "stolen_then_decref"])
     assert "Python Exception" not in out, out
