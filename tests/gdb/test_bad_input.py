@@ -505,3 +505,41 @@ def test_no_debug_info_names_the_package(tmp_path):
     want = ("pyref: no debug info for the Python interpreter (type PyObject unknown): install "
             "its debug symbols (python3.11-dbg on Debian and Ubuntu) or use a build with -g")
     assert pyref_lines(out) == [want, want], out
+
+
+def test_extension_dwarf_without_interpreter_symbols(tmp_path):
+    """A release interpreter without its debug symbols, and a traced extension built -g:
+    the extension's own DWARF describes PyObject and PyTypeObject, so the ring, the
+    history, the object header (type, count, state), `leaks` from the ring and `why` still
+    answer; what needs the interpreter's own types (a list's repr, the Python stack, the
+    holders in memory) says in one line which package has them."""
+    if not os.path.exists(RELEASE):
+        pytest.skip("%s not installed" % RELEASE)
+    pyreftest.build_ext(SEED_SRC, RELEASE, str(tmp_path))
+    core, proc = pyreftest.run_to_core(RELEASE, [SEED_DRIVER, str(tmp_path), "leak", "3"],
+                                       cwd=str(tmp_path))
+    arg = int(re.search(r"arg (\d+)", proc.stdout).group(1))
+    cmds = ["history", "show", "leaks", "why", "pystack", "owners"]
+    out = pyreftest.gdb_batch(
+        ["set debug-file-directory /nonexistent", "file " + RELEASE, "core-file " + core] +
+        sum((["echo @@%s\\n" % c, "pyref %s %s" % (c, arg if c in ("history", "show",
+                                                                    "owners") else "")]
+             for c in cmds), []) + ["echo @@end\\n"])
+    s = dict(zip(cmds, out.split("@@")[1:]))
+    s = {c: s[c][len(c) + 1:] for c in cmds}
+    assert len(re.findall(r"INCREF\s+\d+ -> \d+\s+seedext\.c:\d+ \(leak\)", s["history"])) \
+        == 3, out
+    assert re.search(r"^type:\s+list \(type object 0x[0-9a-f]+\)$", s["show"], re.M), out
+    assert re.search(r"^state:\s+live$", s["show"], re.M), out
+    assert "no debug info for PyListObject (install the interpreter's debug symbols: " \
+        "python3.11-dbg on Debian and Ubuntu)" in s["show"], out
+    assert re.search(r"^\s+3\s+1\s+seedext\.c:\d+ \(leak\)\s+list\s+Py_INCREF", s["leaks"],
+                     re.M), out
+    assert "note: memory not searched for holders: no debug info" in s["leaks"], out
+    assert "verdict:  not-a-refcount-bug" in s["why"], out
+    # gdb's error lines (pystack's and owners') come last, on stderr: one line each
+    package = "(install the interpreter's debug symbols: python3.11-dbg on Debian and Ubuntu)"
+    lines = pyref_lines(out)
+    assert len(lines) == 2 and all(l.startswith("pyref: no debug info for ") and
+                                   l.endswith(package) for l in lines), out
+    assert "the Python stack reads the interpreter's thread states" in lines[0], out
