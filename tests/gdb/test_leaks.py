@@ -227,12 +227,10 @@ def test_stale_word_does_not_hold(held):
         assert m and int(m.group(2)) >= 90, s["stale"]
 
 
-def test_byte_buffer_does_not_hold(held, held_built):
+def test_byte_buffer_does_not_hold(held):
     """The first leaked Token's address, 8 times in a bytearray's bytes (BYTES: its own
     buffer, or on 3.15 a bytes object it wraps): shown with --all as stale data, never
     counted; the Token stays leaked (test_real_leaks_stay_leaks)."""
-    if pyreftest.interpreter_info(held_built[0]).get("free_threaded"):
-        pytest.skip("free-threaded: mimalloc's blocks are not attributed yet (issue 15)")
     s, (_, minor, _) = held
     text = s["bytes"]
     data = [l for l in text.splitlines() if re.search(r"  (bytearray|bytes) object ", l)]
