@@ -32,5 +32,5 @@ MATRIX_GDB_SUITES := tests/gdb/test_gdb_show.py tests/gdb/test_gdb_history.py \
 
 .PHONY: check-matrix
 check-matrix: all
-	PYREF_MATRIX=1 $(PY) -m pytest -q -n 2 tests/gdb tests/system tests/test_capi_gen.py
-	PYREF_MATRIX=all PYREF_GDB=gdb18 $(PY) -m pytest -q -n 2 $(MATRIX_GDB_SUITES)
+	PYREF_MATRIX=1 $(PY) -m pytest -q -rs -n 2 tests/gdb tests/system tests/test_capi_gen.py
+	PYREF_MATRIX=all PYREF_GDB=gdb18 $(PY) -m pytest -q -rs -n 2 $(MATRIX_GDB_SUITES)
