@@ -386,7 +386,7 @@ def slot(info, hit):
             return owner("[%d]" % i, "item [%d], past its end (size %d)" % (i, n),
                          stale="a slot past the tuple's end (size %d)" % n)
         return owner("[%d]" % i, "item [%d]" % i)
-    if tname == "bytes" and off >= _bytes_data():
+    if tname == "bytes" and _bytes_data() is not None and off >= _bytes_data():
         # 3.15's bytearray keeps its bytes here too: data that may spell an address
         return owner("+%d" % off, "data at offset +%d (bytes, not references)" % off,
                      stale="a bytes object's data")
@@ -436,10 +436,9 @@ def slot(info, hit):
 
 
 def _bytes_data():
-    """Offset of a bytes object's data (ob_sval) from DWARF, else 32 (every 64-bit 3.x:
-    the variable-size header, then ob_shash)."""
+    """Offset of a bytes object's data (ob_sval) from DWARF, None without it."""
     s = target.struct_layout("PyBytesObject")
-    return s.offset("ob_sval") if s is not None and "ob_sval" in s else 32
+    return s.offset("ob_sval") if s is not None and "ob_sval" in s else None
 
 
 def _inline_values_valid(lay, info):
