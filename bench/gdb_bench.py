@@ -30,7 +30,7 @@ the disk's. Targets: history <= 1 s cold; scan >= 1 GB/s.
                                   bench_scan.py's, which it runs with --update)
   bench/gdb_bench.py --no-scan    without bench_scan.py (it builds a 1 GiB process)
   bench/gdb_bench.py --threads 64 every command (ring, history, why, leaks --no-scan,
-                                  owners) on a core of 64 threads + main, each wrapping
+                                  leaks, owners) on a core of 64 threads + main, each wrapping
                                   its PYREF_RING_RECORDS=65536 ring (--ring-records), one
                                   fresh gdb each, seconds and peak RSS (/usr/bin/time -v);
                                   --core build/bench/gdb/core reuses the core;

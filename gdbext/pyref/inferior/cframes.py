@@ -314,7 +314,8 @@ class Thread:
     function))] innermost first, stack region, innermost registers. The frames are walked
     on first use (a word found on this thread's stack): gdb's unwinder costs about 1 ms a
     frame, most threads' stacks hold none of the words searched for, and the region comes
-    from the innermost stack pointer alone."""
+    from the innermost stack pointer alone. `problems`: the list a walk that fails adds
+    its line to (the running command's: memsearch.Memory sets it)."""
 
     __slots__ = ("gdb_thread", "num", "lwp", "label", "_frames", "region", "registers",
                  "sp", "problems")

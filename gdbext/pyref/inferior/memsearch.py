@@ -56,6 +56,8 @@ class Memory:
         maps = target.mappings()
         self.maps = scan.RangeIndex((m.start, m.end, m) for m in maps)
         self.threads = cframes.threads(problems)
+        for t in self.threads:       # cached per stop: a later walk tells this command
+            t.problems = problems
         self.stacks = scan.RangeIndex((t.region[0], t.region[1], t) for t in self.threads
                                       if t.region)
         self.by_lwp = {t.lwp: t.label for t in self.threads}
