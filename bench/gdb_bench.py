@@ -221,9 +221,10 @@ def unpack_gdbext(rev):
 
 
 def _timeless(out):
-    """A command's output without the figures that change from run to run (a scan's
-    seconds and GB/s)."""
-    return re.sub(r"\d+(\.\d+)? (s|GB/s)\b", "T", out)
+    """A command's output without the memory scan's statistics (its seconds and GB/s,
+    which change from run to run, and the MiB its passes read)."""
+    return re.sub(r"read \d+(\.\d+)? MiB", "read N MiB",
+                  re.sub(r"\d+(\.\d+)? (s|GB/s)\b", "T", out))
 
 
 def _cell(r, s):
