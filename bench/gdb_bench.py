@@ -30,10 +30,12 @@ the disk's. Targets: history <= 1 s cold; scan >= 1 GB/s.
                                   bench_scan.py's, which it runs with --update)
   bench/gdb_bench.py --no-scan    without bench_scan.py (it builds a 1 GiB process)
   bench/gdb_bench.py --threads 64 every command (ring, history, why, leaks --no-scan,
-                                  owners) on a core of 64 threads + main, each wrapping
+                                  leaks, owners) on a core of 64 threads + main, each wrapping
                                   its PYREF_RING_RECORDS=65536 ring (--ring-records), one
                                   fresh gdb each, seconds and peak RSS (/usr/bin/time -v);
-                                  --core build/bench/gdb/core reuses the core
+                                  --core build/bench/gdb/core reuses the core;
+                                  --before REV also times REV's gdbext/ (unpacked with
+                                  `git archive`), command by command, on the same core
 """
 import argparse
 import json
@@ -198,12 +200,43 @@ def make_threads_core(python, threads, ring_records):
     return core, facts
 
 
-def timed_command(python, core, command):
+def timed_command(python, core, command, loader=LOADER):
     """(seconds inside gdb, peak RSS in MiB of the whole gdb process, first output line) of
-    one command in a fresh gdb on the core (/usr/bin/time -v gives the RSS)."""
+    one command in a fresh gdb on the core (/usr/bin/time -v gives the RSS), pyref loaded
+    from `loader`."""
     res, _ = gdb_run(python, core, GDB_SCRIPT % {"commands": [command]}, "one",
-                     wrap=["/usr/bin/time", "-v"])
+                     wrap=["/usr/bin/time", "-v"], loader=loader)
     return res
+
+
+def unpack_gdbext(rev):
+    """The loader of revision `rev`'s gdbext/, unpacked with `git archive` under OUT."""
+    dest = os.path.join(OUT, "before-" + re.sub(r"[^\w.-]", "_", rev))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", rev, "gdbext"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return os.path.join(dest, "gdbext", os.path.basename(LOADER))
+
+
+def _timeless(out):
+    """A command's output without the memory scan's statistics (its seconds and GB/s,
+    which change from run to run, and the MiB its passes read)."""
+    return re.sub(r"read \d+(\.\d+)? MiB", "read N MiB",
+                  re.sub(r"\d+(\.\d+)? (s|GB/s)\b", "T", out))
+
+
+def _cell(r, s):
+    """The output column of one command's result."""
+    out = ("error: " + r["error"]) if r["error"] else "`%s` (%d lines)" % (
+        r["first_line"].strip()[:70], r["lines"])
+    if r["command"].startswith("pyref owners"):
+        # item 5 of issue 21: the 10 M-item list's item [5000000] is named as an owner
+        item = re.search(r"list 0x[0-9a-f]+ item \[5000000\]", r["output"])
+        out += "; names `%s`" % item.group(0) if item else \
+            "; **does not name big->ob_item[5000000]**"
+    return out.replace(s, "SENTINEL")
 
 
 def threads_main(args):
@@ -217,23 +250,37 @@ def threads_main(args):
     print("gdb-bench: core %s, %.0f MiB, %d threads x %d records, sentinel %s" % (
         core, os.path.getsize(core) / 2**20, args.threads, args.ring_records, s), flush=True)
     cmds = ["pyref ring", "pyref history " + s, "pyref why", "pyref leaks --no-scan",
-            "pyref owners " + s]
+            "pyref leaks", "pyref owners " + s]
     print("load average %s before the run" % open("/proc/loadavg").read().split()[0])
-    print("| command | seconds | CPU s | peak RSS MiB | ≤ 5 s, ≤ 500 MiB | output |\n"
-          "|---|---:|---:|---:|---|---|")
+    if args.before:
+        before = unpack_gdbext(args.before)
+        rev = subprocess.check_output(["git", "-C", ROOT, "rev-parse", "--short",
+                                       args.before], text=True).strip()
+        print("before = %s (%s), after = this tree (%s)\n" % (args.before, rev, ROOT))
+        print("| command | before s | before MiB | after s | after MiB | time ratio | "
+              "≤ 5 s, ≤ 500 MiB after | outputs |\n"
+              "|---|---:|---:|---:|---:|---:|---|---|")
+    else:
+        print("| command | seconds | CPU s | peak RSS MiB | ≤ 5 s, ≤ 500 MiB | output |\n"
+              "|---|---:|---:|---:|---|---|")
     for c in cmds:
         r = timed_command(args.python, core, c)[0]
-        out = ("error: " + r["error"]) if r["error"] else "`%s` (%d lines)" % (
-            r["first_line"].strip()[:70], r["lines"])
-        if c.startswith("pyref owners"):
-            # item 5 of issue 21: the 10 M-item list's item [5000000] is named as an owner
-            item = re.search(r"list 0x[0-9a-f]+ item \[5000000\]", r["output"])
-            out += "; names `%s`" % item.group(0) if item else \
-                "; **does not name big->ob_item[5000000]**"
+        met = "met" if r["seconds"] <= 5 and r["rss_mib"] <= 500 else "**missed**"
+        if args.before:
+            b = timed_command(args.python, core, c, loader=before)[0]
+            for which, x in (("before", b), ("after", r)):
+                with open(os.path.join(OUT, "%s-%d.txt" % (which, cmds.index(c))), "w") as f:
+                    f.write(x["output"])
+            same = "same" if _timeless(b["output"]) == _timeless(r["output"]) else \
+                "**differ**: before %s, after %s" % (_cell(b, s), _cell(r, s))
+            print("| `%s` | %.2f | %.0f | %.2f | %.0f | %.1f× | %s | %s |" % (
+                c.replace(s, "SENTINEL"), b["seconds"], b["rss_mib"], r["seconds"],
+                r["rss_mib"], b["seconds"] / max(r["seconds"], 1e-6), met, same),
+                flush=True)
+            continue
         print("| `%s` | %.2f | %.2f | %.0f | %s | %s |" % (
-            c.replace(s, "SENTINEL"), r["seconds"], r["cpu"], r["rss_mib"],
-            "met" if r["seconds"] <= 5 and r["rss_mib"] <= 500 else "**missed**", out),
-            flush=True)
+            c.replace(s, "SENTINEL"), r["seconds"], r["cpu"], r["rss_mib"], met,
+            _cell(r, s)), flush=True)
     print("\ngdb-bench: load average %s after" % open("/proc/loadavg").read().split()[0])
 
 
@@ -257,14 +304,15 @@ def make_core(python):
     return core, facts
 
 
-def gdb_run(python, core, script_text, name, wrap=()):
-    """Runs gdb on the core with pyref loaded, then the script `script_text`; returns (the
-    script's PYREF_BENCH result, wall seconds of the whole gdb process)."""
+def gdb_run(python, core, script_text, name, wrap=(), loader=LOADER):
+    """Runs gdb on the core with pyref loaded (from `loader`), then the script
+    `script_text`; returns (the script's PYREF_BENCH result, wall seconds of the whole gdb
+    process)."""
     path = os.path.join(OUT, "%s.py" % name)
     with open(path, "w") as f:
         f.write(script_text)
     cmd = list(wrap) + ["gdb", "-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0",
-           "-ex", "set debuginfod enabled off", "-x", LOADER, "-x", path, python, core]
+           "-ex", "set debuginfod enabled off", "-x", loader, "-x", path, python, core]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t0
@@ -348,6 +396,8 @@ def main():
     ap.add_argument("--ring-records", type=int, default=THREAD_RING,
                     help="PYREF_RING_RECORDS of the --threads core")
     ap.add_argument("--core", help="with --threads: reuse this core (and its facts.json)")
+    ap.add_argument("--before", metavar="REV",
+                    help="with --threads: also time REV's gdbext/ (git archive) per command")
     args = ap.parse_args()
     if args.threads:
         return threads_main(args)

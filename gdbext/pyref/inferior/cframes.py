@@ -311,9 +311,20 @@ def change_sites(pc):
 # ---------------------------------------------------------------------------------------
 class Thread:
     """One thread's C stack: gdb thread, number, LWP, label, frames [(sp, (level,
-    function))] innermost first, stack region, innermost registers."""
+    function))] innermost first, stack region, innermost registers. The frames are walked
+    on first use (a word found on this thread's stack): gdb's unwinder costs about 1 ms a
+    frame, most threads' stacks hold none of the words searched for, and the region comes
+    from the innermost stack pointer alone. `problems`: the list a walk that fails adds
+    its line to (the running command's: memsearch.Memory sets it)."""
 
-    __slots__ = ("gdb_thread", "num", "lwp", "label", "frames", "region", "registers")
+    __slots__ = ("gdb_thread", "num", "lwp", "label", "_frames", "region", "registers",
+                 "sp", "problems")
+
+    @property
+    def frames(self):
+        if self._frames is None:
+            self._frames = _walk_frames(self)
+        return self._frames
 
 
 _GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12",
@@ -321,9 +332,9 @@ _GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r1
 
 
 def threads(problems):
-    """[Thread] with each thread's frames [(sp, (level, function))] innermost first, its
-    stack region and its innermost registers; cached per stop. The selected thread and
-    frame are restored."""
+    """[Thread] with each thread's stack region and innermost registers (its frames
+    [(sp, (level, function))], innermost first, walked on first use); cached per stop. The
+    selected thread and frame are restored."""
     cache = target.stop_cache()
     got = cache.get("owners.threads")
     if got is not None:
@@ -335,24 +346,24 @@ def threads(problems):
                                                                       len(gdb_threads)))
     with target.preserved_selection():
         for th in gdb_threads[:MAX_THREADS]:
-            out.append(_walk_thread(th, problems))
+            out.append(_innermost(th, problems))
     maps = target.mappings()
     for t in out:
-        if t.frames:
-            sp = t.frames[0][0]
-            m = next((m for m in maps if m.start <= sp < m.end), None)
+        if t.sp is not None:
+            m = next((m for m in maps if m.start <= t.sp < m.end), None)
             if m is not None:
                 t.region = (m.start, m.end)
     cache["owners.threads"] = out
     return out
 
 
-def _walk_thread(th, problems):
-    """The Thread of gdb thread `th`, its frames walked (it is selected to walk them)."""
+def _innermost(th, problems):
+    """The Thread of gdb thread `th`: its innermost frame's registers and stack pointer
+    (it is selected to read them); frames not walked yet."""
     t = Thread()
     t.gdb_thread, t.num, t.lwp = th, th.num, th.ptid[1] or th.ptid[2]
     t.label = "thread %d (LWP %d)" % (th.num, t.lwp) if t.lwp else "thread %d" % th.num
-    t.frames, t.region, t.registers = [], None, {}
+    t._frames, t.region, t.registers, t.sp, t.problems = None, None, {}, None, problems
     try:
         th.switch()
         f = gdb.newest_frame()
@@ -361,19 +372,34 @@ def _walk_thread(th, problems):
                 t.registers[name] = int(f.read_register(name)) & ((1 << 64) - 1)
             except (gdb.error, ValueError):
                 break
-        level = 0
-        last_sp = -1
-        while f is not None and level < MAX_THREAD_FRAMES:
-            sp = int(f.read_register("sp")) & ((1 << 64) - 1)
-            if sp < last_sp:
-                break
-            t.frames.append((sp, (level, f.name() or "??")))
-            last_sp = sp
-            f = f.older()
-            level += 1
+        t.sp = int(f.read_register("sp")) & ((1 << 64) - 1)
     except gdb.error as e:
         problems.append("%s: stack not walked: %s" % (t.label, e))
+        t._frames = []
     return t
+
+
+def _walk_frames(t):
+    """[(sp, (level, function))] of thread `t`'s frames, innermost first, bounded (it is
+    selected to walk them; the selection is restored)."""
+    frames = []
+    try:
+        with target.preserved_selection():
+            t.gdb_thread.switch()
+            f = gdb.newest_frame()
+            level = 0
+            last_sp = -1
+            while f is not None and level < MAX_THREAD_FRAMES:
+                sp = int(f.read_register("sp")) & ((1 << 64) - 1)
+                if sp < last_sp:
+                    break
+                frames.append((sp, (level, f.name() or "??")))
+                last_sp = sp
+                f = f.older()
+                level += 1
+    except gdb.error as e:
+        t.problems.append("%s: stack not walked: %s" % (t.label, e))
+    return frames
 
 
 def frame_variables(t, level):

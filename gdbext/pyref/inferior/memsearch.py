@@ -56,6 +56,8 @@ class Memory:
         maps = target.mappings()
         self.maps = scan.RangeIndex((m.start, m.end, m) for m in maps)
         self.threads = cframes.threads(problems)
+        for t in self.threads:       # cached per stop: a later walk tells this command
+            t.problems = problems
         self.stacks = scan.RangeIndex((t.region[0], t.region[1], t) for t in self.threads
                                       if t.region)
         self.by_lwp = {t.lwp: t.label for t in self.threads}
@@ -73,6 +75,13 @@ class Memory:
         # that stops once it has its answers (buffer and dict owners) stops sooner.
         self.regions = sorted(regions, key=lambda r: (self._rank_of(r[0]), r[0]))
         self.total = sum(e - s for s, e in self.regions)
+        # Where an owner object can be (the passes for a buffer's or a dict's owner): not
+        # the threads' stacks, a word on which is no object's field (_buffer_owner drops
+        # it, _dict_owner finds no object there), and which are most of a many-threaded
+        # process's writable memory (64 threads: 520 of 602 MiB).
+        self.object_regions = sorted(
+            scan.subtract(regions, [t.region for t in self.threads if t.region]),
+            key=lambda r: (self._rank_of(r[0]), r[0]))
         self.symbol_budget = [ownersources.MAX_SYMBOL_LOOKUPS]
         self.passes = []
 
@@ -94,8 +103,9 @@ class Memory:
                     out.append((t.ring, t.ring + h.capacity * h.record_size))
         return out, ringset
 
-    def search(self, needles, what, on_hits=None):
-        """One scan pass: {needle: [word address]}; `on_hits` as scan.scan takes it."""
+    def search(self, needles, what, on_hits=None, regions=None):
+        """One scan pass over `regions` (default: all, self.regions): {needle: [word
+        address]}; `on_hits` as scan.scan takes it."""
         progress = None
         if self.total > PROGRESS_BYTES:
             state = {"t": time.perf_counter(), "shown": False}
@@ -109,7 +119,8 @@ class Memory:
                     gdb.write("%s: %s: %d of %d MiB scanned\n" %
                               (self.command, what, done >> 20, total >> 20), gdb.STDERR)
                     gdb.flush(gdb.STDERR)
-        res = scan.scan(target.read, self.regions, needles, limit=MAX_HITS,
+        res = scan.scan(target.read, self.regions if regions is None else regions,
+                        needles, limit=MAX_HITS,
                         progress=progress, on_hits=on_hits)
         self.passes.append(res)
         if res.cut:
@@ -215,7 +226,7 @@ def _resolve_pending(mem, pending):
         return {n for n, ps in needles.items() if all(p.hit in done for p in ps)}
 
     if needles:
-        mem.search(list(needles), "buffer owners", on_hits)
+        mem.search(list(needles), "buffer owners", on_hits, mem.object_regions)
     out = {}
     for p in pending:
         o = best.get(p.hit)
@@ -385,7 +396,7 @@ def _promote(mem, owners):
                     found_owner[d] = got
         return set(found_owner)  # a dict belongs to one module, type or instance
 
-    mem.search(list(dicts), "dict owners", on_hits)
+    mem.search(list(dicts), "dict owners", on_hits, mem.object_regions)
     for d, os_ in dicts.items():
         best = found_owner.get(d)
         if best is None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from itertools import accumulate
+from itertools import accumulate, compress
 from operator import mul
 
 from pyref.reader import decode
 from pyref.reader.columns import IS_ONE, LITTLE_HOST, M32, restore_column
+from pyref.reader.ringformat import DEALLOC, restore_seq
+
+_ZERO8 = bytes(8)
 
 _KEEP_FF = bytes([0, 0xFF] + [0] * 254)      # translate: slot kind 1 (decoded) -> 0xFF
 _NONZERO_FF = bytes([0] + [0xFF] * 255)
@@ -96,4 +99,91 @@ def following_sites(ring, rec, n):
     return out
 
 
-__all__ = ["leak_columns", "following_sites", "IS_ONE"]
+def _merge_key_at(ring, tw, keys, i, run, j):
+    """Ring.merge_key of the record in slot j of run i of window tw (`keys`: the window's
+    _window_keys), without its Record."""
+    if keys is not None:
+        return keys[i][j]
+    return restore_seq(ring.header.seq, int.from_bytes(
+        run.data[j * tw.rs + 24:j * tw.rs + 28], "little"))
+
+
+def newest_traced_deallocs(ring):
+    """The obj field of every decoded DEALLOC record with a site (written by traced code),
+    newest first: `[r.obj for r in reversed(ring.records) if r.op_name == "DEALLOC" and
+    r.site]` without a Record per slot (a DEALLOC is never an attached AUX). Found with
+    bytes.find on each run's op bytes; the site field read for those slots only."""
+    found = []
+    head = ring.header.seq
+    for w, tw in enumerate(ring._windows):
+        rs = tw.rs
+        keys = decode._window_keys(tw, head)
+        for i, run in enumerate(tw.runs):
+            ops, kind, data = run.ops, run.kind, run.data
+            j = ops.find(DEALLOC)
+            while j != -1:
+                if kind[j] == 1 and data[j * rs + 8:j * rs + 16] != _ZERO8:
+                    found.append((_merge_key_at(ring, tw, keys, i, run, j), w,
+                                  run.pos0 + j,
+                                  int.from_bytes(data[j * rs:j * rs + 8], "little")))
+                j = ops.find(DEALLOC, j + 1)
+    # Ring.records: windows, then positions, sorted stably by merge key; reversed
+    found.sort(reverse=True)
+    return [obj for _, _, _, obj in found]
+
+
+def _listed_lanes(tw, run):
+    """Lanes (one byte a slot) of the slots of a run that Ring.records lists: decoded,
+    less the AUX records attached to a record before them (the lane test where the record
+    is the slot before, decode._aux_parent for the others: chains, a run's first slot)."""
+    n, rs = run.count, tw.rs
+    keep = _lanes(run.kind.translate(IS_ONE))
+    keep &= ~decode._attached_lanes(run, rs, keep)
+    aux = _lanes(run.ops.translate(decode._IS_AUX)) & keep
+    if aux:
+        mask = aux.to_bytes(n, "little")
+        j = mask.find(1)
+        while j != -1:
+            if decode._aux_parent(tw, run, j):
+                keep &= ~(0xFF << 8 * j)
+            j = mask.find(1, j + 1)
+    return keep
+
+
+def sites_in_order(ring):
+    """The distinct nonzero site fields of the records Ring.records lists, in the order
+    of their first record there (the merged order): what a walk of `ring.records` meets,
+    without a Record per slot. Each run's first slot of each site is found at C speed (a
+    dict built from the reversed column); merge keys are computed for those slots only."""
+    head = ring.header.seq
+    first = {}                                   # site -> (merge key, window, pos)
+    for w, tw in enumerate(ring._windows):
+        rs = tw.rs
+        keys = decode._window_keys(tw, head)
+        mine = {}
+        for i, run in enumerate(tw.runs):
+            n = run.count
+            if not n:
+                continue
+            keep = _listed_lanes(tw, run)
+            if not keep:
+                continue
+            col = decode._gather(run.data, 8, 8, rs, "Q")
+            if keep == _lanes(b"\x01" * n):          # every slot listed
+                at = dict(zip(col[::-1], range(n - 1, -1, -1)))
+            else:
+                mask = keep.to_bytes(n, "little")
+                idx = list(compress(range(n), mask))
+                at = dict(zip(reversed(list(compress(col, mask))), reversed(idx)))
+            for site, j in at.items():
+                if site and site not in mine:
+                    mine[site] = (_merge_key_at(ring, tw, keys, i, run, j), w,
+                                  run.pos0 + j)
+        for site, where in mine.items():
+            if site not in first or where < first[site]:
+                first[site] = where
+    return sorted(first, key=first.__getitem__)
+
+
+__all__ = ["leak_columns", "following_sites", "newest_traced_deallocs", "sites_in_order",
+           "IS_ONE"]

@@ -84,7 +84,7 @@ def unbalanced(columns, site_ok):
 
 
 _IS_RESET = bytes(1 if i in (3, 4) else 0 for i in range(256))   # steps 3 and 4
-_BEFORE_ALL = -1 << 128       # an order below every record's
+_BEFORE_ALL = -1             # an order below every record's (merge keys are >= 0)
 _STEP_VALUE = bytes([0, 1, 0xFF, 0, 1] + [0] * 251)   # step -> its change, as int8
 # step | site-unresolved << 3 -> the step: unreleased() skips a record whose site does
 # not resolve, but a NEW that started a lifetime still ends the one before
@@ -139,13 +139,14 @@ def unbalanced_counts(columns, site_ok):
     packed = []                  # obj << 128 | order << 3 | step
     for o, s, q, steps, at in runs:
         nz = steps.translate(_NONZERO_1)
-        ob = list(compress(o, nz))
-        # the records from the seq of the object's last reset on (ties: exact below)
-        keep = bytes(map(ge, compress(q, nz), map(last_seq.get, ob, repeat(_BEFORE_ALL))))
+        # the records from the seq of the object's last reset on (ties: exact below);
+        # no list of the run's objects: only the kept ones are taken, by position
+        keep = bytes(map(ge, compress(q, nz), map(last_seq.get, compress(o, nz),
+                                                  repeat(_BEFORE_ALL))))
         if not keep.count(1):
             continue
         idx = list(compress(compress(range(len(steps)), nz), keep))
-        ob = list(compress(ob, keep))
+        ob = list(map(o.__getitem__, idx))
         od = list(_orders(q, idx, at))
         keep = bytes(map(ge, od, map(last.get, ob, repeat(_BEFORE_ALL))))
         if keep.count(1) != len(keep):
