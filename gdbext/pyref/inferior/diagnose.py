@@ -13,7 +13,7 @@ from pyref import __version__
 from pyref.errors import PyrefError
 from pyref.inferior import (cframes, layout, objects, pycontext, pythreads, rings, sources,
                              target)
-from pyref.reader import evidence, ringformat
+from pyref.reader import columnar, evidence, ringformat
 from pyref.reader.sites import Site, read_cstring
 from pyref.rules import cpython, events, leaks, verdict
 
@@ -176,10 +176,10 @@ def dead_container_of(ringset, pointers):
     dead = []
     seen = set()
     for ring in ringset.rings:
-        for r in reversed(ring.records):
-            if r.op_name == "DEALLOC" and r.site and r.obj not in seen:
-                seen.add(r.obj)
-                dead.append(r.obj)
+        for obj in columnar.newest_traced_deallocs(ring):   # no Record per slot
+            if obj not in seen:
+                seen.add(obj)
+                dead.append(obj)
                 if len(dead) >= MAX_DEAD_CONTAINERS:
                     break
     if not dead:

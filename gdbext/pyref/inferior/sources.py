@@ -12,6 +12,7 @@ import gdb
 
 from pyref.errors import PyrefError
 from pyref.inferior import target
+from pyref.reader import columnar
 
 MAX_SITES = 4096             # distinct sites of the ring resolved for traced_files()
 MAX_SOURCE = 4 << 20          # bytes of one source file read
@@ -45,13 +46,14 @@ class Sources:
             by_file = {}
             seen = set()
             for ring in (self._ringset.rings if self._ringset is not None else ()):
-                for r in ring.records:
-                    if not r.site or r.site in seen:
+                # the sites in ring order, without a Record per slot (4 M on a big ring)
+                for addr in columnar.sites_in_order(ring):
+                    if addr in seen:
                         continue
-                    seen.add(r.site)
+                    seen.add(addr)
                     if len(seen) > MAX_SITES:
                         break
-                    site = rings.site_of(r.site)
+                    site = rings.site_of(addr)
                     if site is None or not site.file:
                         continue
                     f = by_file.setdefault(site.file, [site.func, []])
