@@ -10,7 +10,7 @@ RT_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -fPIC -fvisibility=default -I$(CH)/inc
 # Debian packages a fresh Debian 12 lacks for building and testing.
 DEBS := gcc g++ make gdb binutils python3 python3.11-dbg python3.11-dev python3-dev \
         python3-pytest python3-pytest-xdist python3-setuptools procps meson ninja-build pkgconf \
-        python3-mesonpy python3-pip valgrind
+        python3-mesonpy python3-pip valgrind rr
 
 .PHONY: all deps deps-debs check test ctest pytest unit bench bench-compare clean demo capi diagnose compare-tools demo-leaks bench-pyref-run
 all: $(BUILD)/libpyref.a $(BUILD)/libpyref.so
