@@ -464,8 +464,9 @@ def block(rows, cfgs, commands, args, m, loads, cg_lines=None, kind_lines=None):
         cmd_lines + ["", "Runs:", ""] + run_lines
     if kind_lines:
         parts += ["", "Records per workload item by kind (`--kinds`: one pass of n = 20000 "
-                  "decoded from a ring that holds it all; AUX (attached) = the container "
-                  "records that follow a BORROW or STEAL):", ""] + kind_lines
+                  "decoded from a ring that holds it all; AUX (attached) = the AUX slots "
+                  "that follow a record: format 1's container after each BORROW or STEAL "
+                  "with one, format 2's AUX ORIGIN after an origin that does not fit):", ""] + kind_lines
     if cg_lines:
         parts += ["", "Instructions (`--callgrind`: callgrind inside run() only, "
                   "deterministic):", ""] + cg_lines
@@ -528,7 +529,9 @@ ring = decode.decode_ring(lambda a, k: ctypes.string_at(a, k),
 kinds = collections.Counter()
 for r in ring.records:
     kinds[r.op_name] += 1
-    kinds["AUX (attached)"] += len(r.aux)
+    # ring slots only: a format-2 origin's container is the reader's (at the origin's pos)
+    kinds["AUX (attached)"] += sum(1 for a in r.aux if a.pos != r.pos)
+kinds["AUX (attached)"] += getattr(ring, "folded", 0)     # format 2's AUX ORIGIN slots
 print(json.dumps({"kinds": kinds, "written": ring.written, "decoded": ring.decoded}))
 """
 
