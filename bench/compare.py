@@ -11,6 +11,8 @@ counted). Every configuration is the same source and the same interpreter:
                        the C-API origin records (NEW/BORROW/STEAL and the container AUX
                        records) and FREE records (the allocator hook)
   PYREF_PYCONTEXT=1    ... with the Python context (PYCTX records) on
+  without item origins ... built with -DPYREF_ITEM_ORIGINS_OFF: PyTuple_GET_ITEM,
+                       PyList_GET_ITEM, PyTuple_SET_ITEM, PyList_SET_ITEM not wrapped
   without origins      ... built with -DPYREF_CAPI_OFF: no C-API origin records
   refcounts only       ... built with -DPYREF_CAPI_OFF -DPYREF__HOOKS_OFF: Py_INCREF and
                        Py_DECREF records only (the issue's "recorded transition")
@@ -144,6 +146,10 @@ class Builder:
         return self._cc(modname, cflags + list(defines), libs, shown={
             1: " ".join([shown_c] + list(defines) + self.extra), 5: shown_l})
 
+    def no_item_origins(self):
+        """The traced build without the tuple/list item accessors' origin records."""
+        return self.traced("workload_noitems", ["-DPYREF_ITEM_ORIGINS_OFF"])
+
     def no_origins(self):
         """The traced build without the C-API origin records."""
         return self.traced("workload_noorigins", ["-DPYREF_CAPI_OFF"])
@@ -222,6 +228,8 @@ def configs(args):
     add("traced", "pyref traced (default)", b.traced, traced=True)
     add("pyctx", "pyref traced, PYREF_PYCONTEXT=1", b.traced, traced=True,
         env={"PYREF_PYCONTEXT": "1"})
+    add("noitems", "pyref without item origins (-DPYREF_ITEM_ORIGINS_OFF)",
+        b.no_item_origins, traced=True, analysis=True)
     add("noorigins", "pyref without C-API origins (-DPYREF_CAPI_OFF)", b.no_origins,
         traced=True)
     add("refcounts", "pyref, refcounts only (also -DPYREF__HOOKS_OFF)", b.refcounts_only,
@@ -397,7 +405,7 @@ def verdicts(rows):
                            " (target ≤ 1.5×: %s)" % ("met" if med <= 1.5 else "**missed**"))
                            if key == "traced-O0" else "", r["ns"]))
             continue
-        if key not in ("traced", "noorigins", "refcounts"):
+        if key not in ("traced", "noitems", "noorigins", "refcounts"):
             continue
         med = statistics.median(r["ratios"])
         line = "- %s: %.2f× untraced (target ≤ %.1f×: %s); %.2fM records per pass%s, %.2f ns " \
@@ -416,7 +424,7 @@ def block(rows, cfgs, commands, args, m, loads, cg_lines=None, kind_lines=None):
     """The generated part of RESULTS.md."""
     shared = max(float(x) for x in loads) >= 0.5 * int(m["nproc"])
     cmd_lines = ["- %s: `%s`" % (key, commands[key])
-                 for key in ("untraced", "traced", "noorigins", "refcounts", "asan",
+                 for key in ("untraced", "traced", "noitems", "noorigins", "refcounts", "asan",
                              "traced-O0", "traced-Og")
                  if key in commands]
     caps = sorted({x["capacity"] for c in cfgs if c.traced for x in c.runs
@@ -599,7 +607,8 @@ def main():
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="time the ratios are taken of (default: the process's CPU time)")
     ap.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
-                    help="comma-separated keys: untraced,traced,pyctx,noorigins,refcounts,"
+                    help="comma-separated keys: untraced,traced,pyctx,noitems,noorigins,"
+                         "refcounts,"
                          "off,traced-O0,traced-Og,asan,malloc,debug,untraced-small,valgrind; analysis only: nofree,"
                          "table-l1,traced-l2")
     ap.add_argument("--callgrind", action="store_true",

@@ -55,6 +55,12 @@
  * CONFIGURATION
  *   PYREF_CAPI_OFF defined before including Python.h: reference counts are recorded, C-API
  *   calls are not (no wrapper is defined). PYREF_CAPI_ACTIVE is defined when it is on.
+ *   PYREF_ITEM_ORIGINS_OFF (opt-in): PyTuple_GET_ITEM, PyList_GET_ITEM, PyTuple_SET_ITEM
+ *   and PyList_SET_ITEM are left as the interpreter defines them: fewer records in code
+ *   that walks containers (bench/RESULTS.md), but a borrowed item's origin is not recorded
+ *   (its history starts at its first INCREF), a reference given to a tuple or list by
+ *   *_SET_ITEM is not seen leaving, and an item traced code never INCREFs is not noted
+ *   for FREE capture.
  *
  * Tested by tests/system/test_capi_origins.py (records from real cores, the wrappers'
  * semantics, a -Wall -Wextra -Werror compile matrix, the PyArg_* and Py_BuildValue format
