@@ -11,6 +11,8 @@ counted). Every configuration is the same source and the same interpreter:
                        the C-API origin records (NEW/BORROW/STEAL and the container AUX
                        records) and FREE records (the allocator hook)
   PYREF_PYCONTEXT=1    ... with the Python context (PYCTX records) on
+  without item origins ... built with -DPYREF_ITEM_ORIGINS_OFF: PyTuple_GET_ITEM,
+                       PyList_GET_ITEM, PyTuple_SET_ITEM, PyList_SET_ITEM not wrapped
   without origins      ... built with -DPYREF_CAPI_OFF: no C-API origin records
   refcounts only       ... built with -DPYREF_CAPI_OFF -DPYREF__HOOKS_OFF: Py_INCREF and
                        Py_DECREF records only (the issue's "recorded transition")
@@ -144,6 +146,10 @@ class Builder:
         return self._cc(modname, cflags + list(defines), libs, shown={
             1: " ".join([shown_c] + list(defines) + self.extra), 5: shown_l})
 
+    def no_item_origins(self):
+        """The traced build without the tuple/list item accessors' origin records."""
+        return self.traced("workload_noitems", ["-DPYREF_ITEM_ORIGINS_OFF"])
+
     def no_origins(self):
         """The traced build without the C-API origin records."""
         return self.traced("workload_noorigins", ["-DPYREF_CAPI_OFF"])
@@ -222,6 +228,8 @@ def configs(args):
     add("traced", "pyref traced (default)", b.traced, traced=True)
     add("pyctx", "pyref traced, PYREF_PYCONTEXT=1", b.traced, traced=True,
         env={"PYREF_PYCONTEXT": "1"})
+    add("noitems", "pyref without item origins (-DPYREF_ITEM_ORIGINS_OFF)",
+        b.no_item_origins, traced=True, analysis=True)
     add("noorigins", "pyref without C-API origins (-DPYREF_CAPI_OFF)", b.no_origins,
         traced=True)
     add("refcounts", "pyref, refcounts only (also -DPYREF__HOOKS_OFF)", b.refcounts_only,
@@ -397,7 +405,7 @@ def verdicts(rows):
                            " (target ≤ 1.5×: %s)" % ("met" if med <= 1.5 else "**missed**"))
                            if key == "traced-O0" else "", r["ns"]))
             continue
-        if key not in ("traced", "noorigins", "refcounts"):
+        if key not in ("traced", "noitems", "noorigins", "refcounts"):
             continue
         med = statistics.median(r["ratios"])
         line = "- %s: %.2f× untraced (target ≤ %.1f×: %s); %.2fM records per pass%s, %.2f ns " \
@@ -416,7 +424,7 @@ def block(rows, cfgs, commands, args, m, loads, cg_lines=None, kind_lines=None):
     """The generated part of RESULTS.md."""
     shared = max(float(x) for x in loads) >= 0.5 * int(m["nproc"])
     cmd_lines = ["- %s: `%s`" % (key, commands[key])
-                 for key in ("untraced", "traced", "noorigins", "refcounts", "asan",
+                 for key in ("untraced", "traced", "noitems", "noorigins", "refcounts", "asan",
                              "traced-O0", "traced-Og")
                  if key in commands]
     caps = sorted({x["capacity"] for c in cfgs if c.traced for x in c.runs
@@ -464,8 +472,9 @@ def block(rows, cfgs, commands, args, m, loads, cg_lines=None, kind_lines=None):
         cmd_lines + ["", "Runs:", ""] + run_lines
     if kind_lines:
         parts += ["", "Records per workload item by kind (`--kinds`: one pass of n = 20000 "
-                  "decoded from a ring that holds it all; AUX (attached) = the container "
-                  "records that follow a BORROW or STEAL):", ""] + kind_lines
+                  "decoded from a ring that holds it all; AUX (attached) = the AUX slots "
+                  "that follow a record: format 1's container after each BORROW or STEAL "
+                  "with one, format 2's AUX ORIGIN after an origin that does not fit):", ""] + kind_lines
     if cg_lines:
         parts += ["", "Instructions (`--callgrind`: callgrind inside run() only, "
                   "deterministic):", ""] + cg_lines
@@ -528,7 +537,9 @@ ring = decode.decode_ring(lambda a, k: ctypes.string_at(a, k),
 kinds = collections.Counter()
 for r in ring.records:
     kinds[r.op_name] += 1
-    kinds["AUX (attached)"] += len(r.aux)
+    # ring slots only: a format-2 origin's container is the reader's (at the origin's pos)
+    kinds["AUX (attached)"] += sum(1 for a in r.aux if a.pos != r.pos)
+kinds["AUX (attached)"] += getattr(ring, "folded", 0)     # format 2's AUX ORIGIN slots
 print(json.dumps({"kinds": kinds, "written": ring.written, "decoded": ring.decoded}))
 """
 
@@ -596,7 +607,8 @@ def main():
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="time the ratios are taken of (default: the process's CPU time)")
     ap.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
-                    help="comma-separated keys: untraced,traced,pyctx,noorigins,refcounts,"
+                    help="comma-separated keys: untraced,traced,pyctx,noitems,noorigins,"
+                         "refcounts,"
                          "off,traced-O0,traced-Og,asan,malloc,debug,untraced-small,valgrind; analysis only: nofree,"
                          "table-l1,traced-l2")
     ap.add_argument("--callgrind", action="store_true",

@@ -12,9 +12,35 @@ from pyref.reader.ringformat import AUX, DEALLOC, DECREF, IMMORTAL, INCREF
 from pyref.reader.decode import decode_ring
 
 PAGE = 4096
+M64 = (1 << 64) - 1
 HDR = struct.Struct("<QIIIIBBHI16sIIIIQQQQ32xQ120x")
 DESC = struct.Struct("<QQQQQIIQH6x")
 FIELDS = bytes([0, 8, 8, 8, 16, 8, 24, 4, 28, 1, 29, 1, 30, 2, 24, 8])
+
+
+def _signed(v):
+    return v - (1 << 64) if v >> 63 else v
+
+
+def _signed8(v):
+    return v - 256 if v >= 128 else v
+
+
+def spec_origin_code(count, index):
+    """Format 2's origin code of (count, index), 0 when they do not fit (the spec's
+    "Origin records" table, written out here independently of the reader's code)."""
+    ix = (index + 1) & M64
+    if 1 <= count <= 255 and ix < 1 << 18:
+        return count << 18 | ix
+    if 1 <= count < 1 << 18 and ix < 1 << 8:
+        return 1 << 26 | count << 8 | ix
+    return 0
+
+
+def spec_origin_word(container, code):
+    """(refcnt, delta) as stored (signed) of an origin record naming `container`."""
+    word = container | (code >> 11) << 48 | (code >> 8 & 7)
+    return _signed(word), _signed8(code & 0xFF)
 
 
 class Mem:
@@ -42,7 +68,7 @@ class Writer:
     """Builds a ring set in `mem` the way c_helpers/ring.c and ring.h write one."""
 
     def __init__(self, mem=None, addr=0x10000, capacity=8, max_threads=4, seq=0,
-                 ring_base=0x1000000):
+                 ring_base=0x1000000, version=1):
         self.mem = mem or Mem()
         self.addr = addr
         self.capacity = capacity
@@ -54,7 +80,8 @@ class Writer:
         self.ring_base = ring_base
         self.threads = {}          # index -> dict of descriptor fields
         self.bufs = {}             # index -> ring bytearray
-        self.fields = dict(magic=ringformat.MAGIC, version=1, header_size=self.header_size,
+        self.fields = dict(magic=ringformat.MAGIC, version=version,
+                           header_size=self.header_size,
                            record_size=32, capacity=capacity, word_size=8, byte_order=1,
                            field_count=8, pid=1234, fields=FIELDS, thread_table_off=256,
                            thread_desc_size=64, max_threads=max_threads, flags=0,
@@ -123,6 +150,29 @@ class Writer:
         self.put(i, t["head"], obj, kind, value, prev, AUX, 0, t["serial"])
         t["head"] += 1
         self.flush()
+
+    def origin(self, i, obj, op, count, container=0, index=-1, site=0x5000, flags=0):
+        """A BORROW or STEAL (`op`) of `obj` naming `container` at `index` (-1: none) with
+        the object's `count`, as the C side writes it in this image's format version:
+        version 1 the record (refcnt = count) and, for a container, an AUX CONTAINER;
+        version 2 the origin word (spec, "Origin records"), written here from the spec's
+        text, not from the reader's code. Returns the seq."""
+        if self.fields["version"] < 2:
+            s = self.record(i, obj, op=op | flags, refcnt=count, site=site)
+            if container:
+                self.aux(i, container, kind=1, value=index)
+            return s
+        fits = container & ~0x0000FFFFFFFFFFF8 == 0
+        code = spec_origin_code(count, index) if fits else 0
+        if code:
+            word, delta = spec_origin_word(container, code)
+            return self.record(i, obj, op=op | flags, refcnt=word, delta=delta, site=site)
+        s = self.record(i, obj, op=op | flags, refcnt=container if fits else 0, delta=0,
+                        site=site)
+        self.aux(i, index & M64, kind=0x13, value=count)
+        if not fits:
+            self.aux(i, container, kind=1, value=index)
+        return s
 
     def mark(self, i, label, cut=None):
         """A MARK as pyref_mark() writes it: the record (obj = bytes copied, refcnt = the

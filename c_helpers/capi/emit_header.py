@@ -45,6 +45,13 @@ def pp_if(keyword, cond):
     return "\n".join(lines)
 
 
+# The tuple and list item accessors, left unwrapped under PYREF_ITEM_ORIGINS_OFF (an opt-in:
+# most of a container-walking extension's origin records, bench/RESULTS.md "ring v2"; a
+# borrowed item's origin is then not recorded, and an item never INCREF'd is not noted for
+# FREE capture).
+ITEM_ACCESSORS = ("PyTuple_GET_ITEM", "PyList_GET_ITEM", "PyTuple_SET_ITEM", "PyList_SET_ITEM")
+
+
 def guard(api, macro_test=None):
     """The preprocessor condition under which api is wrapped ('' = always)."""
     conds = []
@@ -304,9 +311,11 @@ def header(apis):
 
     out.append("\n/* ---- Macros of the interpreter, redefined ---------------------------------- */")
     for api, (_, wrap) in captured:
+        g = guard(api, "defined(%s)" % api.name)
+        if api.name in ITEM_ACCESSORS:
+            g += " && !defined(PYREF_ITEM_ORIGINS_OFF)"
         out.append("\n/* %s: %s */\n%s\n#undef %s\n%s\n#endif" % (
-            api.name, describe(api), pp_if("#if", guard(api, "defined(%s)" % api.name)),
-            api.name, wrap))
+            api.name, describe(api), pp_if("#if", g), api.name, wrap))
 
     sections = (("NEW: calls returning a new reference", lambda a: a.returns == "new"
                  and not a.steals and not a.outs),

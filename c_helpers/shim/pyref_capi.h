@@ -242,7 +242,7 @@ static inline PYREF__CAPTURE PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject
 #endif
 
 /* PyList_GET_ITEM: borrowed, container list[i] */
-#if defined(PyList_GET_ITEM) && !defined(Py_LIMITED_API)
+#if defined(PyList_GET_ITEM) && !defined(Py_LIMITED_API) && !defined(PYREF_ITEM_ORIGINS_OFF)
 #undef PyList_GET_ITEM
 #define PyList_GET_ITEM(a0, a1) (*pyref__w_PyList_GET_ITEM(a0, a1, __COUNTER__))
 #define pyref__w_PyList_GET_ITEM(a0, a1, n)                                                    \
@@ -258,7 +258,7 @@ static inline PYREF__CAPTURE PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject
 #endif
 
 /* PyList_SET_ITEM: container list[i], steals o always */
-#if defined(PyList_SET_ITEM) && !defined(Py_LIMITED_API)
+#if defined(PyList_SET_ITEM) && !defined(Py_LIMITED_API) && !defined(PYREF_ITEM_ORIGINS_OFF)
 #undef PyList_SET_ITEM
 #define PyList_SET_ITEM(a0, a1, a2) pyref__w_PyList_SET_ITEM(a0, a1, a2, __COUNTER__)
 #define pyref__w_PyList_SET_ITEM(a0, a1, a2, n)                                                \
@@ -397,7 +397,7 @@ static inline PYREF__CAPTURE PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject
 #endif
 
 /* PyTuple_GET_ITEM: borrowed, container p[pos] */
-#if defined(PyTuple_GET_ITEM) && !defined(Py_LIMITED_API)
+#if defined(PyTuple_GET_ITEM) && !defined(Py_LIMITED_API) && !defined(PYREF_ITEM_ORIGINS_OFF)
 #undef PyTuple_GET_ITEM
 #define PyTuple_GET_ITEM(a0, a1) (*pyref__w_PyTuple_GET_ITEM(a0, a1, __COUNTER__))
 #define pyref__w_PyTuple_GET_ITEM(a0, a1, n)                                                   \
@@ -413,7 +413,7 @@ static inline PYREF__CAPTURE PyObject *pyref__orig_PyWeakref_GET_OBJECT(PyObject
 #endif
 
 /* PyTuple_SET_ITEM: container p[pos], steals o always */
-#if defined(PyTuple_SET_ITEM) && !defined(Py_LIMITED_API)
+#if defined(PyTuple_SET_ITEM) && !defined(Py_LIMITED_API) && !defined(PYREF_ITEM_ORIGINS_OFF)
 #undef PyTuple_SET_ITEM
 #define PyTuple_SET_ITEM(a0, a1, a2) pyref__w_PyTuple_SET_ITEM(a0, a1, a2, __COUNTER__)
 #define pyref__w_PyTuple_SET_ITEM(a0, a1, a2, n)                                               \

@@ -10,12 +10,14 @@
  *   wrapped call becomes a macro that performs the real call and records where the
  *   reference came from:
  *     NEW     a call returned a new reference (obj, count at return)          [op 4]
- *     BORROW  a call returned a borrowed reference; an AUX record (kind
- *             PYREF_AUX_CONTAINER) follows naming the container when the call
- *             names one (PyTuple_GetItem's tuple, PyDict_GetItem's dict, ...)   [op 5]
+ *     BORROW  a call returned a borrowed reference; the record names the
+ *             container when the call names one (PyTuple_GetItem's tuple,
+ *             PyDict_GetItem's dict, ...) and the index in it                  [op 5]
  *     STEAL   a call took the caller's reference (PyList_SetItem, PyTuple_SET_ITEM,
  *             PyModule_AddObject on success, ...); count read before the call,
- *             AUX names the container that took it                             [op 6]
+ *             the record names the container that took it                      [op 6]
+ *   (format 2, ring.h "origin word": count, container and index in the one record; an
+ *   AUX ORIGIN follows only when they do not fit it.)
  *   Py_BuildValue and Py_VaBuildValue record STEAL for each "N" argument (the container is
  *   the result holding it; "O" is INCREF'd by the call, the caller keeps its reference: no
  *   record), then NEW for the result.
@@ -53,6 +55,12 @@
  * CONFIGURATION
  *   PYREF_CAPI_OFF defined before including Python.h: reference counts are recorded, C-API
  *   calls are not (no wrapper is defined). PYREF_CAPI_ACTIVE is defined when it is on.
+ *   PYREF_ITEM_ORIGINS_OFF (opt-in): PyTuple_GET_ITEM, PyList_GET_ITEM, PyTuple_SET_ITEM
+ *   and PyList_SET_ITEM are left as the interpreter defines them: fewer records in code
+ *   that walks containers (bench/RESULTS.md), but a borrowed item's origin is not recorded
+ *   (its history starts at its first INCREF), a reference given to a tuple or list by
+ *   *_SET_ITEM is not seen leaving, and an item traced code never INCREFs is not noted
+ *   for FREE capture.
  *
  * Tested by tests/system/test_capi_origins.py (records from real cores, the wrappers'
  * semantics, a -Wall -Wextra -Werror compile matrix, the PyArg_* and Py_BuildValue format
@@ -67,7 +75,8 @@
 
 /* AUX record kinds (record.site of an AUX record; docs/ring-format.md). */
 #define PYREF_AUX_CONTAINER 1 /* obj = the container of the previous record's object;
-                                 refcnt = its index there, -1 when the call names no index */
+                                 refcnt = its index there, -1 when the call names no index;
+                                 format 2: only for a container the origin word cannot hold */
 
 /* The generated captures of the interpreter's macros (pyref_capi.h: pyref__slot_*,
  * pyref__orig_*): always inlined, so that at -O0 a wrapped PyTuple_GET_ITEM costs what the
@@ -84,9 +93,45 @@
 #define PYREF__AUTO __auto_type
 #endif
 
+/* The records of an origin whose count or index does not fit an origin code, or whose
+ * container does not fit the origin word (ring.h): the origin with code 0, the AUX ORIGIN
+ * with the count and index in the same sequence, then, for such a container, an AUX
+ * CONTAINER naming it. Out of line: rare (an immortal object, a count or index past the
+ * code's reach). Returns 1 when the origin was written. */
+static __attribute__((noinline, cold, unused)) int
+pyref__origin_full(const void *obj, const struct pyref_site *site, unsigned f, int64_t count,
+                   const void *container, int64_t index)
+{
+    uint64_t c = (uint64_t)(uintptr_t)container;
+    int fits = (c & ~PYREF_ORIGIN_PTR_MASK) == 0;
+    int written = pyref_record_pair(obj, site, (int64_t)(fits ? c : 0), f, 0,
+                                    (const void *)(uintptr_t)index, PYREF_AUX_ORIGIN, count);
+    if (written && !fits)
+        pyref_record_aux(container, PYREF_AUX_CONTAINER, index);
+    return written;
+}
+
+/* Writes a BORROW or STEAL (`f`: op and flags) of `obj` with its count, container and
+ * index as format 2 lays them out (ring.h, "origin word"): one record when they fit, the
+ * usual case, else pyref__origin_full(). Through the pyref__record_idle() writer when
+ * `idle` (the caller read t->busy as 0), else pyref_record(). Returns 1 when written. */
+static inline __attribute__((always_inline)) int
+pyref__origin_write(const void *obj, const struct pyref_site *site, unsigned f, int64_t count,
+                    const void *container, int64_t index, struct pyref_thread *t, int idle)
+{
+    uint64_t c = (uint64_t)(uintptr_t)container;
+    uint32_t code = (c & ~PYREF_ORIGIN_PTR_MASK) == 0 ? pyref_origin_code(count, index) : 0;
+    if (__builtin_expect(code == 0, 0))
+        return pyref__origin_full(obj, site, f, count, container, index);
+    int64_t w = (int64_t)pyref_origin_word(c, code);
+    int d = (int)(int8_t)(uint8_t)(code & 0xFF); /* the delta byte holds the code's low bits */
+    return idle ? pyref__record_idle(t, obj, site, w, f, d) : pyref_record(obj, site, w, f, d);
+}
+
 /* The body of pyref__origin() on the calling thread's descriptor `t`: through the
  * pyref__record*_idle() writers when `idle` (the caller read t->busy as 0), else through
- * pyref_record*(), which handle every state of the thread. */
+ * pyref_record*(), which handle every state of the thread. A NEW is one record (count in
+ * `refcnt`); a BORROW carries its container (pyref__origin_write). */
 static inline __attribute__((always_inline)) void
 pyref__origin_on(const void *obj, const struct pyref_site *site, unsigned op,
                  const void *container, int64_t index, struct pyref_thread *t, int idle)
@@ -97,14 +142,14 @@ pyref__origin_on(const void *obj, const struct pyref_site *site, unsigned op,
     unsigned f = op | (pyref__is_immortal(o) ? (unsigned)PYREF_OP_IMMORTAL : 0u);
     Py_ssize_t count = pyref__refcnt(o); /* Py_REFCNT(), without its call at -O0 */
     int written;
-    if (container != NULL) /* both records in one write (ring.h) */
-        written = idle ? pyref__record_pair_idle(t, o, site, (int64_t)count, f, 0, container,
-                                                 PYREF_AUX_CONTAINER, index)
-                       : pyref_record_pair(o, site, (int64_t)count, f, 0, container,
-                                           PYREF_AUX_CONTAINER, index);
-    else
+    if (op != PYREF_OP_NEW)
+        written = pyref__origin_write(o, site, f, (int64_t)count, container, index, t, idle);
+    else if (container == NULL) /* every NEW the wrappers record */
         written = idle ? pyref__record_idle(t, o, site, (int64_t)count, f, 0)
                        : pyref_record(o, site, (int64_t)count, f, 0);
+    else /* a NEW naming a container: an AUX CONTAINER after it, as in format 1 */
+        written = pyref_record_pair(o, site, (int64_t)count, f, 0, container,
+                                    PYREF_AUX_CONTAINER, index);
     if (written)
         pyref__after_record(o, count); /* pyref_hooks.h: a FREE is recorded if CPython frees it */
 }
@@ -117,10 +162,11 @@ pyref__origin_busy(const void *obj, const struct pyref_site *site, unsigned op,
     pyref__origin_on(obj, site, op, container, index, NULL, 0);
 }
 
-/* Records NEW or BORROW for a reference a call returned (nothing for NULL), then, when
- * `container` is not NULL, an AUX record naming it. `index` is the position in the
- * container, -1 when there is none. Cannot fail; does not touch the container. The
- * thread's `busy` word is tested first: under PYREF=off nothing else is done. */
+/* Records NEW or BORROW for a reference a call returned (nothing for NULL), naming
+ * `container` when it is not NULL (a BORROW in the same record, format 2). `index` is the
+ * position in the container, -1 when there is none. Cannot fail; does not touch the
+ * container. The thread's `busy` word is tested first: under PYREF=off nothing else is
+ * done. */
 static inline __attribute__((always_inline)) void
 pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
               const void *container, int64_t index)
@@ -165,15 +211,8 @@ pyref__stolen_on(const void *obj, struct pyref__pre pre, const struct pyref_site
 {
     if (obj == NULL)
         return;
-    unsigned f = PYREF_OP_STEAL | pre.flags;
-    if (container != NULL)
-        (void)(idle ? pyref__record_pair_idle(t, obj, site, pre.refcnt, f, 0, container,
-                                              PYREF_AUX_CONTAINER, index)
-                    : pyref_record_pair(obj, site, pre.refcnt, f, 0, container,
-                                        PYREF_AUX_CONTAINER, index));
-    else
-        (void)(idle ? pyref__record_idle(t, obj, site, pre.refcnt, f, 0)
-                    : pyref_record(obj, site, pre.refcnt, f, 0));
+    (void)pyref__origin_write(obj, site, PYREF_OP_STEAL | pre.flags, pre.refcnt, container,
+                              index, t, idle);
 }
 
 /* pyref__stolen() when the thread is busy and recording is on: out of line, rare. */
@@ -184,7 +223,8 @@ pyref__stolen_busy(const void *obj, struct pyref__pre pre, const struct pyref_si
     pyref__stolen_on(obj, pre, site, container, index, NULL, 0);
 }
 
-/* Records STEAL of `obj` (count as read by pyref__before) and the container that took it.
+/* Records STEAL of `obj` (count as read by pyref__before) and the container that took it
+ * (format 2: in the same record).
  * Never dereferences obj: it may be gone. The `busy` test first, as in pyref__origin(). */
 static inline __attribute__((always_inline)) void
 pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *site,

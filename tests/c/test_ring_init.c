@@ -26,7 +26,7 @@ static void child_header(void)
     CHECK(((uintptr_t)h & 4095) == 0, "header at %p is not page aligned", (void *)h);
     CHECK_EQ_U64(h->magic, PYREF_MAGIC, "magic");
     CHECK(memcmp(&h->magic, "PYREFRNG", 8) == 0, "magic bytes are not \"PYREFRNG\"");
-    CHECK_EQ_U64(h->version, 1, "version");
+    CHECK_EQ_U64(h->version, PYREF_FORMAT_VERSION, "version");
     CHECK_EQ_U64(h->record_size, 32, "record_size");
     CHECK_EQ_U64(h->capacity, cap, "capacity");
     CHECK_EQ_U64(h->word_size, 8, "word_size");

@@ -59,7 +59,7 @@ def test_history_from_core(built, tmp_path):
     out = _clean(pyreftest.gdb_batch(["pyref ring", "pyref history %d" % arg,
                                       "pyref history --json %d" % arg],
                                      args=[python, core]))
-    assert re.search(r"ring at 0x[0-9a-f]+ \(found by symbol\), format v1", out)
+    assert re.search(r"ring at 0x[0-9a-f]+ \(found by symbol\), format v2", out)
     assert re.search(r"torn\s+0\b", out)
     rows = _history_rows(out)
     line = LINES["leak-incref"]

@@ -25,8 +25,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(TESTS), "gdbext"))
 from pyref.errors import RingError                            # noqa: E402
 from pyref.reader import decode, ringformat                   # noqa: E402
 from pyref.reader.decode import build_index                   # noqa: E402
-from pyref.reader.ringformat import (AUX, DEALLOC, DECREF, IMMORTAL, INCREF,  # noqa: E402
-                                     scan_for_headers)
+from pyref.reader.ringformat import (AUX, BORROW, DEALLOC, DECREF, IMMORTAL,  # noqa: E402
+                                     INCREF, STEAL, scan_for_headers)
 from pyref.rules.events import lifetimes                      # noqa: E402
 from ringimage import Mem, Writer                             # noqa: E402
 
@@ -44,12 +44,16 @@ DESC_FIELDS = [(0, 8), (8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (48,
 # Seed images
 # ---------------------------------------------------------------------------------------
 def seed_images():
-    """A handful of valid ring sets covering the interesting states."""
+    """A handful of valid ring sets covering the interesting states, in format 1 and 2
+    (whose BORROW/STEAL carry their container: Writer.origin)."""
     images = []
     rnd = random.Random(1)
-    for cap, nthreads, n, seq in [(4, 1, 3, 0), (8, 2, 40, 0), (16, 3, 100, (1 << 32) - 20),
-                                  (64, 2, 300, 5), (32, 4, 31, 1 << 40), (8, 1, 0, 0)]:
-        w = Writer(capacity=cap, max_threads=nthreads + 1, seq=seq)
+    for cap, nthreads, n, seq, version in [
+            (4, 1, 3, 0, 1), (8, 2, 40, 0, 1), (16, 3, 100, (1 << 32) - 20, 1),
+            (64, 2, 300, 5, 1), (32, 4, 31, 1 << 40, 1), (8, 1, 0, 0, 1),
+            (4, 1, 3, 0, 2), (8, 2, 40, 0, 2), (16, 3, 100, (1 << 32) - 20, 2),
+            (64, 2, 300, 5, 2)]:
+        w = Writer(capacity=cap, max_threads=nthreads + 1, seq=seq, version=version)
         for i in range(nthreads):
             w.register(i)
         for _ in range(n):
@@ -61,6 +65,12 @@ def seed_images():
             elif x < 0.13 and cap >= 8:
                 w.mark(i, "test:start t.py::test_%d" % rnd.randrange(99),
                        cut=rnd.choice([None, 5]))
+            elif x < 0.2:
+                w.origin(i, obj, rnd.choice([BORROW, STEAL]),
+                         rnd.choice([0, 1, 3, 255, 256, 1 << 18, -5]),
+                         rnd.choice([0, 0x20000, 0x20008, 0x20003, 1 << 50]),
+                         rnd.choice([-1, 0, 2, 254, 255, 1 << 18, -7]),
+                         flags=rnd.choice([0, 0, IMMORTAL]))
             elif x < 0.25:
                 w.record(i, obj, op=DEALLOC, refcnt=1)
             elif x < 0.3:
@@ -167,8 +177,13 @@ def check_ring(ring):
     assert ring.written == ring.decoded + ring.overwritten + ring.torn + ring.unreadable + ring.rejected, \
         ring.counters
     recs = ring.records
-    attached = sum(len(r.aux) for r in recs)
-    assert len(recs) + attached == ring.decoded, (len(recs), attached, ring.decoded)
+    # attached AUX slots; a format-2 origin's container is made by the reader (its pos)
+    attached = sum(1 for r in recs for a in r.aux if a.pos != r.pos)
+    assert len(recs) + attached + ring.folded == ring.decoded, \
+        (len(recs), attached, ring.folded, ring.decoded)
+    for r in recs:
+        if r.op in (BORROW, STEAL):
+            assert r.delta == 0 and r.after == r.refcnt      # format 1's shape
     if ring.decoded == 0:
         assert ring.errors, "nothing decoded and no error says why"
     # each thread's records in its ring's order; threads merged by Ring.merge_key

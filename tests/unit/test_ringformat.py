@@ -50,7 +50,7 @@ def test_header_parses_all_fields():
 @pytest.mark.parametrize("over, why", [
     (dict(magic=0x1122334455667788), "bad magic"),
     (dict(magic=int.from_bytes(ringformat.MAGIC_BYTES, "big")), "byte order mismatch"),
-    (dict(version=2), "unknown version 2"),
+    (dict(version=3), "unknown version 3 at 0x10000 (this reader knows 1 and 2)"),
     (dict(version=0), "unknown version 0"),
     (dict(byte_order=2), "byte order mismatch"),
     (dict(word_size=4), "word size mismatch"),

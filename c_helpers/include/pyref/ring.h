@@ -1,7 +1,7 @@
 /*
  * pyref/ring.h — the pyref ring: record layout and the inline recording fast path.
  *
- * This header is the C side of docs/ring-format.md (format version 1). It does not include
+ * This header is the C side of docs/ring-format.md (format version 2). It does not include
  * Python.h: the runtime (libpyref) is interpreter-agnostic, and the Python.h shim
  * (c_helpers/shim/Python.h) builds its Py_INCREF/Py_DECREF wrappers on pyref_record().
  *
@@ -21,7 +21,7 @@ extern "C" {
 
 #define PYREF_MAGIC        0x474E524645525950ULL /* "PYREFRNG" little-endian */
 #define PYREF_SITE_MAGIC   0x54535950U           /* "PYST" */
-#define PYREF_FORMAT_VERSION 1
+#define PYREF_FORMAT_VERSION 2 /* 2: BORROW/STEAL carry their container (docs/ring-format.md) */
 #define PYREF_RECORD_SIZE  32
 #define PYREF_THREAD_TABLE_OFF 256
 #define PYREF_DEFAULT_RECORDS 1048576
@@ -311,6 +311,43 @@ pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt
                                                                   aux_obj, aux_kind, aux_value);
     return pyref__record_pair_idle(t, obj, site, refcnt, op, delta, aux_obj, aux_kind,
                                    aux_value);
+}
+
+/*
+ * Format 2: a BORROW or STEAL carries its container, index and count in its own record
+ * (docs/ring-format.md, "Origin records"). Its `refcnt` is the origin word:
+ *   bits 3-47   the container's address (8-byte aligned, below 2^48; 0: the call names none)
+ *   bits 0-2, 48-63 and the record's `delta` byte   a 27-bit origin code, below
+ * The code (bit 26 the layout) packs the object's count and its index + 1 (0: no index):
+ *   code 0              the count and index did not fit: an AUX ORIGIN record follows
+ *                       (obj = the index, refcnt = the count), written in the same sequence
+ *   bit 26 clear        count in bits 18-25 (1..255),    index + 1 in bits 0-17 (< 2^18)
+ *   bit 26 set          count in bits 8-25 (1..2^18-1), index + 1 in bits 0-7 (< 2^8)
+ * A container that does not fit the word (unaligned, or above 2^48) is written as 0 in it
+ * and named by an AUX CONTAINER record after the AUX ORIGIN (obj = the container, refcnt =
+ * the index), as in format 1.
+ */
+#define PYREF_AUX_ORIGIN 0x13          /* obj = index (-1: none), refcnt = count */
+#define PYREF_ORIGIN_PTR_MASK 0x0000FFFFFFFFFFF8ULL
+
+/* The 27-bit origin code of (count, index), or 0 when they do not fit one. Cannot fail. */
+static inline __attribute__((always_inline)) uint32_t pyref_origin_code(int64_t count,
+                                                                         int64_t index)
+{
+    uint64_t ix = (uint64_t)index + 1; /* -1 (none) -> 0; below -1 -> huge: no fit */
+    if (count >= 1 && count <= 0xFF && ix < (1u << 18))
+        return (uint32_t)count << 18 | (uint32_t)ix;
+    if (count >= 1 && count < (1 << 18) && ix < (1u << 8))
+        return 1u << 26 | (uint32_t)count << 8 | (uint32_t)ix;
+    return 0;
+}
+
+/* The origin word of a record with origin code `code` naming `container` (which the
+ * caller checked fits PYREF_ORIGIN_PTR_MASK). */
+static inline __attribute__((always_inline)) uint64_t pyref_origin_word(uint64_t container,
+                                                                         uint32_t code)
+{
+    return container | (uint64_t)(code >> 11) << 48 | (uint64_t)(code >> 8 & 7);
 }
 
 /* AUX kind of the records that carry a MARK's label, 16 bytes each (obj, then refcnt). */

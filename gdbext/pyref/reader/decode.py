@@ -1,5 +1,6 @@
-"""Decoder of pyref ring sets (format version 1, docs/ring-format.md): bytes in, records
-out. The format itself (constants, header, thread table, Record) is reader/ringformat.py.
+"""Decoder of pyref ring sets (format versions 1 and 2, docs/ring-format.md): bytes in,
+records out. The format itself (constants, header, thread table, Record, the origin word) is
+reader/ringformat.py.
 
 Nothing here knows about GDB. Every function that touches the target takes a
 `read(addr, size) -> bytes-like` callable (pyref/errors.py: the reader contract); GDB
@@ -21,9 +22,20 @@ Validity (format spec, "Reading"). A slot in a thread's window is
   * INCREF: delta +1 without IMMORTAL, or delta 0 with IMMORTAL (what the shim writes);
   * DECREF: delta -1 without IMMORTAL, or delta 0 with IMMORTAL;
   * DEALLOC: delta -1, refcnt (before) == 1, IMMORTAL clear;
-  * NEW, BORROW, STEAL, FREE, AUX, FORK, MARK: delta 0 (the spec's table);
+  * NEW, BORROW, STEAL, FREE, AUX, FORK, MARK: delta 0 (the spec's table); in format 2
+    BORROW and STEAL any delta (it holds their origin code's low byte);
   * INCREF, DECREF, DEALLOC: obj != 0 (the shim records only non-NULL objects);
+- torn too (format 2): a BORROW or STEAL whose origin code is 0 without the AUX ORIGIN
+  record that must follow it (same thread, next position, same seq and tid): its count
+  was never written whole (a write cut short);
 - otherwise decoded. An op in 11..63 decodes as `op N` with any delta.
+
+Format 2 origins (ringformat.origin_fields): a BORROW or STEAL decodes to the Record format
+1 gives for it, `refcnt` the count, `delta` 0, and its container (when the call named one)
+as an AUX CONTAINER record first in `aux` (obj the container, refcnt the index, `pos` the
+origin's own: made by the reader, not a slot of the ring); the AUX ORIGIN that held a count
+or index too big for the code is folded in and not in `aux`. Ring.slot_columns() and the
+raw passes see the origin word in `refcnt` (only NEW's count is read there).
 Then, across slots (counted in `Ring.rejected` by reason, not decoded: docs/reliability.md,
 "Plausibility checks"): a seq above the header's counter, a seq out of order in its
 thread's window (one writing thread only), the counter far above the newest record; a
@@ -81,10 +93,11 @@ from pyref.reader.plausibility import (MAX_HEAD as _MAX_HEAD, implausible_descri
                                        _implausible_descriptor, note_suspects as
                                        _note_suspects, reject_implausible as
                                        _reject_implausible, seq_slack)
-from pyref.reader.ringformat import (AUX, BORROW, DEALLOC, DECREF, FREE, HEADER_FIXED,
-                                     IMMORTAL, INCREF, MARK, NEW, OP_MASK, RECORD_SIZE,
-                                     SHARED, STEAL, Header, Record, Thread, mark_label,
-                                     parse_header, parse_threads, restore_seq)
+from pyref.reader.ringformat import (AUX, AUX_CONTAINER, AUX_ORIGIN, BORROW, DEALLOC,
+                                     DECREF, FREE, HEADER_FIXED, IMMORTAL, INCREF, MARK, NEW,
+                                     OP_MASK, RECORD_SIZE, SHARED, STEAL, Header, Record,
+                                     Thread, mark_label, origin_fields, parse_header,
+                                     parse_threads, restore_seq)
 
 _REC = struct.Struct("<QQqIBbH")           # obj site refcnt seq op delta tid
 _SEQ_TID = struct.Struct("<I2xH")           # commit word: seq and tid
@@ -111,9 +124,16 @@ def _plausible(opb: int, d: int) -> bool:
     return True
 
 
-# (op byte | delta byte << 8) -> 1 if the pair passes the checks that need no other field.
-_VALID = bytes(1 if _plausible(i & 0xFF, ((i >> 8) ^ 0x80) - 0x80) else 0
-               for i in range(65536))
+def _plausible2(opb: int, d: int) -> bool:
+    """_plausible for format 2: a BORROW's or STEAL's delta byte is part of its origin."""
+    return opb & OP_MASK in (BORROW, STEAL) or _plausible(opb, d)
+
+
+# (op byte | delta byte << 8) -> 1 if the pair passes the checks that need no other field,
+# by format version.
+_VALID_OF = {v: bytes(1 if f(i & 0xFF, ((i >> 8) ^ 0x80) - 0x80) else 0 for i in range(65536))
+             for v, f in ((1, _plausible), (2, _plausible2))}
+_VALID = _VALID_OF[1]
 _MASK_OP = bytes(i & OP_MASK for i in range(256))
 _MASK_FLAGS = bytes(i & (SHARED | IMMORTAL) for i in range(256))
 _IS_DEALLOC = bytes(1 if i == DEALLOC else 0 for i in range(256))
@@ -164,9 +184,10 @@ class _Run:
 
 class _ThreadWindow:
     """What decode_ring keeps of one thread: its runs and the AUX attachments."""
-    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached", "keys")
+    __slots__ = ("index", "runs", "starts", "aux", "parents", "rs", "attached", "keys", "v2")
 
-    def __init__(self, index, runs, rs):
+    def __init__(self, index, runs, rs, v2=False):
+        self.v2 = v2             # format 2: BORROW/STEAL carry their origin word
         self.index = index
         self.runs = runs
         self.starts = [r.pos0 for r in runs]
@@ -186,11 +207,13 @@ class _ThreadWindow:
         return None, 0
 
 
-def _want_delta(b: int):
+def _want_delta(b: int, v2: bool = False):
     """(delta byte the op byte `b` requires, any delta valid, no delta valid): the checks
-    of _plausible as three byte tables, so that a whole run is checked with translate and
-    big-int bit operations (C speed, no Python call per slot)."""
+    of _plausible (_plausible2 when `v2`) as three byte tables, so that a whole run is
+    checked with translate and big-int bit operations (C speed, no Python call per slot)."""
     op, imm = b & OP_MASK, b & IMMORTAL
+    if v2 and op in (BORROW, STEAL):
+        return 0, 0xFF, 0
     if op == 0 or (op == DEALLOC and imm):
         return 0, 0, 0xFF
     if op == INCREF:
@@ -202,7 +225,8 @@ def _want_delta(b: int):
     return 0, 0xFF, 0
 
 
-_WANT, _ANY, _NEVER = (bytes(t) for t in zip(*map(_want_delta, range(256))))
+_DELTA_TABLES = {v: tuple(bytes(t) for t in zip(*(_want_delta(b, v == 2) for b in range(256))))
+                 for v in (1, 2)}
 _ZERO_IS_ONE = bytes([1] + [0] * 255)
 _NONZERO_FF = bytes([0] + [0xFF] * 255)
 _ZERO_FF = bytes([0xFF] + [0] * 255)
@@ -219,18 +243,20 @@ def _field_or(data, off, size, rs):
     return acc
 
 
-def _classify(run: _Run, rs: int):
+def _classify(run: _Run, rs: int, v2: bool = False):
     """Sets run.kind and run.ops: the validity checks of the module docstring, as
     strided byte slices, translate and big-int bit operations over the whole run (one
-    byte per slot; byte-wise, so the host's byte order does not matter)."""
+    byte per slot; byte-wise, so the host's byte order does not matter). `v2`: the
+    format-2 tables (a BORROW's or STEAL's delta byte is free); _check_origins follows."""
     data, n = run.data, run.count
     opcol = data[28::rs]
     ops = opcol.translate(_MASK_OP)
     ints = int.from_bytes
-    anyd = ints(opcol.translate(_ANY), "little")
-    bad = ((ints(opcol.translate(_WANT), "little") ^ ints(data[29::rs], "little"))
+    want, anyt, never = _DELTA_TABLES[2 if v2 else 1]
+    anyd = ints(opcol.translate(anyt), "little")
+    bad = ((ints(opcol.translate(want), "little") ^ ints(data[29::rs], "little"))
            | anyd) ^ anyd
-    bad |= ints(opcol.translate(_NEVER), "little")
+    bad |= ints(opcol.translate(never), "little")
     if DEALLOC in ops:
         # DEALLOC must have refcnt (before) 1: its low byte 1, the other seven 0.
         ref = ints(data[16::rs], "little") ^ ints(bytes([1]) * n, "little")
@@ -242,6 +268,68 @@ def _classify(run: _Run, rs: int):
     bad |= ints(null, "little") & ints(ops.translate(_REFOP_FF), "little")
     run.kind = bytearray(bad.to_bytes(n, "little").translate(_ZERO_IS_ONE))
     run.ops = ops
+
+
+_ORIGIN_OPS = bytes(1 if i in (BORROW, STEAL) else 0 for i in range(256))   # masked op
+_LOW3_ZERO = bytes(1 if not i & 7 else 0 for i in range(256))
+
+
+def _code_zero_lanes(run, rs):
+    """Lanes (one byte a slot, 1 set) of the decoded format-2 BORROW/STEAL slots of a run
+    whose origin code is 0 (bytes 22-23 of the origin word, its low 3 bits and the delta
+    byte all zero): those whose count and index an AUX ORIGIN holds."""
+    data = run.data
+    lanes = _lanes(run.ops.translate(_ORIGIN_OPS)) & _lanes(run.kind.translate(_IS_ONE))
+    if lanes:
+        lanes &= _lanes(data[22::rs].translate(_ZERO_IS_ONE)) & \
+            _lanes(data[23::rs].translate(_ZERO_IS_ONE)) & \
+            _lanes(data[16::rs].translate(_LOW3_ZERO)) & \
+            _lanes(data[29::rs].translate(_ZERO_IS_ONE))
+    return lanes
+
+
+def _check_origins(tw):
+    """Format 2: marks torn (kind 0) each decoded BORROW/STEAL with origin code 0 whose next
+    position is not a decoded AUX ORIGIN with the same seq and tid (the pair write was cut
+    short: the count was never written whole). Returns (marked torn, kept): the kept ones'
+    AUX ORIGIN is folded into their Record (_as_origin). (0, 0) for format 1."""
+    torn = kept = 0
+    if not tw.v2:
+        return torn, kept
+    rs = tw.rs
+    for run in tw.runs:
+        n = run.count
+        lanes = _code_zero_lanes(run, rs) if n else 0
+        for i in compress(range(n), lanes.to_bytes(n, "little")) if lanes else ():
+            r, j = (run, i + 1) if i + 1 < n else tw.locate(run.pos0 + i + 1)
+            if r is None or r.kind[j] != 1 or r.ops[j] != AUX or \
+                    struct.unpack_from("<Q", r.data, j * rs + 8)[0] != AUX_ORIGIN or \
+                    _SEQ_TID.unpack_from(r.data, j * rs + 24) != \
+                    _SEQ_TID.unpack_from(run.data, i * rs + 24):
+                run.kind[i] = 0
+                torn += 1
+            else:
+                kept += 1
+    return torn, kept
+
+
+def _as_origin(rec):
+    """A format-2 BORROW/STEAL Record in format 1's shape (module docstring): the count in
+    `refcnt`, delta 0, the container as an AUX CONTAINER first in `aux`, the AUX ORIGIN
+    folded in. Its AUX ORIGIN is attached (_check_origins made sure) when the code is 0."""
+    container, count, index = origin_fields(rec[2], rec[3])
+    aux = rec[11]
+    if count is None:
+        o = next((a for a in aux if a[1] == AUX_ORIGIN), None)
+        if o is None:            # not reached: _check_origins marks such a slot torn
+            return rec
+        count, index = o[2], o[0] - (1 << 64) if o[0] >> 63 else o[0]
+        k = aux.index(o)
+        aux = aux[:k] + aux[k + 1:]
+    if container and not any(a[1] == AUX_CONTAINER for a in aux):
+        aux = (_new_tuple(Record, (container, AUX_CONTAINER, index, 0, AUX, 0, rec[6],
+                                   rec[7], rec[8], rec[9], rec[10], ())),) + aux
+    return _new_tuple(Record, rec[:2] + (count, 0) + rec[4:11] + (aux,))
 
 
 def _seq32_at(run, idx, rs):
@@ -316,8 +404,7 @@ def _record_with_local_aux(tw, run, idx, head_seq):
                 break
             aux.append(_record_at(tw, r, i, head_seq))
             pos += 1
-    rec = _record_at(tw, run, idx, head_seq)
-    return rec._replace(aux=tuple(aux)) if aux else rec
+    return _record_at(tw, run, idx, head_seq, tuple(aux))
 
 
 def _slot_record(tw, run, k, head_seq):
@@ -464,16 +551,21 @@ def _rising_low(tw) -> bool:
     return diff[4::5].count(1) == n
 
 
-def _record_at(tw, run, idx, head_seq):
-    """The Record in one slot (kind must be nonzero), with its attached AUX records."""
+def _record_at(tw, run, idx, head_seq, aux=None):
+    """The Record in one slot (kind must be nonzero), with its attached AUX records (or
+    `aux`, when given), a format-2 origin in format 1's shape (_as_origin)."""
     obj, site, refcnt, s32, opb, delta, tid = _REC.unpack_from(run.data, idx * tw.rs)
     pos = run.pos0 + idx
-    aux = ()
-    if pos in tw.aux:
-        aux = tuple(_record_at(tw, *tw.locate(p), head_seq) for p in tw.aux[pos])
-    return _new_tuple(Record, (obj, site, refcnt, delta, opb & OP_MASK,
-                               opb & (SHARED | IMMORTAL), s32, restore_seq(head_seq, s32),
-                               tid, tw.index, pos, aux))
+    if aux is None:
+        aux = ()
+        if pos in tw.aux:
+            aux = tuple(_record_at(tw, *tw.locate(p), head_seq) for p in tw.aux[pos])
+    rec = _new_tuple(Record, (obj, site, refcnt, delta, opb & OP_MASK,
+                              opb & (SHARED | IMMORTAL), s32, restore_seq(head_seq, s32),
+                              tid, tw.index, pos, aux))
+    if tw.v2 and opb & OP_MASK in (BORROW, STEAL):
+        return _as_origin(rec)
+    return rec
 
 
 def _run_records(tw, run, head_seq):
@@ -491,6 +583,11 @@ def _run_records(tw, run, head_seq):
             k = parent - run.pos0
             recs[k] = recs[k]._replace(aux=tuple(
                 _record_at(tw, *tw.locate(p), head_seq) for p in tw.aux[parent]))
+    if tw.v2:
+        origins = _lanes(ops.translate(_ORIGIN_OPS)) & _lanes(run.kind.translate(_IS_ONE))
+        if origins:
+            for k in compress(range(run.count), origins.to_bytes(run.count, "little")):
+                recs[k] = _as_origin(recs[k])
     if run.kind.count(1) == run.count:           # the usual case: nothing to leave out
         return recs
     return list(compress(recs, run.kind.translate(_IS_ONE)))
@@ -515,7 +612,9 @@ class _NoGC:
 class Ring:
     """One decoded ring set. Counters follow the spec ("Reading"), plus `unreadable`
     (window slots that could not be read) so that always
-    written == decoded + overwritten + torn + unreadable.
+    written == decoded + overwritten + torn + unreadable. The decoded slots are the
+    records, the AUX records attached to them, and (format 2) the `folded` AUX ORIGIN
+    records whose count and index their origin's Record carries.
 
     `threads[i]` is descriptor i (all that could be read, used or not; Record.thread
     indexes it); `threads_seen` counts those with a ring and at least one record written.
@@ -532,6 +631,7 @@ class Ring:
         self.lost = self.in_flight = self.unreadable = self.threads_seen = 0
         self.torn_oldest = 0     # torn slots that a busy writer was overwriting (oldest)
         self.rejected = 0        # decodable slots failing the plausibility checks
+        self.folded = 0          # format 2: AUX ORIGIN slots folded into their origin
         self.rejections = {}     # reason -> count (slots and descriptors)
         self.rejected_descriptors = []   # one line each
         self.writers = 0         # descriptors with a ring and records
@@ -657,13 +757,22 @@ class Ring:
                 zero = _lanes(_field_or(data, 16, 8, rs).to_bytes(n, "little")
                               .translate(_ZERO_IS_ONE))
                 nonpos = _lanes(data[23::rs].translate(_NEGATIVE)) | zero
-                at(nonpos & _lanes(opcol.translate(_MORTAL)) |
-                   _lanes(ops.translate(_UNKNOWN_OPS)), neg)
-                at(_lanes(ops.translate(_DEALLOC_OPS)), deallocs)
+                mortal = _lanes(opcol.translate(_MORTAL))
                 big = _lanes(_field_or(data, hi_byte, 24 - hi_byte, rs)
                              .to_bytes(n, "little").translate(_NONZERO_1)) \
                     if hi_byte < 24 else 0
-                at((big | nonpos) & _lanes(ops.translate(_USE_OPS)), used)
+                unsure = 0
+                if tw.v2:
+                    # a format-2 origin's refcnt is its origin word: a count in the code is
+                    # 1..2^18 (sane); one the AUX ORIGIN holds is not looked at here, so
+                    # such a record counts as both (a superset)
+                    origin = _lanes(ops.translate(_ORIGIN_OPS))
+                    nonpos &= ~origin
+                    big &= ~origin
+                    unsure = _code_zero_lanes(run, rs)
+                at((nonpos | unsure) & mortal | _lanes(ops.translate(_UNKNOWN_OPS)), neg)
+                at(_lanes(ops.translate(_DEALLOC_OPS)), deallocs)
+                at((big | nonpos | unsure) & _lanes(ops.translate(_USE_OPS)), used)
                 end = _lanes(ops.translate(_END_OPS))
                 if used and end & keep:
                     at(end, ends)
@@ -704,7 +813,8 @@ class Ring:
         within a thread). obj, site, refcnt, seq are lists of ints (seq restored, or the
         thread's merge key where its seqs go back); opbyte is the raw op byte of each
         record (flags included) as bytes. Torn and corrupt slots are left out; AUX
-        records are not (their op says what they are). `select`, a 256-byte table, keeps
+        records are not (their op says what they are); a format-2 BORROW's or STEAL's
+        refcnt is its raw origin word (module docstring). `select`, a 256-byte table, keeps
         only the slots whose op byte maps to nonzero (the others are never gathered)."""
         out = []
         for tw in self._windows:
@@ -795,11 +905,18 @@ def _decode_thread(ring, read, t, chunk):
         for slot, d in parts:
             runs.append(_Run(base + ((slot - r0) & mask), d, rs))
     runs.sort(key=lambda r: r.pos0)
-    tw = _ThreadWindow(t.index, runs, rs)
+    v2 = h.version >= 2
+    tw = _ThreadWindow(t.index, runs, rs, v2)
     for run in runs:
-        _classify(run, rs)
+        _classify(run, rs, v2)
     torn = [run.kind.count(0) for run in runs]
     _reject_implausible(ring, runs, rs)
+    if v2:               # after the plausibility checks, which may reject an AUX ORIGIN
+        before = [run.kind.count(0) for run in runs]
+        cut, kept = _check_origins(tw)
+        ring.folded += kept
+        if cut:          # the origins cut short count as torn
+            torn = [t + run.kind.count(0) - b for run, t, b in zip(runs, torn, before)]
     first = last = None
     for run, bad in zip(runs, torn):
         kind = run.kind
@@ -830,8 +947,9 @@ def _in_flight(h, t, commit_at) -> int:
     if t.busy != 1 or not head >= cap >= 2:
         return 0
     newest, oldest = commit_at((head - 1) & mask), commit_at(head & mask)
-    if newest and oldest and _VALID[newest[1] | (newest[2] & 0xFF) << 8] and \
-            _VALID[oldest[1] | (oldest[2] & 0xFF) << 8]:
+    valid = _VALID_OF[2 if h.version >= 2 else 1]
+    if newest and oldest and valid[newest[1] | (newest[2] & 0xFF) << 8] and \
+            valid[oldest[1] | (oldest[2] & 0xFF) << 8]:
         s_new, s_old = restore_seq(h.seq, newest[0]), restore_seq(h.seq, oldest[0])
         if s_old > s_new or (s_old == s_new and oldest[1] & OP_MASK == AUX):
             return 1
@@ -863,9 +981,11 @@ def tail(read, header: Header, thread: Thread, n: int) -> list:
         cnt = min(first + m - pos, cap - slot)
         runs.append(_Run(pos, bytes(read(t.ring + slot * rs, cnt * rs)), rs))
         pos += cnt
-    tw = _ThreadWindow(t.index, runs, rs)
+    v2 = h.version >= 2
+    tw = _ThreadWindow(t.index, runs, rs, v2)
     for run in runs:
-        _classify(run, rs)
+        _classify(run, rs, v2)
+    _check_origins(tw)
     _attach_aux(tw)
     tw.attached = True
     out = []

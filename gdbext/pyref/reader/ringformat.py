@@ -1,8 +1,15 @@
-"""The ring format (version 1, docs/ring-format.md) as a reader sees it: the constants, the
-header and its thread table (parse_header, parse_threads, checked against the C structs'
-DWARF by tests/gdb/test_layout.py), the decoded Record, sequence numbers restored to 64
-bits, and finding headers in memory without a symbol (scan_for_headers). The engine that
-classifies and decodes a thread's slots is reader/decode.py.
+"""The ring format (versions 1 and 2, docs/ring-format.md) as a reader sees it: the
+constants, the header and its thread table (parse_header, parse_threads, checked against the
+C structs' DWARF by tests/gdb/test_layout.py), the decoded Record, format 2's origin word
+(origin_fields), sequence numbers restored to 64 bits, and finding headers in memory without
+a symbol (scan_for_headers). The engine that classifies and decodes a thread's slots is
+reader/decode.py.
+
+Versions: 1 writes a BORROW or STEAL with the object's count in `refcnt` and its container
+in an AUX CONTAINER record after it; 2 packs container, count and index into the record's
+`refcnt` and `delta` (the origin word), with an AUX ORIGIN after it only when they do not
+fit. A reader of either gives the same Record for it (reader/decode.py): `refcnt` the
+count, `delta` 0, the container as an AUX CONTAINER in `aux`.
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from pyref.reader.bulk import CHUNK, PAGE, first_line, read_pieces
 MAGIC = 0x474E524645525950                 # "PYREFRNG" little-endian
 MAGIC_BYTES = MAGIC.to_bytes(8, "little")
 SITE_MAGIC = 0x54535950                    # "PYST"
-VERSION = 1
+VERSION = 2                                # what the C side writes (ring.h)
+VERSIONS = (1, 2)                          # what this reader decodes
 HEADER_FIXED = 256
 RECORD_SIZE = 32
 THREAD_TABLE_OFF = 256
@@ -35,7 +43,10 @@ SCAN_MAX_BYTES = 16 << 30                  # scan_for_headers' default budget (~
 INCREF, DECREF, DEALLOC, NEW, BORROW, STEAL, FREE, AUX, FORK, MARK = range(1, 11)
 OPS = {1: "INCREF", 2: "DECREF", 3: "DEALLOC", 4: "NEW", 5: "BORROW", 6: "STEAL",
        7: "FREE", 8: "AUX", 9: "FORK", 10: "MARK"}
+AUX_CONTAINER = 1                          # AUX kind: obj = container, refcnt = index
 AUX_TEXT = 0x12                            # AUX kind: 16 bytes of a MARK's label
+AUX_ORIGIN = 0x13                          # AUX kind (v2): obj = index, refcnt = count
+ORIGIN_PTR_MASK = 0x0000FFFFFFFFFFF8       # v2 origin word: the container's bits
 MARK_MAX = 240                             # PYREF_MARK_MAX: label bytes a MARK carries
 OP_MASK = 0x3F
 SHARED = 0x40
@@ -125,9 +136,9 @@ def parse_header(buf, addr: int = 0) -> Header:
             raise RingError("byte order mismatch at %#x: header is big-endian, this reader "
                             "handles little-endian targets" % addr)
         raise RingError("bad magic %#018x at %#x (want %#018x)" % (magic, addr, MAGIC))
-    if version != VERSION:
-        raise RingError("unknown version %d at %#x (this reader knows %d)"
-                        % (version, addr, VERSION))
+    if version not in VERSIONS:
+        raise RingError("unknown version %d at %#x (this reader knows %s)"
+                        % (version, addr, " and ".join(map(str, VERSIONS))))
     if byte_order != 1:
         raise RingError("byte order mismatch: header says %s (%d), target is little-endian"
                         % ({2: "big-endian"}.get(byte_order, "unknown"), byte_order))
@@ -220,6 +231,22 @@ def mark_label(rec) -> tuple:
     raw = b"".join((a.obj & _M64).to_bytes(8, "little") + (a.refcnt & _M64).to_bytes(8, "little")
                    for a in rec.aux if a.site == AUX_TEXT)[:want]
     return raw.decode("utf-8", "replace"), len(raw) == want and rec.refcnt == rec.obj
+
+
+def origin_fields(word: int, delta_byte: int):
+    """(container, count, index) of a format-2 BORROW or STEAL from its origin word (the
+    record's `refcnt`, any sign) and its `delta` byte (docs/ring-format.md, "Origin
+    records"): count and index None when the code is 0 (an AUX ORIGIN holds them), index
+    -1 when the call named none, container 0 when it named none (or an AUX CONTAINER
+    names it)."""
+    word &= _M64
+    code = (word >> 48) << 11 | (word & 7) << 8 | (delta_byte & 0xFF)
+    container = word & ORIGIN_PTR_MASK
+    if code == 0:
+        return container, None, None
+    if code >> 26:
+        return container, code >> 8 & 0x3FFFF, (code & 0xFF) - 1
+    return container, code >> 18 & 0xFF, (code & 0x3FFFF) - 1
 
 
 def restore_seq(head_seq: int, s: int) -> int:

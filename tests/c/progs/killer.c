@@ -8,18 +8,27 @@
  * thread's ring (killer_expect() in test_kill.py is the same formula), so a reader can tell
  * for every decoded record whether some write wrote exactly it, at that position:
  *
- *   i % 5     op                  obj             site               refcnt
+ *   i % 8     op                  obj             site               refcnt
  *   0         INCREF              obj(t, i)       &killer_sites[..]  mix(t, i)
  *   1         DECREF              obj(t, i)       &killer_sites[..]  mix(t, i)
  *   2         INCREF | IMMORTAL   obj(t, i)       &killer_sites[..]  mix(t, i)
  *   3         DEALLOC             obj(t, i)       &killer_sites[..]  1
  *   4         AUX (of i - 1)      obj(t, i)       kind 1 + i % 7     mix(t, i) ^ 0xA5
+ *   5         BORROW or STEAL     obj(t, i)       &killer_sites[..]  origin word (format 2)
+ *   6         STEAL, code 0       obj(t, i)       &killer_sites[..]  origin word: container
+ *   7         AUX ORIGIN (of 6)   index           0x13               count
  *
- *   obj(t, i) = (t + 1) << 44 | i << 4,  mix = splitmix64's finaliser of obj(t, i).
+ *   obj(t, i) = (t + 1) << 44 | i << 4,  mix = splitmix64's finaliser of obj(t, i);
+ *   the origin at 5 (i / 8 odd: BORROW, count 1 + i % 255, index i % 100000 - 1, code layout
+ *   0; even: STEAL, count 256 + i % 100000, index i % 254 - 1, layout 1) and at 6 (count
+ *   2^20 + i % 4096: it does not fit, index i % 1000 - 1) name the container
+ *   ((t + 1) << 40 | i << 3) & PYREF_ORIGIN_PTR_MASK: killer_origin(). 6 and 7 are one
+ *   write (pyref_record_pair, as the C-API wrappers write an origin that does not fit).
  *
  * Before each write, thread t stores i in killer_cur[t] (a volatile word), so a reader of
  * the dead process knows which write was under way: the thread's head must be i (write not
- * finished) or i + 1 (head stored, killer_cur not yet advanced).
+ * finished) or i + 1 (head stored, killer_cur not yet advanced; i + 2 after the two-slot
+ * write at i % 8 == 6).
  *
  * Usage: killer NTHREADS [gil] [fork] [for=SECONDS]
  *   gil   serialise the writers with one mutex, as the GIL does (seqs are then exact);
@@ -76,12 +85,30 @@ static uint64_t mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* Thread t's write number i (its position in the thread's ring). */
+/* The origin thread t writes at position i (i % 8 == 5 or 6): op, container, count, index. */
+static void killer_origin(unsigned t, uint64_t i, unsigned *op, uint64_t *container,
+                          int64_t *count, int64_t *index)
+{
+    int odd = (i / 8) % 2;
+    *container = ((uint64_t)(t + 1) << 40 | i << 3) & PYREF_ORIGIN_PTR_MASK;
+    if (i % 8 == 6) {
+        *op = PYREF_OP_STEAL;
+        *count = (1 << 20) + (int64_t)(i % 4096);
+        *index = (int64_t)(i % 1000) - 1;
+        return;
+    }
+    *op = odd ? PYREF_OP_BORROW : PYREF_OP_STEAL;
+    *count = odd ? 1 + (int64_t)(i % 255) : 256 + (int64_t)(i % 100000);
+    *index = odd ? (int64_t)(i % 100000) - 1 : (int64_t)(i % 254) - 1;
+}
+
+/* Thread t's write number i (its position in the thread's ring); at i % 8 == 6 a write of
+ * two slots, i and i + 1. */
 static inline void write_one(unsigned t, uint64_t i)
 {
     uint64_t obj = obj_of(t, i);
     const struct pyref_site *site = &killer_sites[(i * 3 + t) % NSITES];
-    switch (i % 5) {
+    switch (i % 8) {
     case 0:
         pyref_record((void *)obj, site, (int64_t)mix(obj), PYREF_OP_INCREF, 1);
         break;
@@ -95,9 +122,28 @@ static inline void write_one(unsigned t, uint64_t i)
     case 3:
         pyref_record((void *)obj, site, 1, PYREF_OP_DEALLOC, -1);
         break;
-    default:
+    case 4:
         pyref_record_aux((void *)obj, 1 + i % 7, (int64_t)(mix(obj) ^ 0xA5));
         break;
+    case 5: {
+        unsigned op;
+        uint64_t container;
+        int64_t count, index;
+        killer_origin(t, i, &op, &container, &count, &index);
+        uint32_t code = pyref_origin_code(count, index);
+        pyref_record((void *)obj, site, (int64_t)pyref_origin_word(container, code), op,
+                     (int)(int8_t)(uint8_t)(code & 0xFF));
+        break;
+    }
+    default: {
+        unsigned op;
+        uint64_t container;
+        int64_t count, index;
+        killer_origin(t, i, &op, &container, &count, &index);
+        pyref_record_pair((void *)obj, site, (int64_t)container, op, 0,
+                          (const void *)(uintptr_t)index, PYREF_AUX_ORIGIN, count);
+        break;
+    }
     }
 }
 
@@ -105,6 +151,8 @@ static inline void write_one(unsigned t, uint64_t i)
 static void write_range(unsigned t, uint64_t from, uint64_t to)
 {
     for (uint64_t i = from; i < to; i++) {
+        if (i % 8 == 7)
+            continue; /* written with i - 1 */
         if (use_gil)
             pthread_mutex_lock(&gil);
         killer_cur[t] = i;
