@@ -213,7 +213,7 @@ static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
 {
     struct pyref_thread *t = pyref_tls_thread;
     if (__builtin_expect(t->busy != 0, 0)) {
-        if (t->busy == PYREF_BUSY_OFF)
+        if (pyref__busy_off(t->busy))
             pyref__real_incref(op);
         else
             pyref__incref_busy(op, site);
@@ -228,7 +228,7 @@ static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
 {
     struct pyref_thread *t = pyref_tls_thread;
     if (__builtin_expect(t->busy != 0, 0)) {
-        if (t->busy == PYREF_BUSY_OFF)
+        if (pyref__busy_off(t->busy))
             pyref__real_decref(op, site);
         else
             pyref__decref_busy(op, site);
