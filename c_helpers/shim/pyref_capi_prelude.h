@@ -171,7 +171,7 @@ static inline __attribute__((always_inline)) void
 pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
               const void *container, int64_t index)
 {
-    struct pyref_thread *t = pyref_tls_thread;
+    struct pyref_thread *t = pyref__thread(); /* Python.h */
     if (__builtin_expect(t->busy != 0, 0)) {
         if (!pyref__busy_off(t->busy))
             pyref__origin_busy(obj, site, op, container, index);
@@ -200,7 +200,7 @@ struct pyref__pre {
  * forking thread's (ring.c) - the precondition of pyref__record_idle(). */
 static inline __attribute__((always_inline)) struct pyref__pre pyref__before(const void *obj)
 {
-    struct pyref_thread *t = pyref_tls_thread;
+    struct pyref_thread *t = pyref__thread(); /* Python.h */
     struct pyref__pre p = {0, 0u, t};
     uint32_t busy = t->busy;
     if (__builtin_expect(busy != 0, 0)) { /* the shim's one test, as in pyref_incref() */
