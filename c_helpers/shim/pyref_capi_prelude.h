@@ -184,10 +184,20 @@ pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
  * container may have released (freed) the object. It also carries what pyref__before()
  * found of the thread, so that pyref__stolen() does not test `busy` again: one test of
  * the thread for the pair (when off, the compiler folds the second into the first). */
+#ifndef PYREF__O0_COPIES
+#define PYREF__PRE_KEEPS_T 1
+#else
+/* -O0 (Python.h's optimize("O2") copies): 16 bytes, which the unoptimised wrappers get and
+ * pass in two registers (24 went through memory: +2.8M instructions, 2.4 %, on the
+ * workload); pyref__stolen() reads the descriptor again there. */
+#define PYREF__PRE_KEEPS_T 0
+#endif
 struct pyref__pre {
     int64_t refcnt;         /* Py_REFCNT() before the call */
     unsigned flags;         /* PYREF_OP_IMMORTAL or 0; PYREF__PRE_OFF: recording is off */
+#if PYREF__PRE_KEEPS_T
     struct pyref_thread *t; /* the descriptor pyref__before() read idle, else NULL */
+#endif
 };
 #define PYREF__PRE_OFF 0x100u /* not an op bit: never reaches a record */
 
@@ -200,6 +210,7 @@ struct pyref__pre {
  * forking thread's (ring.c) - the precondition of pyref__record_idle(). */
 static inline __attribute__((always_inline)) struct pyref__pre pyref__before(const void *obj)
 {
+#if PYREF__PRE_KEEPS_T
     struct pyref_thread *t = pyref__thread(); /* Python.h */
     struct pyref__pre p = {0, 0u, t};
     uint32_t busy = t->busy;
@@ -210,6 +221,11 @@ static inline __attribute__((always_inline)) struct pyref__pre pyref__before(con
             return p;
         }
     }
+#else
+    struct pyref__pre p = {0, 0u};
+    if (pyref_recording_off())
+        return p;
+#endif
     if (obj != NULL) {
         PyObject *o = (PyObject *)(uintptr_t)obj;
         p.refcnt = (int64_t)pyref__refcnt(o);
@@ -241,11 +257,13 @@ pyref__stolen_busy(const void *obj, struct pyref__pre pre, const struct pyref_si
 
 /* Records STEAL of `obj` (count as read by pyref__before) and the container that took it
  * (format 2: in the same record).
- * Never dereferences obj: it may be gone. No `busy` test: pyref__before()'s stands. */
+ * Never dereferences obj: it may be gone. No `busy` test (but at -O0): pyref__before()'s
+ * stands. */
 static inline __attribute__((always_inline)) void
 pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
               const void *container, int64_t index)
 {
+#if PYREF__PRE_KEEPS_T
     if (__builtin_expect(pre.flags & PYREF__PRE_OFF, 0))
         return;
     if (__builtin_expect(pre.t == NULL, 0)) {
@@ -254,6 +272,15 @@ pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *s
         return;
     }
     pyref__stolen_on(obj, pre, site, container, index, pre.t, 1);
+#else /* -O0: the busy test again, as in pyref__origin() */
+    struct pyref_thread *t = pyref__thread();
+    if (__builtin_expect(t->busy != 0, 0)) {
+        if (!pyref__busy_off(t->busy))
+            pyref__stolen_busy(obj, pre, site, container, index);
+        return;
+    }
+    pyref__stolen_on(obj, pre, site, container, index, t, 1);
+#endif
 }
 
 /* Unoptimised builds (gcc -O0, Python.h's PYREF__O2_FN): the three helpers every wrapper
