@@ -3,7 +3,8 @@ extension: PYREF=off records nothing and registers no thread, through every kind
 wrapper, while the wrapped operations keep their effect; recording on, a steal that is a
 thread's first record (pyref__before() finds the thread without a descriptor, so
 pyref__stolen() takes the full path and registers it) and a steal on a registered thread
-(pyref__before()'s descriptor reused after the call) are each recorded once, as STEAL.
+(pyref__before()'s descriptor reused after the call) are each recorded once, as STEAL; a
+function whose first record registers the thread records all its sites.
 Ring read through ctypes from the running process (header and descriptor offsets:
 docs/ring-format.md). Built at -O0 (the optimize("O2") copies) and -O2."""
 import os
@@ -87,6 +88,15 @@ def first_steal():
     res["ops2"] = ops(descriptor(res["tid"])) if descriptor(res["tid"]) else None
 th = threading.Thread(target=first_steal)
 th.start(); th.join()
+def mix_twice():                         # the first call registers the thread mid-function
+    tid = threading.get_native_id()
+    shimoff.mix(o)
+    n1 = ops(descriptor(tid)) if descriptor(tid) else []
+    shimoff.mix(o)
+    n2 = ops(descriptor(tid)) if descriptor(tid) else []
+    res["mix_first"], res["mix_second"] = n1, n2[len(n1):]
+th = threading.Thread(target=mix_twice)
+th.start(); th.join()
 v = shimoff.mix(o)
 out.update(res, refcount_kept=sys.getrefcount(o) - rc0, mix=repr(v[0][0] is o and v[1] is o),
            registered=u64(addr + 64), heads=sum(u64(addr + u32(addr + 48) + i * u32(addr + 52) + 8)
@@ -129,6 +139,7 @@ def test_off_records_nothing_and_keeps_the_effects(ext):
     r = run(ext, PYREF="off")
     assert r["flags"] & 1 == 1
     assert (r["registered"], r["heads"], r["ops"], r["ops2"]) == (0, 0, None, None)
+    assert r["mix_first"] == r["mix_second"] == []
     assert r["mix"] == "True" and r["refcount_kept"] == 3 and r["refcount_after"] == 0
 
 
@@ -137,5 +148,9 @@ def test_a_steal_as_first_record_registers_and_records_once(ext):
     assert r["flags"] & 1 == 0
     assert r["ops"] == [STEAL]            # through pyref__stolen_busy(): registered
     assert r["ops2"] == [STEAL, STEAL]    # through before()'s idle descriptor
-    assert r["registered"] == 2 and r["heads"] > 2
+    assert r["registered"] == 3 and r["heads"] > 2
+    # a function whose first record registers the thread records the same as the next call
+    # of it (the descriptor it read first, pyref_thread_none, sends its sites to the slow
+    # path, which re-reads the TLS)
+    assert len(r["mix_first"]) >= 10 and r["mix_first"] == r["mix_second"]
     assert r["mix"] == "True" and r["refcount_kept"] == 3 and r["refcount_after"] == 0
