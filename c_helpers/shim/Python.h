@@ -191,6 +191,23 @@ pyref__decref_on(PyObject *op, const struct pyref_site *site, struct pyref_threa
     pyref__real_decref(op, site);
 }
 
+/* The calling thread's descriptor for the wrappers below: pyref_tls_thread read once per
+ * call of the function they are inlined into (a `const` function, so gcc reuses its result
+ * across the function's records, calls and loops) instead of once per site. A value read
+ * earlier in the same call is still right: a registered thread keeps its descriptor until
+ * it exits (and a fork child the forking thread's), and one read as pyref_thread_none
+ * before the thread's first record (busy 1) sends the site to the slow path, which reads
+ * pyref_tls_thread itself. Unoptimised builds read it directly: there the call would be
+ * one per site. */
+#if defined(__OPTIMIZE__)
+static __attribute__((noinline, const, unused)) struct pyref_thread *pyref__thread(void)
+{
+    return pyref_tls_thread;
+}
+#else
+#define pyref__thread() pyref_tls_thread
+#endif
+
 /* The calling thread is busy (no descriptor yet, or a signal handler's record inside one
  * of its records) and recording is on: out of line, rare. */
 static __attribute__((noinline, cold, unused)) void pyref__incref_busy(PyObject *op,
@@ -211,9 +228,9 @@ static __attribute__((noinline, cold, unused)) void pyref__decref_busy(PyObject 
 static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
                                                              const struct pyref_site *site)
 {
-    struct pyref_thread *t = pyref_tls_thread;
+    struct pyref_thread *t = pyref__thread();
     if (__builtin_expect(t->busy != 0, 0)) {
-        if (t->busy == PYREF_BUSY_OFF)
+        if (pyref__busy_off(t->busy))
             pyref__real_incref(op);
         else
             pyref__incref_busy(op, site);
@@ -226,9 +243,9 @@ static inline __attribute__((always_inline)) void pyref_incref(PyObject *op,
 static inline __attribute__((always_inline)) void pyref_decref(PyObject *op,
                                                              const struct pyref_site *site)
 {
-    struct pyref_thread *t = pyref_tls_thread;
+    struct pyref_thread *t = pyref__thread();
     if (__builtin_expect(t->busy != 0, 0)) {
-        if (t->busy == PYREF_BUSY_OFF)
+        if (pyref__busy_off(t->busy))
             pyref__real_decref(op, site);
         else
             pyref__decref_busy(op, site);

@@ -171,9 +171,9 @@ static inline __attribute__((always_inline)) void
 pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
               const void *container, int64_t index)
 {
-    struct pyref_thread *t = pyref_tls_thread;
+    struct pyref_thread *t = pyref__thread(); /* Python.h */
     if (__builtin_expect(t->busy != 0, 0)) {
-        if (t->busy != PYREF_BUSY_OFF)
+        if (!pyref__busy_off(t->busy))
             pyref__origin_busy(obj, site, op, container, index);
         return;
     }
@@ -181,20 +181,51 @@ pyref__origin(const void *obj, const struct pyref_site *site, unsigned op,
 }
 
 /* The count of a reference about to be stolen, read before the call: after it the
- * container may have released (freed) the object. */
+ * container may have released (freed) the object. It also carries what pyref__before()
+ * found of the thread, so that pyref__stolen() does not test `busy` again: one test of
+ * the thread for the pair (when off, the compiler folds the second into the first). */
+#ifndef PYREF__O0_COPIES
+#define PYREF__PRE_KEEPS_T 1
+#else
+/* -O0 (Python.h's optimize("O2") copies): 16 bytes, which the unoptimised wrappers get and
+ * pass in two registers (24 went through memory: +2.8M instructions, 2.4 %, on the
+ * workload); pyref__stolen() reads the descriptor again there. */
+#define PYREF__PRE_KEEPS_T 0
+#endif
 struct pyref__pre {
-    int64_t refcnt;  /* Py_REFCNT() before the call */
-    unsigned flags;  /* PYREF_OP_IMMORTAL or 0 */
+    int64_t refcnt;         /* Py_REFCNT() before the call */
+    unsigned flags;         /* PYREF_OP_IMMORTAL or 0; PYREF__PRE_OFF: recording is off */
+#if PYREF__PRE_KEEPS_T
+    struct pyref_thread *t; /* the descriptor pyref__before() read idle, else NULL */
+#endif
 };
+#define PYREF__PRE_OFF 0x100u /* not an op bit: never reaches a record */
 
 /* Reads what pyref__stolen() records of `obj` before the call that steals it, and notes
- * obj for the free hook while it is alive. Under PYREF=off does nothing and returns
- * zeros (pyref__stolen() then records nothing). */
+ * obj for the free hook while it is alive. Under PYREF=off does nothing else and returns
+ * PYREF__PRE_OFF (pyref__stolen() then records nothing). A thread whose `busy` is 0 here
+ * is still idle at the pyref__stolen() after the call: a record made during the call (a
+ * signal handler, a deallocator's traced code) restores `busy` to 0 before it returns, a
+ * registered thread keeps its descriptor until it exits, and a fork child keeps the
+ * forking thread's (ring.c) - the precondition of pyref__record_idle(). */
 static inline __attribute__((always_inline)) struct pyref__pre pyref__before(const void *obj)
 {
+#if PYREF__PRE_KEEPS_T
+    struct pyref_thread *t = pyref__thread(); /* Python.h */
+    struct pyref__pre p = {0, 0u, t};
+    uint32_t busy = t->busy;
+    if (__builtin_expect(busy != 0, 0)) { /* the shim's one test, as in pyref_incref() */
+        p.t = NULL;
+        if (pyref__busy_off(busy)) {
+            p.flags = PYREF__PRE_OFF;
+            return p;
+        }
+    }
+#else
     struct pyref__pre p = {0, 0u};
     if (pyref_recording_off())
         return p;
+#endif
     if (obj != NULL) {
         PyObject *o = (PyObject *)(uintptr_t)obj;
         p.refcnt = (int64_t)pyref__refcnt(o);
@@ -215,7 +246,8 @@ pyref__stolen_on(const void *obj, struct pyref__pre pre, const struct pyref_site
                               index, t, idle);
 }
 
-/* pyref__stolen() when the thread is busy and recording is on: out of line, rare. */
+/* pyref__stolen() when the thread was busy at pyref__before() (no descriptor yet, or a
+ * signal handler inside a record) and recording is on: out of line, rare. */
 static __attribute__((noinline, cold, unused)) void
 pyref__stolen_busy(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
                    const void *container, int64_t index)
@@ -225,18 +257,30 @@ pyref__stolen_busy(const void *obj, struct pyref__pre pre, const struct pyref_si
 
 /* Records STEAL of `obj` (count as read by pyref__before) and the container that took it
  * (format 2: in the same record).
- * Never dereferences obj: it may be gone. The `busy` test first, as in pyref__origin(). */
+ * Never dereferences obj: it may be gone. No `busy` test (but at -O0): pyref__before()'s
+ * stands. */
 static inline __attribute__((always_inline)) void
 pyref__stolen(const void *obj, struct pyref__pre pre, const struct pyref_site *site,
               const void *container, int64_t index)
 {
-    struct pyref_thread *t = pyref_tls_thread;
+#if PYREF__PRE_KEEPS_T
+    if (__builtin_expect(pre.flags & PYREF__PRE_OFF, 0))
+        return;
+    if (__builtin_expect(pre.t == NULL, 0)) {
+        if (obj != NULL)
+            pyref__stolen_busy(obj, pre, site, container, index);
+        return;
+    }
+    pyref__stolen_on(obj, pre, site, container, index, pre.t, 1);
+#else /* -O0: the busy test again, as in pyref__origin() */
+    struct pyref_thread *t = pyref__thread();
     if (__builtin_expect(t->busy != 0, 0)) {
-        if (t->busy != PYREF_BUSY_OFF)
+        if (!pyref__busy_off(t->busy))
             pyref__stolen_busy(obj, pre, site, container, index);
         return;
     }
     pyref__stolen_on(obj, pre, site, container, index, t, 1);
+#endif
 }
 
 /* Unoptimised builds (gcc -O0, Python.h's PYREF__O2_FN): the three helpers every wrapper

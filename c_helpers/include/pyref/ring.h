@@ -125,7 +125,19 @@ extern struct pyref_ring_header *pyref_ring;
  * PYREF_BUSY_OFF (set once at init under PYREF=off) drops the record inline. Not in the
  * header's table; nothing else of it is ever written. */
 extern struct pyref_thread pyref_thread_none;
-#define PYREF_BUSY_OFF 2
+/* Bit 31 alone, so that "off" is the sign of `busy`: the fast path's `busy != 0` test
+ * (test + jne) leaves the sign flag set for PYREF_BUSY_OFF, and the cold branch tells off
+ * from busy with one `js`/`jns` on those flags instead of a second compare
+ * (pyref__busy_off()): one instruction less a site when off, the recording path unchanged. */
+#define PYREF_BUSY_OFF 0x80000000u
+
+/* Given a `busy` word already known nonzero: is it PYREF_BUSY_OFF (the only value with bit
+ * 31 set)? A sign test of the same value, which gcc answers from the flags of the `!= 0`
+ * test before it. */
+static inline __attribute__((always_inline)) int pyref__busy_off(uint32_t busy)
+{
+    return (int32_t)busy < 0;
+}
 
 /* The calling thread's descriptor: &pyref_thread_none until its first record, never NULL.
  * initial-exec TLS: the fast path reads it with one %fs-relative load (the default model
@@ -155,6 +167,8 @@ int pyref_record_slow(const void *obj, const struct pyref_site *site, int64_t re
  * changes once the ring set is made. */
 static inline __attribute__((always_inline)) int pyref_recording_off(void)
 {
+    /* an equality (cmp with memory + je), not pyref__busy_off(): here no test of the same
+     * word comes first whose flags a sign test could reuse */
     return __builtin_expect(pyref_tls_thread->busy == PYREF_BUSY_OFF, 0);
 }
 
@@ -253,8 +267,9 @@ pyref_record(const void *obj, const struct pyref_site *site, int64_t refcnt, uns
 {
     struct pyref_thread *t = pyref_tls_thread;
     /* one test: no descriptor yet (pyref_thread_none), recording off, or re-entered */
-    if (__builtin_expect(t->busy != 0, 0))
-        return t->busy == PYREF_BUSY_OFF ? 0 : pyref_record_slow(obj, site, refcnt, op, delta);
+    uint32_t busy = t->busy;
+    if (__builtin_expect(busy != 0, 0))
+        return pyref__busy_off(busy) ? 0 : pyref_record_slow(obj, site, refcnt, op, delta);
     return pyref__record_idle(t, obj, site, refcnt, op, delta);
 }
 
@@ -305,9 +320,10 @@ pyref_record_pair(const void *obj, const struct pyref_site *site, int64_t refcnt
                   int delta, const void *aux_obj, uint64_t aux_kind, int64_t aux_value)
 {
     struct pyref_thread *t = pyref_tls_thread;
-    if (__builtin_expect(t->busy != 0, 0))
-        return t->busy == PYREF_BUSY_OFF ? 0
-                                         : pyref_record_pair_slow(obj, site, refcnt, op, delta,
+    uint32_t busy = t->busy;
+    if (__builtin_expect(busy != 0, 0))
+        return pyref__busy_off(busy) ? 0
+                                     : pyref_record_pair_slow(obj, site, refcnt, op, delta,
                                                                   aux_obj, aux_kind, aux_value);
     return pyref__record_pair_idle(t, obj, site, refcnt, op, delta, aux_obj, aux_kind,
                                    aux_value);
