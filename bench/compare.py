@@ -82,7 +82,7 @@ CPU_NOTE = ("CPU time (time.process_time around each pass) rather than wall time
             "shared machine a process waiting for a CPU accrues wall time, not CPU time; "
             "cache and memory-bandwidth interference from co-runners remain. ")
 TARGET_RATIO = 1.3
-TARGET_NS = 3.0
+TARGET_NS = 2.0
 SECTION = "## Workload comparison: pyref, ASan, valgrind (`make bench-compare`)"
 BEGIN = "<!-- compare:begin (bench/compare.py --update rewrites this part) -->"
 END = "<!-- compare:end -->"
