@@ -350,7 +350,7 @@ def diagnose(expr=None):
     how = None
     said = None if expr else cpython_evidence()
     in_frames = False
-    dead = None
+    dead = aside = None
     if expr:
         addr = target.eval_address(expr)
         how = "named"
@@ -359,6 +359,13 @@ def diagnose(expr=None):
     else:
         addr, how, dead = find_dead_object(ringset)
         in_frames = addr is not None
+        fault = crash.get("address")
+        if addr is not None and not dead and fault is not None and fault < 65536 and \
+                not (ringset.rings and ringset.records_for(addr)):
+            # a fault at NULL is not a read of that object, and traced code never touched
+            # it: a freed-looking value in a frame (an outer frame's register gdb cannot
+            # restore, a stale local) is an aside, not the crash's subject
+            aside, addr, in_frames = how, None, False
         if addr is None and ringset.rings:
             addr, how = find_in_ring(ringset)
     report = {"pyref_version": __version__, "crash": crash, "ring": None,
@@ -388,7 +395,9 @@ def diagnose(expr=None):
             report["verdict"] = "not-a-refcount-bug"
             report["summary"] = ("a NULL pointer dereference (fault at 0x%x); no argument "
                                  "or local of the crashing frames points at a freed "
-                                 "object" % fault)
+                                 "object" % fault if aside is None else
+                                 "a NULL pointer dereference (fault at 0x%x); %s, but the "
+                                 "ring has no record of it" % (fault, aside))
         elif sig is not None:
             ring = ", and no harm done to any object in the ring" if ringset.rings else ""
             report["verdict"] = "not-a-refcount-bug"
